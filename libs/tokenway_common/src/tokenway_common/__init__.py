@@ -1,0 +1,1 @@
+"""Bootstrap written once for every tokenway service."""

@@ -1,0 +1,165 @@
+"""Domain errors and their ONE mapping to a rich gRPC status.
+
+Cores raise these exceptions (they import no gRPC); the server interceptor turns them into
+`google.rpc.Status` with `ErrorInfo{reason, domain, metadata}`, `BadRequest` field violations and
+`RetryInfo`, for unary and streaming handlers alike. `from_rpc_error` does the reverse for a
+downstream call's failure, so a peer's reason survives the hop to the caller.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+import grpc
+from google.protobuf import duration_pb2
+from google.rpc import code_pb2, error_details_pb2, status_pb2
+
+DOMAIN = "tokenway.io"
+_DETAILS_KEY = "grpc-status-details-bin"
+
+
+class TokenwayError(Exception):
+    """An error the caller should see, with a stable machine-readable reason."""
+
+    code: grpc.StatusCode = grpc.StatusCode.INTERNAL
+    default_reason = "INTERNAL"
+
+    def __init__(self, message: str, *, reason: str | None = None, metadata: Mapping[str, str] | None = None,
+                 field_violations: Iterable[tuple[str, str]] = (), retry_after: float | None = None,
+                 code: grpc.StatusCode | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.reason = reason or self.default_reason
+        self.metadata = {k: str(v) for k, v in (metadata or {}).items()}
+        self.field_violations = list(field_violations)
+        self.retry_after = retry_after
+        if code is not None:
+            self.code = code
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.code.name}, {self.reason}, {self.message!r})"
+
+
+class InvalidArgument(TokenwayError):
+    code = grpc.StatusCode.INVALID_ARGUMENT
+    default_reason = "INVALID_ARGUMENT"
+
+
+class NotFound(TokenwayError):
+    code = grpc.StatusCode.NOT_FOUND
+    default_reason = "NOT_FOUND"
+
+
+class Unauthenticated(TokenwayError):
+    code = grpc.StatusCode.UNAUTHENTICATED
+    default_reason = "UNAUTHENTICATED"
+
+
+class PermissionDenied(TokenwayError):
+    code = grpc.StatusCode.PERMISSION_DENIED
+    default_reason = "PERMISSION_DENIED"
+
+
+class ResourceExhausted(TokenwayError):
+    code = grpc.StatusCode.RESOURCE_EXHAUSTED
+    default_reason = "RESOURCE_EXHAUSTED"
+
+
+class FailedPrecondition(TokenwayError):
+    code = grpc.StatusCode.FAILED_PRECONDITION
+    default_reason = "FAILED_PRECONDITION"
+
+
+class Unavailable(TokenwayError):
+    code = grpc.StatusCode.UNAVAILABLE
+    default_reason = "UNAVAILABLE"
+
+
+class DeadlineExceeded(TokenwayError):
+    code = grpc.StatusCode.DEADLINE_EXCEEDED
+    default_reason = "DEADLINE_EXCEEDED"
+
+
+class Cancelled(TokenwayError):
+    code = grpc.StatusCode.CANCELLED
+    default_reason = "CANCELLED"
+
+
+class Internal(TokenwayError):
+    code = grpc.StatusCode.INTERNAL
+    default_reason = "INTERNAL"
+
+
+def to_status_proto(err: TokenwayError) -> status_pb2.Status:
+    status = status_pb2.Status(code=err.code.value[0], message=err.message)
+    info = error_details_pb2.ErrorInfo(reason=err.reason, domain=DOMAIN, metadata=err.metadata)
+    status.details.add().Pack(info)
+    if err.field_violations:
+        br = error_details_pb2.BadRequest(
+            field_violations=[error_details_pb2.BadRequest.FieldViolation(field=f, description=d)
+                              for f, d in err.field_violations])
+        status.details.add().Pack(br)
+    if err.retry_after is not None:
+        delay = duration_pb2.Duration()
+        delay.FromNanoseconds(int(err.retry_after * 1e9))
+        status.details.add().Pack(error_details_pb2.RetryInfo(retry_delay=delay))
+    return status
+
+
+def trailing_metadata(err: TokenwayError) -> tuple[tuple[str, bytes], ...]:
+    return ((_DETAILS_KEY, to_status_proto(err).SerializeToString()),)
+
+
+_BY_CODE = {cls.code: cls for cls in (InvalidArgument, NotFound, Unauthenticated, PermissionDenied,
+                                      ResourceExhausted, FailedPrecondition, Unavailable, DeadlineExceeded,
+                                      Cancelled, Internal)}
+
+
+def status_details(err: grpc.RpcError) -> status_pb2.Status | None:
+    """The google.rpc.Status a failed call carried, if any."""
+    md = err.trailing_metadata() if hasattr(err, "trailing_metadata") else None
+    for key, value in md or ():
+        if key == _DETAILS_KEY:
+            return status_pb2.Status.FromString(value)
+    return None
+
+
+def error_info(err: grpc.RpcError) -> error_details_pb2.ErrorInfo | None:
+    status = status_details(err)
+    for any_ in status.details if status else ():
+        if any_.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
+            info = error_details_pb2.ErrorInfo()
+            any_.Unpack(info)
+            return info
+    return None
+
+
+def from_rpc_error(err: grpc.RpcError, peer: str) -> TokenwayError:
+    """Translates a downstream call's failure into a domain error, keeping its reason and details."""
+    code = err.code()
+    message = err.details() or code.name
+    cls = _BY_CODE.get(code, Internal)
+    status = status_details(err)
+    reason, metadata, violations, retry = None, {}, [], None
+    for any_ in status.details if status else ():
+        if any_.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
+            info = error_details_pb2.ErrorInfo()
+            any_.Unpack(info)
+            reason, metadata = info.reason, dict(info.metadata)
+        elif any_.Is(error_details_pb2.BadRequest.DESCRIPTOR):
+            br = error_details_pb2.BadRequest()
+            any_.Unpack(br)
+            violations = [(v.field, v.description) for v in br.field_violations]
+        elif any_.Is(error_details_pb2.RetryInfo.DESCRIPTOR):
+            ri = error_details_pb2.RetryInfo()
+            any_.Unpack(ri)
+            retry = ri.retry_delay.ToNanoseconds() / 1e9
+    if code == grpc.StatusCode.UNAVAILABLE and reason is None:
+        reason, message = "PEER_UNAVAILABLE", f"{peer} is unavailable: {message}"
+    if code == grpc.StatusCode.INTERNAL:
+        message = f"{peer} failed: {message}"
+    metadata.setdefault("peer", peer)
+    return cls(message, reason=reason, metadata=metadata, field_violations=violations, retry_after=retry, code=code)
+
+
+assert code_pb2.OK == 0  # google.rpc codes match grpc.StatusCode values

@@ -1,0 +1,134 @@
+"""Server factory and lifecycle shared by every service.
+
+An `App` registers its servicers, loads what it needs in `start()` (readiness stays NOT_SERVING
+until it returns) and releases it in `close()`. `serve()` runs one until SIGTERM/SIGINT:
+NOT_SERVING -> drain period -> `server.stop(grace)` -> `app.close()`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import signal
+from typing import Protocol
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from . import config, interceptors, logs
+
+log = logging.getLogger("tokenway.server")
+SERVING = health_pb2.HealthCheckResponse.SERVING
+NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+
+
+class App(Protocol):
+    """What a service plugs into the shared server."""
+
+    #: Fully qualified gRPC service names this app serves (readiness is reported for each).
+    service_names: tuple[str, ...]
+
+    def register(self, server: grpc.aio.Server) -> None: ...
+
+    async def start(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+def server_options(settings: config.ServerSettings) -> list[tuple[str, int]]:
+    size = settings.max_message_mb * 1024 * 1024
+    return [
+        ("grpc.max_send_message_length", size),
+        ("grpc.max_receive_message_length", size),
+        ("grpc.so_reuseport", 0),  # a second server on a taken port must fail, not share it
+        ("grpc.keepalive_permit_without_calls", 1),
+        ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+    ]
+
+
+@dataclasses.dataclass
+class RunningServer:
+    server: grpc.aio.Server
+    port: int
+    health: health.aio.HealthServicer
+    app: App
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    async def set_ready(self, ready: bool) -> None:
+        for name in self.app.service_names:
+            await self.health.set(name, SERVING if ready else NOT_SERVING)
+
+    async def stop(self, grace: float | None = 0.0, drain: float = 0.0) -> None:
+        """NOT_SERVING everywhere, optional drain period, stop with grace, close the app."""
+        await self.health.enter_graceful_shutdown()
+        if drain > 0:
+            await asyncio.sleep(drain)  # let load balancers see NOT_SERVING before we refuse calls
+        await self.server.stop(grace)
+        await self.app.close()
+
+
+async def start_server(settings: config.ServerSettings, app: App, *, wait_ready: bool = True) -> RunningServer:
+    """Binds, starts and (unless wait_ready=False) awaits `app.start()` before reporting SERVING.
+
+    Liveness ("") is SERVING as soon as the port is bound; each of the app's services turns
+    SERVING only after `app.start()` returned.
+    """
+    server = grpc.aio.server(interceptors=[interceptors.ErrorInterceptor()], options=server_options(settings))
+    app.register(server)
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    names = (*app.service_names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME)
+    reflection.enable_server_reflection(names, server)
+    port = server.add_insecure_port(f"{settings.host}:{settings.port}")
+    if port == 0:
+        raise OSError(f"cannot bind {settings.host}:{settings.port}")
+    await server.start()
+    running = RunningServer(server, port, health_servicer, app)
+    await health_servicer.set("", SERVING)
+    await running.set_ready(False)
+    if wait_ready:
+        await app.start()
+        await running.set_ready(True)
+    return running
+
+
+async def serve(settings: config.ServerSettings, app: App, name: str) -> int:
+    """Runs `app` until SIGTERM/SIGINT; returns the process exit code."""
+    logs.setup(name, settings.log_level, settings.log_format)
+    log.info("starting %s", name, extra={"fields": config.redacted(settings)})
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        running = await start_server(settings, app, wait_ready=False)
+    except OSError as e:
+        log.error("%s", e)
+        return 1
+    log.info("%s listening on %s:%d; starting up", name, settings.host, running.port)
+    startup = asyncio.create_task(app.start())
+    stopper = asyncio.create_task(stop.wait())
+    await asyncio.wait({startup, stopper}, return_when=asyncio.FIRST_COMPLETED)
+    if startup.done() and startup.exception() is None:
+        await running.set_ready(True)
+        print(f"{name} SERVING on {settings.host}:{running.port}", flush=True)
+        log.info("%s SERVING on %s:%d", name, settings.host, running.port)
+        await stop.wait()
+        code = 0
+    else:
+        if startup.done():
+            log.error("%s failed to start: %s", name, startup.exception(), exc_info=startup.exception())
+            code = 1
+        else:
+            startup.cancel()
+            code = 0
+    stopper.cancel()
+    log.info("%s shutting down: NOT_SERVING, drain %.1fs, grace %.1fs", name, settings.drain_seconds, settings.grace_seconds)
+    await running.stop(settings.grace_seconds, settings.drain_seconds)
+    log.info("%s stopped", name)
+    return code
