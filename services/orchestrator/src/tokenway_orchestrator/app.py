@@ -1,0 +1,78 @@
+"""The orchestrator as a tokenway_common App: peers connected and checked before SERVING."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+import grpc
+from tokenway.v1 import chat_pb2, chat_pb2_grpc, completion_pb2, completion_pb2_grpc, model_pb2, model_pb2_grpc
+
+from tokenway_common import errors
+from tokenway_common.channels import insecure_channel
+
+from .clients.inference import InferenceRouter, Replica
+from .clients.tokenizer import TokenizerClient
+from .config import OrchestratorSettings
+from .core.ports import ModelInfo
+from .core.service import Orchestrator
+from .servicers.chat import ChatServicer
+from .servicers.completion import CompletionServicer
+from .servicers.models import ModelServicer
+
+log = logging.getLogger("tokenway.orchestrator")
+
+
+class OrchestratorApp:
+    service_names = (
+        chat_pb2.DESCRIPTOR.services_by_name["ChatService"].full_name,
+        completion_pb2.DESCRIPTOR.services_by_name["CompletionService"].full_name,
+        model_pb2.DESCRIPTOR.services_by_name["ModelService"].full_name,
+    )
+
+    def __init__(self, settings: OrchestratorSettings) -> None:
+        self.settings = settings
+        self.started_at = int(time.time())
+        self.system_fingerprint = ""
+        self._orchestrator: Orchestrator | None = None
+        self._tokenizer_channel: grpc.aio.Channel | None = None
+        self.router: InferenceRouter | None = None
+
+    def register(self, server: grpc.aio.Server) -> None:
+        chat_pb2_grpc.add_ChatServiceServicer_to_server(ChatServicer(self), server)
+        completion_pb2_grpc.add_CompletionServiceServicer_to_server(CompletionServicer(self), server)
+        model_pb2_grpc.add_ModelServiceServicer_to_server(ModelServicer(self), server)
+
+    def orchestrator(self) -> Orchestrator:
+        if self._orchestrator is None:
+            raise errors.Unavailable("the orchestrator is starting", reason="NOT_READY", retry_after=1.0)
+        return self._orchestrator
+
+    async def start(self) -> None:
+        s = self.settings
+        self._tokenizer_channel = insecure_channel(s.tokenizer_address, s, ("tokenway.tokenizer.v1.TokenizerService",))
+        tokenizer = TokenizerClient(self._tokenizer_channel, s.peer_timeout_seconds)
+        self.router = InferenceRouter([
+            Replica(a, insecure_channel(a, s, ("tokenway.inference.v1.InferenceService",))) for a in s.inference_addresses])
+        self.router.start()
+        log.info("waiting for the tokenizer at %s and inference at %s", s.tokenizer_address, ",".join(s.inference_addresses))
+        tinfo, minfo = await asyncio.gather(tokenizer.info(s.startup_timeout_seconds, wait_for_ready=True),
+                                            self.router.model_info(s.startup_timeout_seconds))
+        if tinfo.fingerprint != minfo.tokenizer_fingerprint:
+            raise RuntimeError(f"tokenizer mismatch: the tokenizer service serves {tinfo.name} "
+                               f"(fingerprint {tinfo.fingerprint[:12]}) but the inference model {minfo.model_name} "
+                               f"was served with fingerprint {minfo.tokenizer_fingerprint[:12]}")
+        model = ModelInfo(name=minfo.model_name, context_length=minfo.max_context_length, vocab_size=minfo.vocab_size,
+                          eos_token_ids=tuple(minfo.eos_token_ids), default_max_tokens=minfo.default_max_tokens,
+                          tokenizer_fingerprint=minfo.tokenizer_fingerprint, engine=minfo.engine)
+        self.system_fingerprint = f"fp_{minfo.engine}_{minfo.tokenizer_fingerprint[:10]}"
+        self._orchestrator = Orchestrator(tokenizer, self.router, model, max_n=s.max_n, max_stop_strings=s.max_stop_strings,
+                                          max_stop_string_chars=s.max_stop_string_chars, max_prompts=s.max_prompts)
+        log.info("serving model %s (context %d, engine %s)", model.name, model.context_length, model.engine)
+
+    async def close(self) -> None:
+        if self.router:
+            await self.router.close()
+        if self._tokenizer_channel:
+            await self._tokenizer_channel.close()

@@ -1,0 +1,31 @@
+"""Orchestrator settings: TOKENWAY_ORCHESTRATOR_* variables, mirrored as --flags."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from tokenway_common.config import ServerSettings, setting
+
+PREFIX = "TOKENWAY_ORCHESTRATOR"
+
+
+def _addresses(value: tuple[str, ...]) -> str | None:
+    if not value:
+        return "at least one address is required"
+    bad = [a for a in value if ":" not in a]
+    return f"not host:port: {', '.join(bad)}" if bad else None
+
+
+@dataclasses.dataclass(frozen=True)
+class OrchestratorSettings(ServerSettings):
+    port: int = setting(50051, "port of the public tokenway.v1 API", minimum=0)
+    tokenizer_address: str = setting("127.0.0.1:50052", "tokenizer service host:port")
+    inference_addresses: tuple[str, ...] = setting(("127.0.0.1:50053",), "inference replicas, comma-separated host:port",
+                                                   check=_addresses)
+    startup_timeout_seconds: float = setting(600.0, "how long to wait at startup for the peers to be ready", minimum=1)
+    request_timeout_seconds: float = setting(3600.0, "deadline of a request whose caller set none", minimum=1)
+    peer_timeout_seconds: float = setting(30.0, "deadline of a short peer call (render, tokenize, info)", minimum=0.1)
+    max_n: int = setting(16, "largest n (choices per prompt) accepted", minimum=1)
+    max_stop_strings: int = setting(16, "most stop strings per request", minimum=0)
+    max_stop_string_chars: int = setting(256, "longest stop string accepted", minimum=1)
+    max_prompts: int = setting(64, "most prompts in one completion request", minimum=1)

@@ -1,0 +1,1 @@
+"""The orchestrator's request pipeline; imports no gRPC."""

@@ -1,0 +1,145 @@
+"""One request's generation: n choices per prompt, streamed as text deltas with exact usage.
+
+Each choice runs the inference stream into the tokenizer's streaming detokenizer (which matches
+stop strings), and the choices' events are merged into one ordered stream. Closing the stream
+(client gone, deadline, error in a sibling choice) cancels every choice, which cancels both
+downstream calls and so the engine request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import AsyncIterator
+
+from tokenway_common import errors
+
+from .ports import EngineChunk, EngineSpec, InferencePort, ModelInfo, TokenizerPort
+
+PROMPT_CONTEXT_TOKENS = 8  # prompt tail the detokenizer sees, so the first token decodes as in context
+
+
+@dataclasses.dataclass(frozen=True)
+class TokenLogprob:
+    token: str
+    logprob: float
+    top: tuple[tuple[str, float], ...]
+
+
+@dataclasses.dataclass(frozen=True)
+class ChoiceEvent:
+    index: int
+    text: str
+    first: bool = False
+    finish_reason: str | None = None
+    stop_reason: str | None = None
+    logprobs: tuple[TokenLogprob, ...] | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Usage:
+    prompt_tokens: int
+    completion_tokens: int
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
+@dataclasses.dataclass(frozen=True)
+class Job:
+    """Everything needed to generate: prompts (token ids) and per-prompt engine specs."""
+
+    request_id: str
+    prompts: list[list[int]]
+    specs: list[EngineSpec]  # one per prompt (max_tokens may differ by prompt length)
+    n: int
+    stop: tuple[str, ...]
+    include_stop: bool
+    skip_special_tokens: bool
+    want_logprobs: bool
+
+
+class Pipeline:
+    def __init__(self, tokenizer: TokenizerPort, inference: InferencePort, model: ModelInfo) -> None:
+        self.tokenizer = tokenizer
+        self.inference = inference
+        self.model = model
+
+    async def run(self, job: Job, timeout: float | None) -> AsyncIterator[ChoiceEvent | Usage]:
+        """Yields ChoiceEvents as they are produced, then one Usage."""
+        queue: asyncio.Queue[ChoiceEvent | BaseException | None] = asyncio.Queue()
+        tasks: list[asyncio.Task[int]] = []
+        for p, prompt in enumerate(job.prompts):
+            for j in range(job.n):
+                index = p * job.n + j
+                spec = job.specs[p]
+                if spec.seed is not None and job.n > 1:
+                    spec = dataclasses.replace(spec, seed=spec.seed + j)
+                tasks.append(asyncio.create_task(self._choice(job, index, prompt, spec, queue, timeout)))
+        for t in tasks:
+            t.add_done_callback(lambda t: queue.put_nowait(None if t.cancelled() or t.exception() is None
+                                                           else t.exception()))
+        try:
+            pending = len(tasks)
+            while pending:
+                item = await queue.get()
+                if item is None:
+                    pending -= 1
+                elif isinstance(item, BaseException):
+                    raise item
+                else:
+                    yield item
+            yield Usage(prompt_tokens=sum(len(p) for p in job.prompts),
+                        completion_tokens=sum(t.result() for t in tasks))
+        finally:
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _choice(self, job: Job, index: int, prompt: list[int], spec: EngineSpec,
+                      out: asyncio.Queue, timeout: float | None) -> int:
+        """Runs one choice; returns its billed completion tokens."""
+        gen = self.inference.generate(f"{job.request_id}-{index}", prompt, spec, timeout)
+        detok = self.tokenizer.detokenize_stream(prompt[-PROMPT_CONTEXT_TOKENS:], job.skip_special_tokens,
+                                                 job.stop, job.include_stop, timeout)
+        first, consumed = True, 0
+        try:
+            async for chunk in gen:
+                last = chunk.finish_reason is not None
+                if not chunk.token_ids and not last:
+                    continue
+                res = await detok.push(chunk.token_ids, last)
+                used = res.num_tokens - consumed
+                consumed = res.num_tokens
+                logprobs = await self._logprobs(chunk, used, timeout) if job.want_logprobs else None
+                if res.matched_stop is not None:
+                    out.put_nowait(ChoiceEvent(index, res.text, first, "stop", res.matched_stop, logprobs))
+                    return res.num_tokens
+                if last:
+                    out.put_nowait(ChoiceEvent(index, res.text, first, chunk.finish_reason,
+                                               self._stop_reason(chunk), logprobs))
+                    return chunk.completion_tokens
+                if res.text or logprobs:
+                    out.put_nowait(ChoiceEvent(index, res.text, first, logprobs=logprobs))
+                    first = False
+            raise errors.Unavailable("the inference stream ended before the sequence finished",
+                                     reason="INFERENCE_STREAM_TRUNCATED")
+        finally:
+            await gen.aclose()
+            await detok.aclose()
+
+    def _stop_reason(self, chunk: EngineChunk) -> str | None:
+        if chunk.stop_token_id is None or chunk.stop_token_id in self.model.eos_token_ids:
+            return None
+        return str(chunk.stop_token_id)
+
+    async def _logprobs(self, chunk: EngineChunk, used: int, timeout: float | None) -> tuple[TokenLogprob, ...]:
+        entries = chunk.logprobs[:used]
+        ids = list(chunk.token_ids[:used])
+        wanted = ids + [tid for _, top in entries for tid, _ in top]
+        if not wanted:
+            return ()
+        texts = dict(zip(wanted, await self.tokenizer.detokenize([[t] for t in wanted], False, timeout)))
+        return tuple(TokenLogprob(texts[tid], chosen, tuple((texts[t], lp) for t, lp in top))
+                     for tid, (chosen, top) in zip(ids, entries))

@@ -1,0 +1,79 @@
+"""What the pipeline needs from the tokenizer and inference tiers, as plain Python.
+
+The gRPC adapters in `tokenway_orchestrator.clients` implement these; tests may too.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import AsyncIterator
+from typing import Protocol
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelInfo:
+    name: str
+    context_length: int
+    vocab_size: int
+    eos_token_ids: tuple[int, ...]
+    default_max_tokens: int
+    tokenizer_fingerprint: str
+    engine: str
+
+
+@dataclasses.dataclass(frozen=True)
+class EngineSpec:
+    """One sequence's sampling and stopping, as sent to the engine."""
+
+    max_tokens: int
+    min_tokens: int = 0
+    ignore_eos: bool = False
+    stop_token_ids: tuple[int, ...] = ()
+    temperature: float | None = None
+    top_p: float | None = None
+    top_k: int | None = None
+    min_p: float | None = None
+    seed: int | None = None
+    presence_penalty: float | None = None
+    frequency_penalty: float | None = None
+    repetition_penalty: float | None = None
+    logit_bias: tuple[tuple[int, float], ...] = ()
+    logprobs: int | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class EngineChunk:
+    token_ids: tuple[int, ...]
+    completion_tokens: int
+    finish_reason: str | None = None  # "stop", "length", "abort"
+    stop_token_id: int | None = None
+    logprobs: tuple[tuple[float, tuple[tuple[int, float], ...]], ...] = ()  # (chosen, ((id, logprob), ...))
+
+
+@dataclasses.dataclass(frozen=True)
+class Detokenized:
+    text: str
+    num_tokens: int
+    matched_stop: str | None = None
+
+
+class DetokenizerStream(Protocol):
+    async def push(self, token_ids: tuple[int, ...], last: bool) -> Detokenized: ...
+
+    async def aclose(self) -> None: ...
+
+
+class TokenizerPort(Protocol):
+    async def render_chat(self, messages: list, timeout: float | None) -> tuple[list[int], list[int]]: ...
+
+    async def tokenize(self, texts: list[str], timeout: float | None) -> list[list[int]]: ...
+
+    async def detokenize(self, sequences: list[list[int]], skip_special_tokens: bool, timeout: float | None) -> list[str]: ...
+
+    def detokenize_stream(self, prompt_tail: list[int], skip_special_tokens: bool, stop: tuple[str, ...],
+                          include_stop: bool, timeout: float | None) -> DetokenizerStream: ...
+
+
+class InferencePort(Protocol):
+    def generate(self, request_id: str, prompt: list[int], spec: EngineSpec,
+                 timeout: float | None) -> AsyncIterator[EngineChunk]: ...

@@ -1,0 +1,1 @@
+"""Thin proto <-> domain servicers for tokenway.v1."""

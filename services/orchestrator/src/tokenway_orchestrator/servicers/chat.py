@@ -1,0 +1,65 @@
+"""tokenway.v1.ChatService."""
+
+from __future__ import annotations
+
+from tokenway.v1 import chat_pb2, chat_pb2_grpc
+
+from tokenway_common.channels import remaining
+
+from ..core.pipeline import Usage
+from . import convert
+
+
+class ChatServicer(chat_pb2_grpc.ChatServiceServicer):
+    def __init__(self, app) -> None:
+        self.app = app
+
+    async def CreateChatCompletion(self, request, context):
+        orch = self.app.orchestrator()
+        messages, params, field = convert.chat_params(request, streaming=False)
+        timeout = remaining(context, self.app.settings.request_timeout_seconds)
+        prepared = await orch.prepare_chat(request.model, messages, params, max_tokens_field=field, timeout=timeout)
+        result = await orch.collect(prepared, timeout)
+        resp = chat_pb2.CreateChatCompletionResponse(
+            id=prepared.job.request_id, object="chat.completion", created=prepared.created, model=orch.model.name,
+            usage=convert.usage(result.usage), system_fingerprint=self.app.system_fingerprint)
+        for c in result.choices:
+            choice = resp.choices.add(index=c.index, message=chat_pb2.ChatMessage(role="assistant", content=c.text),
+                                      finish_reason=c.finish_reason)
+            if c.stop_reason is not None:
+                choice.stop_reason = c.stop_reason
+            if c.logprobs is not None:
+                choice.logprobs.CopyFrom(convert.chat_logprobs(c.logprobs))
+        return resp
+
+    async def StreamChatCompletion(self, request, context):
+        orch = self.app.orchestrator()
+        messages, params, field = convert.chat_params(request, streaming=True)
+        timeout = remaining(context, self.app.settings.request_timeout_seconds)
+        prepared = await orch.prepare_chat(request.model, messages, params, max_tokens_field=field, timeout=timeout)
+
+        def chunk() -> chat_pb2.StreamChatCompletionResponse:
+            return chat_pb2.StreamChatCompletionResponse(
+                id=prepared.job.request_id, object="chat.completion.chunk", created=prepared.created,
+                model=orch.model.name, system_fingerprint=self.app.system_fingerprint)
+
+        async for ev in orch.stream(prepared, timeout):
+            if isinstance(ev, Usage):
+                if params.include_usage:
+                    out = chunk()
+                    out.usage.CopyFrom(convert.usage(ev))
+                    yield out
+                continue
+            out = chunk()
+            choice = out.choices.add(index=ev.index)
+            if ev.first:
+                choice.delta.role = "assistant"
+            if ev.text or ev.first:
+                choice.delta.content = ev.text
+            if ev.finish_reason is not None:
+                choice.finish_reason = ev.finish_reason
+            if ev.stop_reason is not None:
+                choice.stop_reason = ev.stop_reason
+            if ev.logprobs:
+                choice.logprobs.CopyFrom(convert.chat_logprobs(ev.logprobs))
+            yield out

@@ -1,0 +1,73 @@
+"""tokenway.v1.CompletionService."""
+
+from __future__ import annotations
+
+from tokenway.v1 import completion_pb2, completion_pb2_grpc
+
+from tokenway_common.channels import remaining
+
+from ..core.pipeline import Usage
+from . import convert
+
+
+class CompletionServicer(completion_pb2_grpc.CompletionServiceServicer):
+    def __init__(self, app) -> None:
+        self.app = app
+
+    async def _prepare(self, request, context, streaming: bool):
+        orch = self.app.orchestrator()
+        params = convert.completion_params(request, streaming=streaming)
+        timeout = remaining(context, self.app.settings.request_timeout_seconds)
+        echo = request.echo if request.HasField("echo") else False
+        prepared = await orch.prepare_completion(request.model, list(request.prompt), list(request.prompt_token_ids),
+                                                 params, echo=echo, timeout=timeout)
+        return orch, params, prepared, timeout, echo
+
+    async def CreateCompletion(self, request, context):
+        orch, params, prepared, timeout, echo = await self._prepare(request, context, False)
+        result = await orch.collect(prepared, timeout)
+        resp = completion_pb2.CreateCompletionResponse(
+            id=prepared.job.request_id, object="text_completion", created=prepared.created, model=orch.model.name,
+            usage=convert.usage(result.usage), system_fingerprint=self.app.system_fingerprint)
+        n = prepared.job.n
+        for c in result.choices:
+            prefix = prepared.prompt_texts[c.index // n] if echo else ""
+            choice = resp.choices.add(index=c.index, text=prefix + c.text, finish_reason=c.finish_reason)
+            if c.stop_reason is not None:
+                choice.stop_reason = c.stop_reason
+            if c.logprobs is not None:
+                choice.logprobs.CopyFrom(convert.completion_logprobs(c.logprobs, len(prefix)))
+        return resp
+
+    async def StreamCompletion(self, request, context):
+        orch, params, prepared, timeout, echo = await self._prepare(request, context, True)
+        n = prepared.job.n
+        offsets: dict[int, int] = {}
+
+        def chunk() -> completion_pb2.StreamCompletionResponse:
+            return completion_pb2.StreamCompletionResponse(
+                id=prepared.job.request_id, object="text_completion", created=prepared.created,
+                model=orch.model.name, system_fingerprint=self.app.system_fingerprint)
+
+        async for ev in orch.stream(prepared, timeout):
+            if isinstance(ev, Usage):
+                if params.include_usage:
+                    out = chunk()
+                    out.usage.CopyFrom(convert.usage(ev))
+                    yield out
+                continue
+            text = ev.text
+            if ev.first and echo:
+                text = prepared.prompt_texts[ev.index // n] + text
+            out = chunk()
+            choice = out.choices.add(index=ev.index, text=text)
+            if ev.finish_reason is not None:
+                choice.finish_reason = ev.finish_reason
+            if ev.stop_reason is not None:
+                choice.stop_reason = ev.stop_reason
+            if ev.logprobs:
+                start = offsets.get(ev.index, len(text) - len(ev.text))
+                lp = convert.completion_logprobs(ev.logprobs, start)
+                choice.logprobs.CopyFrom(lp)
+                offsets[ev.index] = start + sum(len(e.token) for e in ev.logprobs)
+            yield out

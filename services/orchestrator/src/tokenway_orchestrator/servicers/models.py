@@ -1,0 +1,22 @@
+"""tokenway.v1.ModelService."""
+
+from __future__ import annotations
+
+from tokenway.v1 import model_pb2, model_pb2_grpc
+
+
+class ModelServicer(model_pb2_grpc.ModelServiceServicer):
+    def __init__(self, app) -> None:
+        self.app = app
+
+    def _model(self) -> model_pb2.Model:
+        m = self.app.orchestrator().model
+        return model_pb2.Model(id=m.name, object="model", created=self.app.started_at, owned_by="tokenway",
+                               max_model_len=m.context_length)
+
+    async def ListModels(self, request, context):
+        return model_pb2.ListModelsResponse(object="list", data=[self._model()])
+
+    async def GetModel(self, request, context):
+        self.app.orchestrator().check_model(request.model)
+        return model_pb2.GetModelResponse(model_info=self._model())
