@@ -1,0 +1,1 @@
+"""tokenway's tokenizer service."""

@@ -1,0 +1,216 @@
+"""Streaming detokenization: token ids in, text deltas out, with stop strings.
+
+Two layers, both O(1) amortised work per token:
+
+* an incremental decoder turns one token id into the text it adds. For byte-level BPE tokenizers
+  (GPT-2, Llama 3, Qwen, the embedded model) every token is a byte string and a UTF-8 incremental
+  decoder with "replace" errors holds back at most the 3 bytes of an incomplete character: lone
+  byte tokens come out as U+FFFD as they arrive, exactly like the one-shot decode. Other
+  tokenizers (SentencePiece/Metaspace) use vLLM-style prefix/read offsets over a short window of
+  ids seeded with the prompt's last ids, so the first token gets its leading space right.
+* a stop matcher holds back only the longest suffix of the pending text that could still begin a
+  stop string. The match that ends first wins (ties: the one that starts first), which is what
+  cutting the one-shot text at its first stop gives, whatever the token boundaries were.
+"""
+
+from __future__ import annotations
+
+import codecs
+import dataclasses
+from collections.abc import Callable, Sequence
+
+from tokenway_common import errors
+
+REPLACEMENT = "\ufffd"
+# Window decoder: tokens of left context kept, and tokens an undecodable tail may be held.
+_CONTEXT_TOKENS = 5
+_MAX_HELD_TOKENS = 6
+
+
+@dataclasses.dataclass(frozen=True)
+class StreamOptions:
+    """How one stream decodes; mirrors DetokenizeStreamStart."""
+
+    prompt_token_ids: Sequence[int] = ()
+    skip_special_tokens: bool = True
+    stop: Sequence[str] = ()
+    include_stop_str_in_output: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class StreamDelta:
+    """The answer to one chunk; mirrors DetokenizeStreamResponse."""
+
+    text: str
+    num_tokens: int
+    matched_stop: str | None
+    token_texts: list[str]
+
+
+class ByteLevelDecoder:
+    """Per-token bytes through an incremental UTF-8 decoder (at most 3 bytes held back)."""
+
+    def __init__(self, token_bytes: Sequence[bytes], special_ids: frozenset[int], skip_special_tokens: bool) -> None:
+        self._bytes = token_bytes
+        self._skip = special_ids if skip_special_tokens else frozenset()
+        self._utf8 = codecs.getincrementaldecoder("utf-8")("replace")
+
+    def step(self, token_id: int) -> str:
+        if token_id in self._skip:
+            return ""
+        return self._utf8.decode(self._bytes[token_id])
+
+    def flush(self) -> str:
+        return self._utf8.decode(b"", final=True)
+
+
+class WindowDecoder:
+    """vLLM-style offsets: decode a short window of ids and emit what grew past the read offset.
+
+    Text ending in U+FFFD may be an incomplete character and waits, but for at most
+    `_MAX_HELD_TOKENS` tokens; then it is emitted as is (bounded hold-back).
+    """
+
+    def __init__(self, decode: Callable[[list[int], bool], str], prompt_token_ids: Sequence[int],
+                 skip_special_tokens: bool) -> None:
+        self._decode = decode
+        self._skip = skip_special_tokens
+        self._ids: list[int] = list(prompt_token_ids[-_CONTEXT_TOKENS:])
+        self._prefix = 0
+        self._read = len(self._ids)
+        self._prefix_text: str | None = None
+
+    def _window_prefix_text(self) -> str:
+        if self._prefix_text is None:
+            self._prefix_text = self._decode(self._ids[self._prefix:self._read], self._skip)
+        return self._prefix_text
+
+    def step(self, token_id: int) -> str:
+        self._ids.append(token_id)
+        return self._advance(force=False)
+
+    def flush(self) -> str:
+        return self._advance(force=True) if self._read < len(self._ids) else ""
+
+    def _advance(self, force: bool) -> str:
+        prefix_text = self._window_prefix_text()
+        new_text = self._decode(self._ids[self._prefix:], self._skip)
+        held = len(self._ids) - self._read
+        if new_text.endswith(REPLACEMENT) and not force and held < _MAX_HELD_TOKENS:
+            return ""
+        delta = new_text[len(prefix_text):]
+        # Slide the window: the new prefix starts at the old read offset; keep it short.
+        self._prefix, self._read = self._read, len(self._ids)
+        if self._read - self._prefix > _CONTEXT_TOKENS:
+            self._prefix = self._read - _CONTEXT_TOKENS
+        self._prefix_text = None
+        if self._prefix > 4 * _CONTEXT_TOKENS:  # drop ids no window can reach again
+            del self._ids[:self._prefix]
+            self._read -= self._prefix
+            self._prefix = 0
+        return delta
+
+
+class StopMatcher:
+    """Finds stop strings across token boundaries, holding back as little text as possible."""
+
+    def __init__(self, stops: Sequence[str], include_stop_str_in_output: bool) -> None:
+        self.stops = tuple(dict.fromkeys(s for s in stops if s))
+        self._include = include_stop_str_in_output
+        self._pending = ""
+
+    def feed(self, text: str) -> tuple[str, str | None, int]:
+        """Adds text; returns (text safe to emit, matched stop or None, length of held text before).
+
+        On a match the emitted text ends at the cut point (end of the stop if included, else its
+        start); the third value lets the caller locate that cut within the text it fed.
+        """
+        held_before = len(self._pending)
+        if not self.stops:
+            return text, None, held_before
+        pending = self._pending + text
+        best: tuple[int, int, str] | None = None
+        for s in self.stops:
+            i = pending.find(s)
+            if i >= 0:
+                key = (i + len(s), i, s)
+                if best is None or key[:2] < best[:2]:
+                    best = key
+        if best is not None:
+            end, start, stop = best
+            self._pending = ""
+            return pending[:end if self._include else start], stop, held_before
+        hold = self._held_suffix(pending)
+        self._pending = pending[len(pending) - hold:]
+        return pending[:len(pending) - hold], None, held_before
+
+    def flush(self) -> str:
+        out, self._pending = self._pending, ""
+        return out
+
+    def _held_suffix(self, text: str) -> int:
+        longest = min(len(text), max(len(s) for s in self.stops) - 1)
+        for k in range(longest, 0, -1):
+            tail = text[-k:]
+            if any(s.startswith(tail) for s in self.stops):
+                return k
+        return 0
+
+
+class DetokenizeStream:
+    """One generation's decoding state. `push` answers each chunk with exactly one StreamDelta."""
+
+    def __init__(self, decoder: ByteLevelDecoder | WindowDecoder, options: StreamOptions,
+                 check_ids: Callable[[Sequence[int], str], None]) -> None:
+        self._decoder = decoder
+        self._stops = StopMatcher(options.stop, options.include_stop_str_in_output)
+        self._check_ids = check_ids
+        self.num_tokens = 0
+        self.matched_stop: str | None = None
+        self.finished = False
+
+    def push(self, token_ids: Sequence[int], last: bool = False) -> StreamDelta:
+        if self.matched_stop is not None:
+            return StreamDelta("", self.num_tokens, self.matched_stop, [])
+        if self.finished:
+            raise errors.InvalidArgument("the stream already received its last chunk", reason="STREAM_FINISHED",
+                                         field_violations=[("chunk", "no chunk may follow one with last=true")])
+        self._check_ids(token_ids, "chunk.token_ids")
+        out: list[str] = []
+        token_texts: list[str] = []
+        for tid in token_ids:
+            piece = self._decoder.step(tid)
+            self.num_tokens += 1
+            if self._feed(piece, out, token_texts):
+                return StreamDelta("".join(out), self.num_tokens, self.matched_stop, token_texts)
+        if last:
+            self.finished = True
+            tail = self._decoder.flush()
+            if tail:
+                if token_texts:  # the held-back bytes belong to this chunk's last token
+                    token_texts.pop()
+                    if self._feed(tail, out, token_texts, prior=self._last_piece):
+                        return StreamDelta("".join(out), self.num_tokens, self.matched_stop, token_texts)
+                elif self._feed(tail, out, None):
+                    return StreamDelta("".join(out), self.num_tokens, self.matched_stop, token_texts)
+            out.append(self._stops.flush())
+        return StreamDelta("".join(out), self.num_tokens, None, token_texts)
+
+    _last_piece = ""
+
+    def _feed(self, piece: str, out: list[str], token_texts: list[str] | None, prior: str = "") -> bool:
+        """Feeds one token's text to the stop matcher; True when a stop matched."""
+        emit, stop, held_before = self._stops.feed(piece)
+        out.append(emit)
+        whole = prior + piece
+        if stop is None:
+            self._last_piece = whole
+            if token_texts is not None:
+                token_texts.append(whole)
+            return False
+        self.matched_stop = stop
+        if token_texts is not None:
+            # The cut lies at len(emit) within (held text + piece); keep the part of this token before it.
+            keep = max(0, len(emit) - held_before) + len(prior)
+            token_texts.append(whole[:keep])
+        return True
