@@ -1,0 +1,64 @@
+# tokenway: the front door. `make help` lists the targets.
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+MAKEFLAGS += --no-print-directory
+
+VENV   ?= .tokenway/venv
+PY     := $(VENV)/bin/python
+BIN    := .tokenway/bin
+MODEL  ?= .tokenway/models/tokenway-tiny
+export TOKENWAY_MODEL ?= $(abspath $(MODEL))
+export HF_HUB_OFFLINE := 1
+PYTEST_ARGS ?=
+
+.PHONY: help setup setup-python model gen gen-check lint run up down status test test-unit test-integration clean
+
+help: ## list the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-17s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+setup: ## install everything: Python venv, codegen plugins, grpcurl (into .tokenway/)
+	@tools/setup.sh all
+
+setup-python:
+	@tools/setup.sh python
+
+model: setup-python ## build the embedded model tokenway-tiny (offline, deterministic, reused)
+	@$(PY) tools/model/build_model.py --out $(MODEL)
+
+gen: ## regenerate gen/{python,go,java} and the descriptor set from protos/
+	@tools/setup.sh python && tools/setup.sh codegen
+	@tools/gen.sh
+
+gen-check: ## fail if gen/ differs from what protos/ generate
+	@tools/setup.sh python && tools/setup.sh codegen
+	@tmp=$$(mktemp -d) && cp -r gen/. $$tmp/ && tools/gen.sh $$tmp >/dev/null && \
+	  if diff -r -q -x __pycache__ -x target -x "*.egg-info" gen $$tmp >/dev/null; then echo "gen/ is up to date"; rm -rf $$tmp; \
+	  else diff -r -x __pycache__ -x target -x "*.egg-info" gen $$tmp | head -40; rm -rf $$tmp; echo "gen/ drifted from protos/: run make gen" >&2; exit 1; fi
+
+lint: setup-python ## buf lint + buf format check on protos/
+	@cd protos && ../$(VENV)/bin/buf lint && ../$(VENV)/bin/buf format --diff --exit-code && echo "buf lint: clean"
+
+run: model ## run the suite in the foreground on loopback (Ctrl-C stops it)
+	@$(PY) tools/suite.py run
+
+up: model ## start the suite in the background; returns when all services are SERVING
+	@$(PY) tools/suite.py up
+
+down: ## stop what `make up` started
+	@$(PY) tools/suite.py down
+
+status: ## health of each service
+	@$(PY) tools/suite.py status
+
+test: setup model ## install what is missing, then run every test
+	@$(PY) -m pytest $(PYTEST_ARGS)
+
+test-unit: setup-python model ## unit and in-process service tests only
+	@$(PY) -m pytest -m "not integration" $(PYTEST_ARGS)
+
+test-integration: setup-python model ## the three services as processes over loopback
+	@$(PY) -m pytest -m integration $(PYTEST_ARGS)
+
+clean: ## remove local state (.tokenway/: venv, tools, model, logs)
+	rm -rf .tokenway

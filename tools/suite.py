@@ -1,0 +1,178 @@
+"""Runs the tokenway suite on loopback: tokenizer, inference and orchestrator as separate processes.
+
+    python tools/suite.py run     foreground; prints when each service is SERVING; Ctrl-C/SIGTERM stops all
+    python tools/suite.py up      same in the background; returns once all three are SERVING
+    python tools/suite.py down    stops what `up` started
+    python tools/suite.py status  health of each service
+
+Ports: TOKENWAY_ORCHESTRATOR_PORT (50051), TOKENWAY_TOKENIZER_PORT (50052), TOKENWAY_INFERENCE_PORT
+(50053). The model: TOKENWAY_MODEL (default: the embedded .tokenway/models/tokenway-tiny).
+Logs and pids live in .tokenway/run/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+ROOT = Path(__file__).resolve().parent.parent
+RUN = ROOT / ".tokenway" / "run"
+
+
+def services() -> list[dict]:
+    env = os.environ
+    tok = int(env.get("TOKENWAY_TOKENIZER_PORT", 50052))
+    inf = int(env.get("TOKENWAY_INFERENCE_PORT", 50053))
+    orch = int(env.get("TOKENWAY_ORCHESTRATOR_PORT", 50051))
+    host = "127.0.0.1"
+    return [
+        {"name": "tokenizer", "module": "tokenway_tokenizer", "port": tok,
+         "health": "tokenway.tokenizer.v1.TokenizerService", "args": ["--host", host, "--port", str(tok)]},
+        {"name": "inference", "module": "tokenway_inference", "port": inf,
+         "health": "tokenway.inference.v1.InferenceService", "args": ["--host", host, "--port", str(inf)]},
+        {"name": "orchestrator", "module": "tokenway_orchestrator", "port": orch, "health": "tokenway.v1.ChatService",
+         "args": ["--host", host, "--port", str(orch), "--tokenizer-address", f"{host}:{tok}",
+                  "--inference-addresses", f"{host}:{inf}"]},
+    ]
+
+
+def check(port: int, service: str, timeout: float = 1.0) -> str:
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as ch:
+            resp = health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(service=service), timeout=timeout)
+            return health_pb2.HealthCheckResponse.ServingStatus.Name(resp.status)
+    except grpc.RpcError as e:
+        return "DOWN" if e.code() == grpc.StatusCode.UNAVAILABLE else e.code().name
+
+
+def wait_serving(procs: list[tuple[dict, subprocess.Popen]], timeout: float) -> bool:
+    """Polls each service's readiness until all are SERVING, one exits, or the deadline passes."""
+    deadline = time.monotonic() + timeout
+    pending = {s["name"]: (s, p) for s, p in procs}
+    while pending:
+        for name, (s, p) in list(pending.items()):
+            if p.poll() is not None:
+                print(f"!! {name} exited with code {p.returncode}; see {RUN / (name + '.log')}", flush=True)
+                return False
+            if check(s["port"], s["health"]) == "SERVING":
+                print(f"   {name:<12} SERVING on 127.0.0.1:{s['port']}", flush=True)
+                del pending[name]
+        if time.monotonic() > deadline:
+            print(f"!! not SERVING after {timeout:.0f}s: {', '.join(pending)}", flush=True)
+            return False
+        time.sleep(0.2)  # readiness poll interval
+    return True
+
+
+def start_all(detach: bool) -> list[tuple[dict, subprocess.Popen]]:
+    RUN.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONUNBUFFERED="1")
+    procs = []
+    for s in services():
+        if check(s["port"], "") != "DOWN":
+            sys.exit(f"port {s['port']} is already serving something (is the suite up? `make down`)")
+        log = open(RUN / f"{s['name']}.log", "ab")
+        kwargs = {"stdout": log, "stderr": subprocess.STDOUT} if detach else {}
+        p = subprocess.Popen([sys.executable, "-m", s["module"], *s["args"]], env=env, cwd=ROOT,
+                             start_new_session=detach, **kwargs)
+        (RUN / f"{s['name']}.pid").write_text(str(p.pid))
+        procs.append((s, p))
+    return procs
+
+
+def stop(procs: list[tuple[str, int]], timeout: float = 30.0) -> None:
+    for name, pid in procs:
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+    deadline = time.monotonic() + timeout
+    for name, pid in procs:
+        while time.monotonic() < deadline:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                break
+            time.sleep(0.1)  # waiting for a process we do not parent
+        else:
+            print(f"!! {name} ignored SIGTERM; killing", flush=True)
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        (RUN / f"{name}.pid").unlink(missing_ok=True)
+        print(f"   {name:<12} stopped", flush=True)
+
+
+def cmd_run(timeout: float) -> int:
+    print("==> starting tokenizer, inference and orchestrator (Ctrl-C stops all)", flush=True)
+    procs = start_all(detach=False)
+    stopping = False
+
+    def on_signal(signum, frame):
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    ok = wait_serving(procs, timeout)
+    if ok:
+        orch = services()[2]["port"]
+        print(f"==> tokenway is up: grpcurl -plaintext 127.0.0.1:{orch} list", flush=True)
+    while ok and not stopping and all(p.poll() is None for _, p in procs):
+        time.sleep(0.5)  # supervisor idle loop: wakes for a signal or a child's exit
+    print("==> stopping", flush=True)
+    stop([(s["name"], p.pid) for s, p in procs])
+    for _, p in procs:
+        p.wait()
+    return 0 if ok else 1
+
+
+def cmd_up(timeout: float) -> int:
+    print("==> starting tokenway in the background (logs in .tokenway/run/)", flush=True)
+    procs = start_all(detach=True)
+    if not wait_serving(procs, timeout):
+        stop([(s["name"], p.pid) for s, p in procs])
+        return 1
+    print("==> tokenway is up; `make down` stops it", flush=True)
+    return 0
+
+
+def cmd_down() -> int:
+    found = [(f.stem, int(f.read_text())) for f in sorted(RUN.glob("*.pid"))] if RUN.exists() else []
+    if not found:
+        print("nothing to stop")
+        return 0
+    order = {"orchestrator": 0, "tokenizer": 1, "inference": 2}
+    stop(sorted(found, key=lambda x: order.get(x[0], 9)))
+    return 0
+
+
+def cmd_status() -> int:
+    bad = 0
+    for s in services():
+        live, ready = check(s["port"], ""), check(s["port"], s["health"])
+        bad += ready != "SERVING"
+        print(f"{s['name']:<12} 127.0.0.1:{s['port']}  liveness={live}  readiness={ready}")
+    return 1 if bad else 0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("command", choices=("run", "up", "down", "status"))
+    parser.add_argument("--timeout", type=float, default=float(os.environ.get("TOKENWAY_STARTUP_TIMEOUT", 300)))
+    args = parser.parse_args()
+    return {"run": lambda: cmd_run(args.timeout), "up": lambda: cmd_up(args.timeout), "down": cmd_down,
+            "status": cmd_status}[args.command]()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
