@@ -24,7 +24,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 ROOT = Path(__file__).resolve().parent.parent
-RUN = ROOT / ".tokenway" / "run"
+RUN = Path(os.environ.get("TOKENWAY_RUN_DIR", ROOT / ".tokenway" / "run"))
 
 
 def services() -> list[dict]:

@@ -1,0 +1,86 @@
+"""The suite as three separate processes on free loopback ports, started by `tools/suite.py up`."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import grpc
+import pytest
+from tokenway.inference.v1 import inference_pb2_grpc
+from tokenway.tokenizer.v1 import tokenizer_pb2_grpc
+from tokenway.v1 import chat_pb2_grpc, completion_pb2_grpc, model_pb2_grpc
+
+ROOT = Path(__file__).resolve().parents[2]
+MODEL_DIR = ROOT / ".tokenway" / "models" / "tokenway-tiny"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclasses.dataclass
+class Suite:
+    orchestrator: int
+    tokenizer: int
+    inference: int
+    env: dict
+
+    def channel(self, port: int) -> grpc.Channel:
+        return grpc.insecure_channel(f"127.0.0.1:{port}")
+
+
+@pytest.fixture(scope="session")
+def suite(tmp_path_factory):
+    ports = {"orchestrator": free_port(), "tokenizer": free_port(), "inference": free_port()}
+    env = dict(os.environ, TOKENWAY_RUN_DIR=str(tmp_path_factory.mktemp("run")), TOKENWAY_MODEL=str(MODEL_DIR),
+               TOKENWAY_ORCHESTRATOR_PORT=str(ports["orchestrator"]), TOKENWAY_TOKENIZER_PORT=str(ports["tokenizer"]),
+               TOKENWAY_INFERENCE_PORT=str(ports["inference"]))
+    up = subprocess.run([sys.executable, "tools/suite.py", "up", "--timeout", "240"], cwd=ROOT, env=env,
+                        capture_output=True, text=True)
+    if up.returncode != 0:
+        logs = "\n".join(f.read_text()[-3000:] for f in Path(env["TOKENWAY_RUN_DIR"]).glob("*.log"))
+        pytest.fail(f"suite did not come up:\n{up.stdout}\n{up.stderr}\n{logs}")
+    assert up.stdout.count("SERVING on") == 3, up.stdout
+    yield Suite(env=env, **ports)
+    down = subprocess.run([sys.executable, "tools/suite.py", "down"], cwd=ROOT, env=env, capture_output=True, text=True)
+    assert down.returncode == 0, down.stderr
+
+
+@pytest.fixture(scope="session")
+def orch_channel(suite):
+    with suite.channel(suite.orchestrator) as ch:
+        yield ch
+
+
+@pytest.fixture(scope="session")
+def chat(orch_channel):
+    return chat_pb2_grpc.ChatServiceStub(orch_channel)
+
+
+@pytest.fixture(scope="session")
+def completions(orch_channel):
+    return completion_pb2_grpc.CompletionServiceStub(orch_channel)
+
+
+@pytest.fixture(scope="session")
+def models(orch_channel):
+    return model_pb2_grpc.ModelServiceStub(orch_channel)
+
+
+@pytest.fixture(scope="session")
+def inference(suite):
+    with suite.channel(suite.inference) as ch:
+        yield inference_pb2_grpc.InferenceServiceStub(ch)
+
+
+@pytest.fixture(scope="session")
+def tokenizer(suite):
+    with suite.channel(suite.tokenizer) as ch:
+        yield tokenizer_pb2_grpc.TokenizerServiceStub(ch)
