@@ -168,6 +168,7 @@ class DetokenizeStream:
         self.num_tokens = 0
         self.matched_stop: str | None = None
         self.finished = False
+        self._last_piece = ""  # text of the last token fed, for crediting the final flush
 
     def push(self, token_ids: Sequence[int], last: bool = False) -> StreamDelta:
         if self.matched_stop is not None:
@@ -195,8 +196,6 @@ class DetokenizeStream:
                     return StreamDelta("".join(out), self.num_tokens, self.matched_stop, token_texts)
             out.append(self._stops.flush())
         return StreamDelta("".join(out), self.num_tokens, None, token_texts)
-
-    _last_piece = ""
 
     def _feed(self, piece: str, out: list[str], token_texts: list[str] | None, prior: str = "") -> bool:
         """Feeds one token's text to the stop matcher; True when a stop matched."""
