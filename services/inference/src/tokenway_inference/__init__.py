@@ -1,0 +1,1 @@
+"""tokenway's inference service: runs the model, token ids in, token ids out."""

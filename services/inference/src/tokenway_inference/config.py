@@ -1,0 +1,28 @@
+"""Settings of the inference service, read from TOKENWAY_INFERENCE_* variables or --flags."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from tokenway_common.config import ServerSettings, setting
+from tokenway_common.modeldir import check_model_dir, default_model_dir
+
+PREFIX = "TOKENWAY_INFERENCE"
+
+
+@dataclasses.dataclass(frozen=True)
+class InferenceSettings(ServerSettings):
+    port: int = setting(50053, "port to bind (0 picks a free one)", minimum=0)
+    model: str = setting(default_model_dir(), "Hugging Face model directory to serve", check=check_model_dir)
+    served_model_name: str = setting("", "model name reported by GetModelInfo (default: the directory name)")
+    engine: str = setting("transformers", "engine: transformers (CPU default) or vllm (GPU image)",
+                          choices=("transformers", "vllm"))
+    max_batch_size: int = setting(32, "most sequences decoded together in one step", minimum=1)
+    max_waiting: int = setting(256, "most requests queued for the batch; beyond it RESOURCE_EXHAUSTED", minimum=0)
+    max_model_len: int = setting(0, "longest prompt plus completion (0: max_position_embeddings of config.json)",
+                                 minimum=0)
+    dtype: str = setting("float32", "weights and activations dtype", choices=("float32", "bfloat16"))
+    threads: int = setting(2, "torch intra-op threads", minimum=1)
+    kv_cache_tokens: int = setting(65536, "KV-cache budget in tokens (batch rows x padded length); "
+                                          "admission keeps the reserved prompt+max_tokens within it", minimum=1)
+    gpu_memory_utilization: float = setting(0.9, "vllm engine only: share of GPU memory vLLM may use", minimum=0.05)
