@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 
 import grpc
 from tokenway_common import errors
@@ -29,7 +30,32 @@ class TokenizerApp:
         pb_grpc.add_TokenizerServiceServicer_to_server(TokenizerServicer(self._get), server)
 
     async def start(self) -> None:
-        self.tokenizer = await asyncio.to_thread(Tokenizer.load, self.settings.model, self.settings.workers)
+        # Loaded on a daemon thread rather than the loop's executor: a SIGTERM during the (slow)
+        # import of transformers then exits at once instead of waiting for the load to finish.
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[Tokenizer] = loop.create_future()
+
+        def settle(result: Tokenizer | None, exc: BaseException | None) -> None:
+            if done.cancelled():
+                if result is not None:
+                    result.close()
+            elif exc is not None:
+                done.set_exception(exc)
+            else:
+                done.set_result(result)
+
+        def load() -> None:
+            try:
+                result, exc = Tokenizer.load(self.settings.model, self.settings.workers), None
+            except BaseException as e:  # noqa: BLE001 - handed to the awaiting coroutine
+                result, exc = None, e
+            try:
+                loop.call_soon_threadsafe(settle, result, exc)
+            except RuntimeError:  # the loop is gone: the service stopped while loading
+                pass
+
+        threading.Thread(target=load, name="tokenizer-load", daemon=True).start()
+        self.tokenizer = await done
 
     async def close(self) -> None:
         if self.tokenizer is not None:
