@@ -159,6 +159,8 @@ class TransformersEngine(Engine):
     # ---- lifecycle -------------------------------------------------------------------------
 
     async def start(self) -> None:
+        if self._thread is not None and self._thread.is_alive():
+            return  # already started
         # One thread owns every torch call (load, prefill, decode): OpenMP thread teams are per
         # calling thread, and a second team spinning next to the first halves the speed on 2 cores.
         loaded: asyncio.Future[None] = asyncio.get_running_loop().create_future()

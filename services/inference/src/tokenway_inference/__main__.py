@@ -1,0 +1,27 @@
+"""`tokenway-inference` / `python -m tokenway_inference`."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+
+from tokenway_common.config import load_or_exit
+from tokenway_common.server import serve
+
+from .app import InferenceApp
+from .config import PREFIX, InferenceSettings
+from .engines.errors import EngineUnavailable
+
+
+def main() -> None:
+    cfg = load_or_exit(InferenceSettings, PREFIX)
+    try:
+        app = InferenceApp(cfg)
+    except EngineUnavailable as e:
+        print(f"tokenway-inference: {e}", file=sys.stderr)
+        sys.exit(2)
+    sys.exit(asyncio.run(serve(cfg, app, "inference")))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,33 @@
+"""The inference App plugged into tokenway_common's server: engine lifecycle + servicer."""
+
+from __future__ import annotations
+
+import grpc
+
+from tokenway.inference.v1 import inference_pb2_grpc as pb_grpc
+
+from .config import InferenceSettings
+from .engines import create_engine
+from .engines.base import Engine
+from .servicers.inference import InferenceServicer
+
+SERVICE_NAME = "tokenway.inference.v1.InferenceService"
+
+
+class InferenceApp:
+    service_names = (SERVICE_NAME,)
+
+    def __init__(self, settings: InferenceSettings, engine: Engine | None = None) -> None:
+        self.settings = settings
+        # Building the engine is cheap (reads config.json); it fails fast when vllm is chosen but absent.
+        self.engine = engine if engine is not None else create_engine(settings)
+
+    def register(self, server: grpc.aio.Server) -> None:
+        pb_grpc.add_InferenceServiceServicer_to_server(InferenceServicer(self.engine), server)
+
+    async def start(self) -> None:
+        """Loads and warms the model off the event loop; readiness turns SERVING after this returns."""
+        await self.engine.start()
+
+    async def close(self) -> None:
+        await self.engine.close()

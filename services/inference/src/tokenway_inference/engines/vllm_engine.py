@@ -1,0 +1,152 @@
+"""The GPU profile: the same Engine interface over vLLM's `AsyncLLM` (vLLM v1 engine).
+
+Imported only when `engine=vllm` is chosen. vLLM does its own continuous batching, paged KV cache
+and sampling; this adapter maps tokenway's request onto `SamplingParams` (token ids in through
+`TokensPrompt`, `output_kind=DELTA` so each output carries only the new tokens, no detokenizing)
+and vLLM's outputs back onto `Chunk`s. It needs a CUDA machine and its own environment (vLLM pins
+torch and transformers versions that differ from the CPU default's); it is not exercised here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Iterable
+
+from tokenway_common.errors import InvalidArgument, ResourceExhausted, Unavailable
+from tokenway_common.modeldir import served_name, tokenizer_fingerprint
+
+from .base import (Chunk, Engine, FinishReason, GenerateRequest, Load, ModelFacts, ModelInfo, ResolvedParams,
+                   TokenLogprob, validate)
+from .errors import EngineUnavailable
+
+try:
+    from vllm import SamplingParams, TokensPrompt
+    from vllm.engine.arg_utils import AsyncEngineArgs
+    from vllm.sampling_params import RequestOutputKind
+    from vllm.v1.engine.async_llm import AsyncLLM
+except ImportError as exc:  # the CPU default environment has no vllm
+    raise EngineUnavailable(
+        "engine 'vllm' was selected but vllm is not installed in this environment "
+        f"({exc}); install the GPU profile (`pip install 'tokenway-inference[vllm]'` in the GPU image) "
+        "or set TOKENWAY_INFERENCE_ENGINE=transformers") from exc
+
+log = logging.getLogger("tokenway.inference.vllm")
+
+_FINISH = {"stop": FinishReason.STOP, "length": FinishReason.LENGTH, "abort": FinishReason.ABORT}
+
+
+class VllmEngine(Engine):
+    name = "vllm"
+
+    def __init__(self, model_dir: str, *, model_name: str = "", max_batch_size: int = 256, max_waiting: int = 256,
+                 max_model_len: int = 0, dtype: str = "bfloat16", gpu_memory_utilization: float = 0.9) -> None:
+        self.model_dir = model_dir
+        self.facts = ModelFacts.read(model_dir, max_model_len)
+        self._info = ModelInfo(
+            model_name=served_name(model_dir, model_name), eos_token_ids=self.facts.eos_token_ids,
+            bos_token_id=self.facts.bos_token_id, pad_token_id=self.facts.pad_token_id,
+            max_context_length=self.facts.max_context_length, default_sampling=self.facts.default_sampling,
+            tokenizer_fingerprint=tokenizer_fingerprint(model_dir), engine=self.name,
+            vocab_size=self.facts.vocab_size, default_max_tokens=self.facts.default_max_tokens)
+        self.max_batch_size = max_batch_size
+        self.max_waiting = max_waiting
+        self._args = AsyncEngineArgs(
+            model=model_dir, served_model_name=[self._info.model_name], max_num_seqs=max_batch_size,
+            max_model_len=self.facts.max_context_length, dtype=dtype,
+            gpu_memory_utilization=gpu_memory_utilization, skip_tokenizer_init=True)
+        self._llm: AsyncLLM | None = None
+        self._active: set[str] = set()
+
+    @classmethod
+    def from_settings(cls, s) -> VllmEngine:
+        return cls(s.model, model_name=s.served_model_name, max_batch_size=s.max_batch_size,
+                   max_waiting=s.max_waiting, max_model_len=s.max_model_len, dtype=s.dtype,
+                   gpu_memory_utilization=s.gpu_memory_utilization)
+
+    async def start(self) -> None:
+        # Building the engine loads weights and profiles memory (seconds to minutes): keep it off the loop.
+        self._llm = await asyncio.to_thread(AsyncLLM.from_engine_args, self._args)
+        warm = GenerateRequest("__warmup__", tuple(range(1, 9)))
+        async for _ in self.generate(warm):
+            pass
+
+    def _sampling_params(self, p: ResolvedParams) -> SamplingParams:
+        return SamplingParams(
+            n=1, temperature=p.temperature, top_p=p.top_p, top_k=p.top_k if p.top_k > 0 else 0, min_p=p.min_p,
+            seed=p.seed, presence_penalty=p.presence_penalty, frequency_penalty=p.frequency_penalty,
+            repetition_penalty=p.repetition_penalty, logit_bias=dict(p.logit_bias) or None,
+            max_tokens=p.max_tokens, min_tokens=p.min_tokens, ignore_eos=p.ignore_eos,
+            stop_token_ids=list(p.stop_token_ids), logprobs=p.logprobs, detokenize=False,
+            output_kind=RequestOutputKind.DELTA)
+
+    async def generate(self, request: GenerateRequest) -> AsyncIterator[Chunk]:
+        params = validate(request, self.facts)
+        if self._llm is None:
+            raise Unavailable("the model is not loaded", reason="ENGINE_NOT_READY")
+        rid = request.request_id
+        if rid in self._active:
+            raise InvalidArgument(f"request_id {rid!r} is already running", reason="DUPLICATE_REQUEST_ID",
+                                  metadata={"request_id": rid},
+                                  field_violations=[("request_id", "must be unique among running requests")])
+        if len(self._active) >= self.max_batch_size + self.max_waiting:
+            raise ResourceExhausted("the inference queue is full", reason="QUEUE_FULL", retry_after=1.0)
+        self._active.add(rid)
+        prompt = TokensPrompt(prompt_token_ids=list(request.prompt_token_ids))
+        completion, first, finished = 0, True, False
+        eos = set(self.facts.eos_token_ids)
+        try:
+            async for out in self._llm.generate(prompt, self._sampling_params(params), rid):
+                comp = out.outputs[0]
+                ids = list(comp.token_ids)
+                completion += len(ids)
+                logprobs = None
+                if params.logprobs is not None:
+                    logprobs = []
+                    for tid, alts in zip(ids, comp.logprobs or ()):
+                        ranked = sorted(alts.items(), key=lambda kv: kv[1].rank or 0)
+                        top = tuple((t, lp.logprob) for t, lp in ranked if lp.rank and lp.rank <= params.logprobs)
+                        logprobs.append(TokenLogprob(alts[tid].logprob, top[:params.logprobs]))
+                reason = _FINISH.get(comp.finish_reason) if out.finished else None
+                stop_id = None
+                if reason is FinishReason.STOP:
+                    # vLLM puts a matched stop_token_ids entry in stop_reason; None means EOS.
+                    if isinstance(comp.stop_reason, int):
+                        stop_id = comp.stop_reason
+                    elif ids and ids[-1] in eos:
+                        stop_id = ids[-1]
+                yield Chunk(token_ids=ids, completion_tokens=completion, logprobs=logprobs, finish_reason=reason,
+                            stop_token_id=stop_id, prompt_tokens=len(request.prompt_token_ids) if first else None,
+                            cached_tokens=(out.num_cached_tokens or 0) if first else 0)
+                first = False
+                if out.finished:
+                    finished = True
+                    return
+            if not finished:  # vLLM ended the stream without a final output: it was aborted
+                yield Chunk(token_ids=[], completion_tokens=completion, finish_reason=FinishReason.ABORT,
+                            prompt_tokens=len(request.prompt_token_ids) if first else None)
+        finally:
+            self._active.discard(rid)
+            if not finished and self._llm is not None:
+                await self._llm.abort(rid)  # the caller went away: free the sequence in vLLM
+
+    async def abort(self, request_ids: Iterable[str]) -> list[str]:
+        ids = [r for r in request_ids if r in self._active]
+        if ids and self._llm is not None:
+            await self._llm.abort(ids)
+        return ids
+
+    def load(self) -> Load:
+        # AsyncLLM exposes no stable per-call scheduler stats; report what this adapter tracks.
+        # vLLM's own /metrics (num_requests_running, kv_cache_usage_perc) are the precise source.
+        running = min(len(self._active), self.max_batch_size)
+        return Load(running=running, waiting=len(self._active) - running, kv_cache_usage=0.0,
+                    max_batch_size=self.max_batch_size)
+
+    def model_info(self) -> ModelInfo:
+        return self._info
+
+    async def close(self) -> None:
+        if self._llm is not None:
+            llm, self._llm = self._llm, None
+            await asyncio.to_thread(llm.shutdown)

@@ -1,0 +1,1 @@
+"""Thin proto <-> engine translation."""
