@@ -1,0 +1,196 @@
+"""The transformers engine without gRPC: batching, sampling, stopping and validation."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+
+import pytest
+
+from tokenway_common.errors import InvalidArgument, ResourceExhausted
+from tokenway_inference.engines.base import (FinishReason, ModelFacts, SamplingOptions, StoppingOptions,
+                                             GenerateRequest, validate)
+
+from conftest import GREEDY, MODEL_DIR, collect, request, wait_for_load
+
+EOS = 1  # config.json eos_token_id [1, 4]
+rng = random.Random(7)
+PROMPTS = [[0] + [rng.randrange(5, 3645) for _ in range(n)] for n in (3, 17, 64, 150, 9, 300)]
+
+
+async def test_greedy_batched_equals_alone(engine):
+    alone = [(await collect(engine, request(f"alone-{i}", p, max_tokens=24, ignore_eos=True)))[0]
+             for i, p in enumerate(PROMPTS)]
+    batched = await asyncio.gather(*[collect(engine, request(f"batch-{i}", p, max_tokens=24, ignore_eos=True))
+                                     for i, p in enumerate(PROMPTS)])
+    assert [b[0] for b in batched] == alone
+    assert all(len(a) == 24 for a in alone)
+
+
+async def test_late_request_joins_running_batch_and_matches_alone(engine):
+    long_req = request("long", PROMPTS[2], max_tokens=200, ignore_eos=True)
+    late_alone, _ = await collect(engine, request("late-alone", PROMPTS[3], max_tokens=12, ignore_eos=True))
+    stream = engine.generate(long_req)
+    first = await anext(stream)
+    step_at_first = engine.load().steps
+    late_tokens, late_chunks = await collect(engine, request("late", PROMPTS[3], max_tokens=12, ignore_eos=True))
+    # the late request finished while the long one was still running: they shared decode steps
+    assert engine.load().running == 1 and engine.load().steps > step_at_first
+    rest = [c async for c in stream]
+    assert rest[-1].finish_reason is FinishReason.LENGTH and rest[-1].completion_tokens == 200
+    assert first.prompt_tokens == len(PROMPTS[2])
+    assert late_tokens == late_alone and late_chunks[0].prompt_tokens == len(PROMPTS[3])
+
+
+async def test_seed_reproducible_whatever_the_batch(engine):
+    s = SamplingOptions(temperature=1.0, seed=1234, top_k=0, top_p=1.0)
+    alone, _ = await collect(engine, request("seed-a", PROMPTS[1], sampling=s, max_tokens=20, ignore_eos=True))
+    others = [request(f"seed-o{i}", p, sampling=SamplingOptions(temperature=1.0), max_tokens=20, ignore_eos=True)
+              for i, p in enumerate(PROMPTS[2:5])]
+    results = await asyncio.gather(collect(engine, request("seed-b", PROMPTS[1], sampling=s, max_tokens=20,
+                                                           ignore_eos=True)), *[collect(engine, o) for o in others])
+    assert results[0][0] == alone
+    other_seed, _ = await collect(engine, request("seed-c", PROMPTS[1], max_tokens=20, ignore_eos=True,
+                                                  sampling=SamplingOptions(temperature=1.0, seed=99, top_k=0, top_p=1.0)))
+    assert other_seed != alone
+
+
+async def test_abort_ends_stream_and_frees_the_row(engine):
+    stream = engine.generate(request("victim", PROMPTS[0], max_tokens=500, ignore_eos=True))
+    await anext(stream)
+    assert engine.load().running == 1
+    assert await engine.abort(["victim", "nobody"]) == ["victim"]
+    chunks = [c async for c in stream]
+    assert chunks[-1].finish_reason is FinishReason.ABORT
+    assert chunks[-1].completion_tokens < 500
+    await wait_for_load(engine, lambda load: load.running == 0 and load.kv_cache_usage == 0)
+    assert await engine.abort(["victim"]) == []  # finished ones are unknown
+
+
+async def test_closing_the_stream_cancels_the_sequence(engine):
+    stream = engine.generate(request("gone", PROMPTS[1], max_tokens=500, ignore_eos=True))
+    await anext(stream)
+    await stream.aclose()  # what a cancelled gRPC call does
+    await wait_for_load(engine, lambda load: load.running == 0)
+    tokens, _ = await collect(engine, request("gone", PROMPTS[1], max_tokens=3))  # the id is free again
+    assert len(tokens) <= 3
+
+
+async def test_max_tokens_gives_length(engine):
+    tokens, chunks = await collect(engine, request("len", PROMPTS[0], max_tokens=7, ignore_eos=True))
+    assert len(tokens) == 7
+    assert chunks[-1].finish_reason is FinishReason.LENGTH and chunks[-1].stop_token_id is None
+    assert [c.completion_tokens for c in chunks][-1] == 7
+
+
+async def test_context_length_gives_length(engine):
+    context = engine.model_info().max_context_length
+    prompt = [5 + (i % 3000) for i in range(context - 3)]
+    tokens, chunks = await collect(engine, request("ctx", prompt, max_tokens=100, ignore_eos=True))
+    assert len(tokens) == 3 and chunks[-1].finish_reason is FinishReason.LENGTH
+
+
+async def test_logit_bias_forces_eos_and_ignore_eos_keeps_going(engine):
+    force_eos = SamplingOptions(temperature=0.0, logit_bias={EOS: 100.0})
+    tokens, chunks = await collect(engine, request("eos", PROMPTS[1], sampling=force_eos, max_tokens=10))
+    assert tokens == [EOS]
+    assert chunks[-1].finish_reason is FinishReason.STOP and chunks[-1].stop_token_id == EOS
+    tokens, chunks = await collect(engine, request("eos-ign", PROMPTS[1], sampling=force_eos, max_tokens=10,
+                                                   ignore_eos=True))
+    assert tokens == [EOS] * 10 and chunks[-1].finish_reason is FinishReason.LENGTH
+
+
+async def test_min_tokens_masks_stops(engine):
+    force_eos = SamplingOptions(temperature=0.0, logit_bias={EOS: 100.0})
+    tokens, chunks = await collect(engine, request("min", PROMPTS[1], sampling=force_eos, max_tokens=10,
+                                                   min_tokens=4))
+    assert EOS not in tokens[:4] and tokens[4] == EOS and len(tokens) == 5
+    assert chunks[-1].finish_reason is FinishReason.STOP
+
+
+async def test_stop_token_ids_end_the_sequence(engine):
+    greedy, _ = await collect(engine, request("g", PROMPTS[4], max_tokens=5, ignore_eos=True))
+    tokens, chunks = await collect(engine, request("stop", PROMPTS[4], max_tokens=5, stop_token_ids=[greedy[0]]))
+    assert tokens == greedy[:1]
+    assert chunks[-1].finish_reason is FinishReason.STOP and chunks[-1].stop_token_id == greedy[0]
+    tokens, _ = await collect(engine, request("stop-min", PROMPTS[4], max_tokens=5, min_tokens=2,
+                                              stop_token_ids=[greedy[0]]))
+    assert greedy[0] not in tokens[:2]
+
+
+async def test_penalties_change_the_output(engine):
+    plain, _ = await collect(engine, request("p0", PROMPTS[2], max_tokens=20, ignore_eos=True))
+    assert len(set(plain)) < 20  # the random tiny model repeats itself
+    for i, s in enumerate([SamplingOptions(temperature=0.0, repetition_penalty=2.0),
+                           SamplingOptions(temperature=0.0, frequency_penalty=2.0),
+                           SamplingOptions(temperature=0.0, presence_penalty=2.0)]):
+        penalised, _ = await collect(engine, request(f"p{i + 1}", PROMPTS[2], sampling=s, max_tokens=20,
+                                                     ignore_eos=True))
+        assert penalised != plain
+        assert len(set(penalised)) > len(set(plain))
+
+
+async def test_logprobs_chosen_and_alternatives(engine):
+    tokens, chunks = await collect(engine, request("lp", PROMPTS[1], max_tokens=5, ignore_eos=True, logprobs=3))
+    lps = [lp for c in chunks for lp in c.logprobs]
+    assert len(lps) == 5
+    for tid, lp in zip(tokens, lps):
+        assert len(lp.top) == 3 and lp.top[0][0] == tid  # greedy picks the best raw logit
+        assert lp.logprob == pytest.approx(lp.top[0][1]) and lp.logprob <= 0
+        assert lp.top[0][1] >= lp.top[1][1] >= lp.top[2][1]
+    _, chunks = await collect(engine, request("lp0", PROMPTS[1], max_tokens=2, logprobs=0))
+    assert all(lp.top == () for c in chunks for lp in c.logprobs)
+    _, chunks = await collect(engine, request("nolp", PROMPTS[1], max_tokens=2))
+    assert all(c.logprobs is None for c in chunks)
+
+
+async def test_sampling_defaults_come_from_generation_config():
+    facts = ModelFacts.read(MODEL_DIR)
+    unset = validate(request("d", [1]), facts)
+    assert unset.temperature == 0.0 and unset.greedy  # GREEDY sets 0 explicitly
+    defaults = validate(GenerateRequest("d", (1,)), facts)
+    assert (defaults.temperature, defaults.top_p, defaults.top_k) == pytest.approx((0.8, 0.95, 50))
+    assert not defaults.greedy
+    assert defaults.max_tokens == 256  # generation_config max_new_tokens
+    assert facts.eos_token_ids == (1, 4) and facts.max_context_length == 2048
+
+
+@pytest.mark.parametrize("req, reason", [
+    (request("e1", []), "EMPTY_PROMPT"),
+    (request("e2", [5] * 2048), "CONTEXT_LENGTH_EXCEEDED"),
+    (request("e3", [5, 999_999]), "TOKEN_ID_OUT_OF_RANGE"),
+    (request("e4", [5, -1]), "TOKEN_ID_OUT_OF_RANGE"),
+    (request("e5", [5], stop_token_ids=[10**6]), "TOKEN_ID_OUT_OF_RANGE"),
+    (request("e6", [5], sampling=SamplingOptions(top_p=0.0)), "INVALID_PARAMETER"),
+    (request("e7", [5], sampling=SamplingOptions(temperature=-1.0)), "INVALID_PARAMETER"),
+])
+async def test_invalid_requests(engine, req, reason):
+    with pytest.raises(InvalidArgument) as e:
+        await collect(engine, req)
+    assert e.value.reason == reason
+
+
+async def test_duplicate_request_id(engine):
+    stream = engine.generate(request("dup", PROMPTS[0], max_tokens=300, ignore_eos=True))
+    await anext(stream)
+    with pytest.raises(InvalidArgument) as e:
+        await collect(engine, request("dup", PROMPTS[0]))
+    assert e.value.reason == "DUPLICATE_REQUEST_ID"
+    await stream.aclose()
+
+
+async def test_queue_full(engine, monkeypatch):
+    monkeypatch.setattr(engine, "max_batch_size", 1)
+    monkeypatch.setattr(engine, "max_waiting", 1)
+    streams = [engine.generate(request(f"q{i}", PROMPTS[0], max_tokens=300, ignore_eos=True)) for i in range(2)]
+    await anext(streams[0])
+    waiting = asyncio.ensure_future(anext(streams[1]))
+    await wait_for_load(engine, lambda load: load.waiting == 1)
+    with pytest.raises(ResourceExhausted) as e:
+        await collect(engine, request("q-over", PROMPTS[0]))
+    assert e.value.reason == "QUEUE_FULL" and e.value.retry_after
+    await engine.abort(["q0", "q1"])
+    await waiting
+    for s in streams:
+        await s.aclose()
+    await wait_for_load(engine, lambda load: load.running == 0 and load.waiting == 0)
