@@ -12,7 +12,7 @@ export TOKENWAY_MODEL ?= $(abspath $(MODEL))
 export HF_HUB_OFFLINE := 1
 PYTEST_ARGS ?=
 
-.PHONY: help setup setup-python model gen gen-check lint run up down status test test-unit test-integration clean
+.PHONY: bench help setup setup-python model gen gen-check lint run up down status test test-unit test-integration clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-17s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -62,3 +62,9 @@ test-integration: setup-python model ## the three services as processes over loo
 
 clean: ## remove local state (.tokenway/: venv, tools, model, logs)
 	rm -rf .tokenway
+
+bench: model ## first speed figures: 1 and 8 concurrent streams end to end vs. in-process (writes bench/results/)
+	@mkdir -p bench/results; out=bench/results/quick-$$(date +%Y%m%d).txt; started=0; \
+	if ! $(PY) tools/suite.py status >/dev/null 2>&1; then $(PY) tools/suite.py up; started=1; fi; \
+	{ echo "# make bench ($$(date -u +%FT%TZ), $$(nproc) cores): $(PY) bench/quick.py"; $(PY) bench/quick.py; } | tee $$out; \
+	if [ $$started = 1 ]; then $(PY) tools/suite.py down; fi

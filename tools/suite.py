@@ -88,21 +88,28 @@ def start_all(detach: bool) -> list[tuple[dict, subprocess.Popen]]:
     return procs
 
 
-def stop(procs: list[tuple[str, int]], timeout: float = 30.0) -> None:
-    for name, pid in procs:
+def _alive(pid: int, proc: subprocess.Popen | None) -> bool:
+    if proc is not None:  # our own child: reap it, or it lingers as a zombie that looks alive
+        return proc.poll() is None
+    try:
+        os.kill(pid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+
+
+def stop(procs: list[tuple[str, int, subprocess.Popen | None]], timeout: float = 30.0) -> None:
+    """SIGTERM each service (they drain), wait for them, SIGKILL any that outlive the timeout."""
+    for name, pid, _ in procs:
         try:
             os.kill(pid, signal.SIGTERM)
         except ProcessLookupError:
             pass
     deadline = time.monotonic() + timeout
-    for name, pid in procs:
-        while time.monotonic() < deadline:
-            try:
-                os.kill(pid, 0)
-            except ProcessLookupError:
-                break
-            time.sleep(0.1)  # waiting for a process we do not parent
-        else:
+    for name, pid, proc in procs:
+        while _alive(pid, proc) and time.monotonic() < deadline:
+            time.sleep(0.1)  # waiting for a process to exit
+        if _alive(pid, proc):
             print(f"!! {name} ignored SIGTERM; killing", flush=True)
             try:
                 os.kill(pid, signal.SIGKILL)
@@ -130,9 +137,7 @@ def cmd_run(timeout: float) -> int:
     while ok and not stopping and all(p.poll() is None for _, p in procs):
         time.sleep(0.5)  # supervisor idle loop: wakes for a signal or a child's exit
     print("==> stopping", flush=True)
-    stop([(s["name"], p.pid) for s, p in procs])
-    for _, p in procs:
-        p.wait()
+    stop([(s["name"], p.pid, p) for s, p in procs])
     return 0 if ok else 1
 
 
@@ -140,14 +145,14 @@ def cmd_up(timeout: float) -> int:
     print("==> starting tokenway in the background (logs in .tokenway/run/)", flush=True)
     procs = start_all(detach=True)
     if not wait_serving(procs, timeout):
-        stop([(s["name"], p.pid) for s, p in procs])
+        stop([(s["name"], p.pid, p) for s, p in procs])
         return 1
     print("==> tokenway is up; `make down` stops it", flush=True)
     return 0
 
 
 def cmd_down() -> int:
-    found = [(f.stem, int(f.read_text())) for f in sorted(RUN.glob("*.pid"))] if RUN.exists() else []
+    found = [(f.stem, int(f.read_text()), None) for f in sorted(RUN.glob("*.pid"))] if RUN.exists() else []
     if not found:
         print("nothing to stop")
         return 0
