@@ -297,11 +297,12 @@ class TransformersEngine(Engine):
                 except Exception as exc:  # noqa: BLE001 - a bug must not kill the scheduler silently
                     log.exception("scheduler step failed; failing the batch")
                     self._fail_all(exc, admitted, out)
-                with self._lock:
+                with self._lock:  # counters first: a reader woken by a final chunk sees them updated
                     self._steps += 1
                     self._running = len(self._batch.rows) if self._batch is not None else 0
-                    self._lock.notify_all()
                 self._deliver(out)
+                with self._lock:  # then wake wait_until(): this step's chunks are already queued
+                    self._lock.notify_all()
         # shutting down: end every stream
         out = []
         with self._lock:
