@@ -509,10 +509,14 @@ class TransformersEngine(Engine):
         if sampled:
             idx = torch.tensor(sampled)
             xs = x.index_select(0, idx) / torch.tensor([params[i].temperature for i in sampled])[:, None]
-            sorted_x, order = xs.sort(dim=-1, descending=True)
             vocab = xs.shape[-1]
-            ks = torch.tensor([params[i].top_k if params[i].top_k > 0 else vocab for i in sampled])
-            ranks = torch.arange(vocab)[None, :]
+            ks = torch.tensor([min(params[i].top_k, vocab) if params[i].top_k > 0 else vocab for i in sampled])
+            width = int(ks.max())
+            if width < vocab:  # every row has a top-k: only the best `width` candidates can survive
+                sorted_x, order = xs.topk(width, dim=-1)
+            else:
+                sorted_x, order = xs.sort(dim=-1, descending=True)
+            ranks = torch.arange(sorted_x.shape[-1])[None, :]
             remove = ranks >= ks[:, None]
             probs = torch.softmax(sorted_x.masked_fill(remove, _NEG_INF), dim=-1)
             top_p = torch.tensor([params[i].top_p for i in sampled])
