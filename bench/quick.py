@@ -17,7 +17,7 @@ import statistics
 import time
 
 import grpc
-from tokenway.v1 import chat_pb2, chat_pb2_grpc
+from tokenway.v1 import chat_pb2, chat_pb2_grpc, common_pb2
 
 PROMPTS = [
     "Tell me about the fast model server.",
@@ -31,7 +31,7 @@ async def one(stub, i: int, max_tokens: int) -> tuple[float, int, float]:
     req = chat_pb2.StreamChatCompletionRequest(
         model="tokenway-tiny", messages=[chat_pb2.ChatMessage(role="user", content=PROMPTS[i % len(PROMPTS)])],
         max_tokens=max_tokens, ignore_eos=True, temperature=0.8, seed=i,
-        stream_options=chat_pb2.StreamOptions(include_usage=True))
+        stream_options=common_pb2.StreamOptions(include_usage=True))
     t0 = time.perf_counter()
     ttft, tokens = None, 0
     async for chunk in stub.StreamChatCompletion(req, timeout=300):

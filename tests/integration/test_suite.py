@@ -8,7 +8,7 @@ import grpc
 import pytest
 from tokenway.inference.v1 import inference_pb2
 from tokenway.tokenizer.v1 import tokenizer_pb2
-from tokenway.v1 import chat_pb2, completion_pb2, model_pb2
+from tokenway.v1 import chat_pb2, common_pb2, completion_pb2, model_pb2
 
 from tokenway_common.errors import error_info
 
@@ -51,7 +51,7 @@ def test_stream_equals_unary_and_ends_with_finish_reason_and_usage(chat):
     unary = chat.CreateChatCompletion(chat_request(max_tokens=40, temperature=0, ignore_eos=True), timeout=60)
     chunks = list(chat.StreamChatCompletion(chat_request(
         chat_pb2.StreamChatCompletionRequest, max_tokens=40, temperature=0, ignore_eos=True,
-        stream_options=chat_pb2.StreamOptions(include_usage=True)), timeout=60))
+        stream_options=common_pb2.StreamOptions(include_usage=True)), timeout=60))
     assert chunks[0].choices[0].delta.role == "assistant"
     assert all(c.id == chunks[0].id and c.object == "chat.completion.chunk" for c in chunks)
     assert stream_text(chunks) == {0: unary.choices[0].message.content}

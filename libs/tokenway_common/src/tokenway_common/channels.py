@@ -37,3 +37,21 @@ def remaining(context: grpc.aio.ServicerContext | None, default: float | None) -
     if default is None:
         return max(left, 0.0)
     return max(min(left, default), 0.0)
+
+
+async def wait_serving(channel: grpc.aio.Channel, service: str) -> None:
+    """Returns once the peer's readiness for `service` is SERVING (grpc.health.v1 Watch, reconnecting)."""
+    import asyncio
+
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    stub = health_pb2_grpc.HealthStub(channel)
+    while True:
+        try:
+            async for resp in stub.Watch(health_pb2.HealthCheckRequest(service=service), wait_for_ready=True):
+                if resp.status == health_pb2.HealthCheckResponse.SERVING:
+                    return
+        except grpc.aio.AioRpcError as e:
+            if e.code() in (grpc.StatusCode.CANCELLED, grpc.StatusCode.DEADLINE_EXCEEDED):
+                raise
+        await asyncio.sleep(0.2)  # the peer restarted or closed the watch: reconnect pacing

@@ -79,6 +79,10 @@ def env_name(prefix: str, field: str) -> str:
     return f"{prefix}_{field.upper()}"
 
 
+def _label(prefix: str, field: str) -> str:
+    return f"{env_name(prefix, field)} (--{field.replace('_', '-')})"
+
+
 def load(cls: type[T], prefix: str, argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None,
          **overrides: Any) -> T:
     """Builds `cls` from env, then argv, then keyword overrides; validates; raises ConfigError."""
@@ -91,7 +95,7 @@ def load(cls: type[T], prefix: str, argv: Sequence[str] | None = None, env: Mapp
         key = env_name(prefix, f.name)
         if key in env:
             try:
-                values[f.name] = _convert(key, env[key], hints[f.name])
+                values[f.name] = _convert(_label(prefix, f.name), env[key], hints[f.name])
             except ConfigError as e:
                 errors.append(str(e))
     if argv is not None:
@@ -104,7 +108,7 @@ def load(cls: type[T], prefix: str, argv: Sequence[str] | None = None, env: Mapp
             raw = getattr(ns, f.name)
             if raw is not None:
                 try:
-                    values[f.name] = _convert("--" + f.name.replace("_", "-"), raw, hints[f.name])
+                    values[f.name] = _convert(_label(prefix, f.name), raw, hints[f.name])
                 except ConfigError as e:
                     errors.append(str(e))
     values.update(overrides)
@@ -112,7 +116,7 @@ def load(cls: type[T], prefix: str, argv: Sequence[str] | None = None, env: Mapp
         if f.name not in values:
             continue
         v, meta = values[f.name], f.metadata
-        label = env_name(prefix, f.name)
+        label = _label(prefix, f.name)
         if meta.get("choices") and v not in meta["choices"]:
             errors.append(f"{label}: {v!r} is not one of {', '.join(map(str, meta['choices']))}")
         if meta.get("minimum") is not None and isinstance(v, (int, float)) and v < meta["minimum"]:

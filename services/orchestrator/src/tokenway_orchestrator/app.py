@@ -10,7 +10,7 @@ import grpc
 from tokenway.v1 import chat_pb2, chat_pb2_grpc, completion_pb2, completion_pb2_grpc, model_pb2, model_pb2_grpc
 
 from tokenway_common import errors
-from tokenway_common.channels import insecure_channel
+from tokenway_common.channels import insecure_channel, wait_serving
 
 from .clients.inference import InferenceRouter, Replica
 from .clients.tokenizer import TokenizerClient
@@ -22,6 +22,7 @@ from .servicers.completion import CompletionServicer
 from .servicers.models import ModelServicer
 
 log = logging.getLogger("tokenway.orchestrator")
+TOKENIZER_SERVICE = "tokenway.tokenizer.v1.TokenizerService"
 
 
 class OrchestratorApp:
@@ -51,14 +52,20 @@ class OrchestratorApp:
 
     async def start(self) -> None:
         s = self.settings
-        self._tokenizer_channel = insecure_channel(s.tokenizer_address, s, ("tokenway.tokenizer.v1.TokenizerService",))
+        self._tokenizer_channel = insecure_channel(s.tokenizer_address, s, (TOKENIZER_SERVICE,))
         tokenizer = TokenizerClient(self._tokenizer_channel, s.peer_timeout_seconds)
         self.router = InferenceRouter([
             Replica(a, insecure_channel(a, s, ("tokenway.inference.v1.InferenceService",))) for a in s.inference_addresses])
         self.router.start()
         log.info("waiting for the tokenizer at %s and inference at %s", s.tokenizer_address, ",".join(s.inference_addresses))
-        tinfo, minfo = await asyncio.gather(tokenizer.info(s.startup_timeout_seconds, wait_for_ready=True),
-                                            self.router.model_info(s.startup_timeout_seconds))
+        try:
+            await asyncio.wait_for(asyncio.gather(
+                wait_serving(self._tokenizer_channel, TOKENIZER_SERVICE),
+                self.router.wait_any_ready()), s.startup_timeout_seconds)
+        except TimeoutError:
+            raise RuntimeError(f"peers not ready after {s.startup_timeout_seconds:.0f}s") from None
+        tinfo, minfo = await asyncio.gather(tokenizer.info(s.peer_timeout_seconds),
+                                            self.router.model_info(s.peer_timeout_seconds))
         if tinfo.fingerprint != minfo.tokenizer_fingerprint:
             raise RuntimeError(f"tokenizer mismatch: the tokenizer service serves {tinfo.name} "
                                f"(fingerprint {tinfo.fingerprint[:12]}) but the inference model {minfo.model_name} "

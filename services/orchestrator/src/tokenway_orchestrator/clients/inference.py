@@ -28,6 +28,7 @@ class Replica:
         self.stub = inference_pb2_grpc.InferenceServiceStub(channel)
         self.in_flight = 0
         self.ready = False
+        self.ready_changed = asyncio.Event()
         self._watch: asyncio.Task | None = None
 
     def watch(self) -> None:
@@ -44,6 +45,7 @@ class Replica:
                     if ready != self.ready:
                         log.info("inference replica %s is %s", self.address, "ready" if ready else "not ready")
                     self.ready = ready
+                    self.ready_changed.set()
                     backoff = 0.1
             except grpc.aio.AioRpcError as e:
                 if self.ready:
@@ -91,11 +93,19 @@ class InferenceRouter:
             raise errors.Unavailable("no inference replica is ready", reason="NO_READY_REPLICA", retry_after=1.0)
         return min(ready, key=lambda r: r.in_flight)
 
+    async def wait_any_ready(self) -> None:
+        while not any(r.ready for r in self.replicas):
+            waits = [asyncio.create_task(r.ready_changed.wait()) for r in self.replicas]
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+            for w in waits:
+                w.cancel()
+            for r in self.replicas:
+                r.ready_changed.clear()
+
     async def model_info(self, timeout: float) -> pb.GetModelInfoResponse:
-        """Model info from the first replica to answer (all replicas must serve one model)."""
-        r = self.replicas[0]
+        """Model info from a ready replica (all replicas must serve one model)."""
         with translated("inference"):
-            return await r.stub.GetModelInfo(pb.GetModelInfoRequest(), timeout=timeout, wait_for_ready=True)
+            return await self.pick().stub.GetModelInfo(pb.GetModelInfoRequest(), timeout=timeout)
 
     async def generate(self, request_id: str, prompt: list[int], spec: EngineSpec,
                        timeout: float | None) -> AsyncIterator[EngineChunk]:
