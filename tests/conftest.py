@@ -15,7 +15,7 @@ from tokenway.inference.v1 import inference_pb2_grpc
 from tokenway.tokenizer.v1 import tokenizer_pb2_grpc
 from tokenway.v1 import chat_pb2_grpc, completion_pb2_grpc, model_pb2_grpc
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 MODEL_DIR = ROOT / ".tokenway" / "models" / "tokenway-tiny"
 
 
