@@ -30,7 +30,12 @@ class Suite:
     orchestrator: int
     tokenizer: int
     inference: int
+    rest: int
     env: dict
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.rest}/v1"
 
     def channel(self, port: int) -> grpc.Channel:
         return grpc.insecure_channel(f"127.0.0.1:{port}")
@@ -38,16 +43,17 @@ class Suite:
 
 @pytest.fixture(scope="session")
 def suite(tmp_path_factory):
-    ports = {"orchestrator": free_port(), "tokenizer": free_port(), "inference": free_port()}
+    ports = {"orchestrator": free_port(), "tokenizer": free_port(), "inference": free_port(), "rest": free_port()}
     env = dict(os.environ, TOKENWAY_RUN_DIR=str(tmp_path_factory.mktemp("run")), TOKENWAY_MODEL=str(MODEL_DIR),
                TOKENWAY_ORCHESTRATOR_PORT=str(ports["orchestrator"]), TOKENWAY_TOKENIZER_PORT=str(ports["tokenizer"]),
-               TOKENWAY_INFERENCE_PORT=str(ports["inference"]))
+               TOKENWAY_INFERENCE_PORT=str(ports["inference"]), TOKENWAY_ENVOY_PORT=str(ports["rest"]),
+               TOKENWAY_ENVOY_ADMIN_PORT=str(free_port()))
     up = subprocess.run([sys.executable, "tools/suite.py", "up", "--timeout", "240"], cwd=ROOT, env=env,
                         capture_output=True, text=True)
     if up.returncode != 0:
         logs = "\n".join(f.read_text()[-3000:] for f in Path(env["TOKENWAY_RUN_DIR"]).glob("*.log"))
         pytest.fail(f"suite did not come up:\n{up.stdout}\n{up.stderr}\n{logs}")
-    assert up.stdout.count("SERVING on") == 3, up.stdout
+    assert up.stdout.count("SERVING on") == 4, up.stdout
     yield Suite(env=env, **ports)
     down = subprocess.run([sys.executable, "tools/suite.py", "down"], cwd=ROOT, env=env, capture_output=True, text=True)
     assert down.returncode == 0, down.stderr

@@ -1,4 +1,4 @@
-"""Runs the tokenway suite on loopback: tokenizer, inference and orchestrator as separate processes.
+"""Runs the tokenway suite on loopback: tokenizer, inference, orchestrator and Envoy, as separate processes.
 
     python tools/suite.py run     foreground; prints when each service is SERVING; Ctrl-C/SIGTERM stops all
     python tools/suite.py up      same in the background; returns once all three are SERVING
@@ -6,7 +6,8 @@
     python tools/suite.py status  health of each service
 
 Ports: TOKENWAY_ORCHESTRATOR_PORT (50051), TOKENWAY_TOKENIZER_PORT (50052), TOKENWAY_INFERENCE_PORT
-(50053). The model: TOKENWAY_MODEL (default: the embedded .tokenway/models/tokenway-tiny).
+(50053), TOKENWAY_ENVOY_PORT (8080, REST) and TOKENWAY_ENVOY_ADMIN_PORT (9901). The model:
+TOKENWAY_MODEL (default: the embedded .tokenway/models/tokenway-tiny).
 Logs and pids live in .tokenway/run/.
 """
 
@@ -20,6 +21,9 @@ import sys
 import time
 from pathlib import Path
 
+import urllib.error
+import urllib.request
+
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
@@ -32,16 +36,34 @@ def services() -> list[dict]:
     tok = int(env.get("TOKENWAY_TOKENIZER_PORT", 50052))
     inf = int(env.get("TOKENWAY_INFERENCE_PORT", 50053))
     orch = int(env.get("TOKENWAY_ORCHESTRATOR_PORT", 50051))
+    rest = int(env.get("TOKENWAY_ENVOY_PORT", 8080))
+    admin = int(env.get("TOKENWAY_ENVOY_ADMIN_PORT", 9901))
     host = "127.0.0.1"
+    py = sys.executable
     return [
-        {"name": "tokenizer", "module": "tokenway_tokenizer", "port": tok,
-         "health": "tokenway.tokenizer.v1.TokenizerService", "args": ["--host", host, "--port", str(tok)]},
-        {"name": "inference", "module": "tokenway_inference", "port": inf,
-         "health": "tokenway.inference.v1.InferenceService", "args": ["--host", host, "--port", str(inf)]},
-        {"name": "orchestrator", "module": "tokenway_orchestrator", "port": orch, "health": "tokenway.v1.ChatService",
-         "args": ["--host", host, "--port", str(orch), "--tokenizer-address", f"{host}:{tok}",
-                  "--inference-addresses", f"{host}:{inf}"]},
+        {"name": "tokenizer", "port": tok, "health": "tokenway.tokenizer.v1.TokenizerService",
+         "cmd": [py, "-m", "tokenway_tokenizer", "--host", host, "--port", str(tok)]},
+        {"name": "inference", "port": inf, "health": "tokenway.inference.v1.InferenceService",
+         "cmd": [py, "-m", "tokenway_inference", "--host", host, "--port", str(inf)]},
+        {"name": "orchestrator", "port": orch, "health": "tokenway.v1.ChatService",
+         "cmd": [py, "-m", "tokenway_orchestrator", "--host", host, "--port", str(orch), "--tokenizer-address",
+                 f"{host}:{tok}", "--inference-addresses", f"{host}:{inf}"]},
+        {"name": "envoy", "port": rest, "admin": admin, "label": "REST (Envoy)",
+         "cmd": [py, str(ROOT / "tools" / "envoy.py"), "run",
+                 "--out", str(RUN / "envoy.yaml")]},
     ]
+
+
+def ready(s: dict) -> str:
+    if "admin" in s:  # Envoy: its admin /ready says LIVE once listeners are up
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{s['admin']}/ready", timeout=1) as r:
+                return "SERVING" if r.status == 200 else "NOT_SERVING"
+        except urllib.error.HTTPError:
+            return "NOT_SERVING"
+        except OSError:
+            return "DOWN"
+    return check(s["port"], s["health"])
 
 
 def check(port: int, service: str, timeout: float = 1.0) -> str:
@@ -53,6 +75,13 @@ def check(port: int, service: str, timeout: float = 1.0) -> str:
         return "DOWN" if e.code() == grpc.StatusCode.UNAVAILABLE else e.code().name
 
 
+def port_taken(port: int) -> bool:
+    import socket
+
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
 def wait_serving(procs: list[tuple[dict, subprocess.Popen]], timeout: float) -> bool:
     """Polls each service's readiness until all are SERVING, one exits, or the deadline passes."""
     deadline = time.monotonic() + timeout
@@ -62,7 +91,7 @@ def wait_serving(procs: list[tuple[dict, subprocess.Popen]], timeout: float) -> 
             if p.poll() is not None:
                 print(f"!! {name} exited with code {p.returncode}; see {RUN / (name + '.log')}", flush=True)
                 return False
-            if check(s["port"], s["health"]) == "SERVING":
+            if ready(s) == "SERVING":
                 print(f"   {name:<12} SERVING on 127.0.0.1:{s['port']}", flush=True)
                 del pending[name]
         if time.monotonic() > deadline:
@@ -77,11 +106,11 @@ def start_all(detach: bool) -> list[tuple[dict, subprocess.Popen]]:
     env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONUNBUFFERED="1")
     procs = []
     for s in services():
-        if check(s["port"], "") != "DOWN":
-            sys.exit(f"port {s['port']} is already serving something (is the suite up? `make down`)")
+        if port_taken(s["port"]):
+            sys.exit(f"port {s['port']} ({s['name']}) is already taken (is the suite up? `make down`)")
         log = open(RUN / f"{s['name']}.log", "ab")
         kwargs = {"stdout": log, "stderr": subprocess.STDOUT} if detach else {}
-        p = subprocess.Popen([sys.executable, "-m", s["module"], *s["args"]], env=env, cwd=ROOT,
+        p = subprocess.Popen(s["cmd"], env=env, cwd=ROOT,
                              start_new_session=detach, **kwargs)
         (RUN / f"{s['name']}.pid").write_text(str(p.pid))
         procs.append((s, p))
@@ -120,7 +149,7 @@ def stop(procs: list[tuple[str, int, subprocess.Popen | None]], timeout: float =
 
 
 def cmd_run(timeout: float) -> int:
-    print("==> starting tokenizer, inference and orchestrator (Ctrl-C stops all)", flush=True)
+    print("==> starting tokenizer, inference, orchestrator and Envoy (Ctrl-C stops all)", flush=True)
     procs = start_all(detach=False)
     stopping = False
 
@@ -132,8 +161,9 @@ def cmd_run(timeout: float) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     ok = wait_serving(procs, timeout)
     if ok:
-        orch = services()[2]["port"]
-        print(f"==> tokenway is up: grpcurl -plaintext 127.0.0.1:{orch} list", flush=True)
+        orch, rest = services()[2]["port"], services()[3]["port"]
+        print(f"==> tokenway is up: grpcurl -plaintext 127.0.0.1:{orch} list  |  REST: http://127.0.0.1:{rest}/v1",
+              flush=True)
     while ok and not stopping and all(p.poll() is None for _, p in procs):
         time.sleep(0.5)  # supervisor idle loop: wakes for a signal or a child's exit
     print("==> stopping", flush=True)
@@ -156,7 +186,7 @@ def cmd_down() -> int:
     if not found:
         print("nothing to stop")
         return 0
-    order = {"orchestrator": 0, "tokenizer": 1, "inference": 2}
+    order = {"envoy": 0, "orchestrator": 1, "tokenizer": 2, "inference": 3}
     stop(sorted(found, key=lambda x: order.get(x[0], 9)))
     return 0
 
@@ -164,9 +194,10 @@ def cmd_down() -> int:
 def cmd_status() -> int:
     bad = 0
     for s in services():
-        live, ready = check(s["port"], ""), check(s["port"], s["health"])
-        bad += ready != "SERVING"
-        print(f"{s['name']:<12} 127.0.0.1:{s['port']}  liveness={live}  readiness={ready}")
+        state = ready(s)
+        bad += state != "SERVING"
+        live = "" if "admin" in s else f"  liveness={check(s['port'], '')}"
+        print(f"{s['name']:<12} 127.0.0.1:{s['port']}{live}  readiness={state}")
     return 1 if bad else 0
 
 

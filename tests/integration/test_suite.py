@@ -156,7 +156,7 @@ def test_completion_from_text_and_from_token_ids(completions, tokenizer):
 def test_models_are_listed_and_unknown_ones_are_not_found(models):
     listed = models.ListModels(model_pb2.ListModelsRequest(), timeout=10)
     assert [m.id for m in listed.data] == [MODEL] and listed.data[0].max_model_len == 2048
-    assert models.GetModel(model_pb2.GetModelRequest(model=MODEL), timeout=10).model_info.id == MODEL
+    assert models.GetModel(model_pb2.GetModelRequest(model=MODEL), timeout=10).id == MODEL
     with pytest.raises(grpc.RpcError) as e:
         models.GetModel(model_pb2.GetModelRequest(model="gpt-17"), timeout=10)
     assert e.value.code() == grpc.StatusCode.NOT_FOUND and error_info(e.value).reason == "MODEL_NOT_FOUND"

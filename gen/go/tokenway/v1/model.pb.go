@@ -242,11 +242,20 @@ func (x *GetModelRequest) GetModel() string {
 	return ""
 }
 
-// GetModelResponse describes one model.
+// GetModelResponse describes one model; the same fields as Model, at the top
+// level as in OpenAI's JSON (Envoy cannot select a response_body field).
 type GetModelResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Required. The model (the whole REST body).
-	ModelInfo     *Model `protobuf:"bytes,1,opt,name=model_info,json=modelInfo,proto3" json:"model_info,omitempty"`
+	// Required. The id to put in requests' model field.
+	Id string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// Required. Always "model".
+	Object string `protobuf:"bytes,2,opt,name=object,proto3" json:"object,omitempty"`
+	// Required. Unix time in seconds when the suite started serving it.
+	Created uint32 `protobuf:"varint,3,opt,name=created,proto3" json:"created,omitempty"`
+	// Required. Owner, "tokenway" for the embedded model.
+	OwnedBy string `protobuf:"bytes,4,opt,name=owned_by,json=ownedBy,proto3" json:"owned_by,omitempty"`
+	// Required. Longest prompt plus completion, in tokens.
+	MaxModelLen   uint32 `protobuf:"varint,5,opt,name=max_model_len,json=maxModelLen,proto3" json:"max_model_len,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -281,11 +290,39 @@ func (*GetModelResponse) Descriptor() ([]byte, []int) {
 	return file_tokenway_v1_model_proto_rawDescGZIP(), []int{4}
 }
 
-func (x *GetModelResponse) GetModelInfo() *Model {
+func (x *GetModelResponse) GetId() string {
 	if x != nil {
-		return x.ModelInfo
+		return x.Id
 	}
-	return nil
+	return ""
+}
+
+func (x *GetModelResponse) GetObject() string {
+	if x != nil {
+		return x.Object
+	}
+	return ""
+}
+
+func (x *GetModelResponse) GetCreated() uint32 {
+	if x != nil {
+		return x.Created
+	}
+	return 0
+}
+
+func (x *GetModelResponse) GetOwnedBy() string {
+	if x != nil {
+		return x.OwnedBy
+	}
+	return ""
+}
+
+func (x *GetModelResponse) GetMaxModelLen() uint32 {
+	if x != nil {
+		return x.MaxModelLen
+	}
+	return 0
 }
 
 var File_tokenway_v1_model_proto protoreflect.FileDescriptor
@@ -304,16 +341,18 @@ const file_tokenway_v1_model_proto_rawDesc = "" +
 	"\x06object\x18\x01 \x01(\tR\x06object\x12&\n" +
 	"\x04data\x18\x02 \x03(\v2\x12.tokenway.v1.ModelR\x04data\"'\n" +
 	"\x0fGetModelRequest\x12\x14\n" +
-	"\x05model\x18\x01 \x01(\tR\x05model\"E\n" +
-	"\x10GetModelResponse\x121\n" +
-	"\n" +
-	"model_info\x18\x01 \x01(\v2\x12.tokenway.v1.ModelR\tmodelInfo2\xe5\x01\n" +
+	"\x05model\x18\x01 \x01(\tR\x05model\"\x93\x01\n" +
+	"\x10GetModelResponse\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x16\n" +
+	"\x06object\x18\x02 \x01(\tR\x06object\x12\x18\n" +
+	"\acreated\x18\x03 \x01(\rR\acreated\x12\x19\n" +
+	"\bowned_by\x18\x04 \x01(\tR\aownedBy\x12\"\n" +
+	"\rmax_model_len\x18\x05 \x01(\rR\vmaxModelLen2\xd9\x01\n" +
 	"\fModelService\x12a\n" +
 	"\n" +
 	"ListModels\x12\x1e.tokenway.v1.ListModelsRequest\x1a\x1f.tokenway.v1.ListModelsResponse\"\x12\x82\xd3\xe4\x93\x02\f\x12\n" +
-	"/v1/models\x12r\n" +
-	"\bGetModel\x12\x1c.tokenway.v1.GetModelRequest\x1a\x1d.tokenway.v1.GetModelResponse\")\x82\xd3\xe4\x93\x02#b\n" +
-	"model_info\x12\x15/v1/models/{model=**}BZ\n" +
+	"/v1/models\x12f\n" +
+	"\bGetModel\x12\x1c.tokenway.v1.GetModelRequest\x1a\x1d.tokenway.v1.GetModelResponse\"\x1d\x82\xd3\xe4\x93\x02\x17\x12\x15/v1/models/{model=**}BZ\n" +
 	"\x0eio.tokenway.v1B\n" +
 	"ModelProtoP\x01Z:github.com/tokenway/tokenway/gen/go/tokenway/v1;tokenwayv1b\x06proto3"
 
@@ -339,16 +378,15 @@ var file_tokenway_v1_model_proto_goTypes = []any{
 }
 var file_tokenway_v1_model_proto_depIdxs = []int32{
 	0, // 0: tokenway.v1.ListModelsResponse.data:type_name -> tokenway.v1.Model
-	0, // 1: tokenway.v1.GetModelResponse.model_info:type_name -> tokenway.v1.Model
-	1, // 2: tokenway.v1.ModelService.ListModels:input_type -> tokenway.v1.ListModelsRequest
-	3, // 3: tokenway.v1.ModelService.GetModel:input_type -> tokenway.v1.GetModelRequest
-	2, // 4: tokenway.v1.ModelService.ListModels:output_type -> tokenway.v1.ListModelsResponse
-	4, // 5: tokenway.v1.ModelService.GetModel:output_type -> tokenway.v1.GetModelResponse
-	4, // [4:6] is the sub-list for method output_type
-	2, // [2:4] is the sub-list for method input_type
-	2, // [2:2] is the sub-list for extension type_name
-	2, // [2:2] is the sub-list for extension extendee
-	0, // [0:2] is the sub-list for field type_name
+	1, // 1: tokenway.v1.ModelService.ListModels:input_type -> tokenway.v1.ListModelsRequest
+	3, // 2: tokenway.v1.ModelService.GetModel:input_type -> tokenway.v1.GetModelRequest
+	2, // 3: tokenway.v1.ModelService.ListModels:output_type -> tokenway.v1.ListModelsResponse
+	4, // 4: tokenway.v1.ModelService.GetModel:output_type -> tokenway.v1.GetModelResponse
+	3, // [3:5] is the sub-list for method output_type
+	1, // [1:3] is the sub-list for method input_type
+	1, // [1:1] is the sub-list for extension type_name
+	1, // [1:1] is the sub-list for extension extendee
+	0, // [0:1] is the sub-list for field type_name
 }
 
 func init() { file_tokenway_v1_model_proto_init() }

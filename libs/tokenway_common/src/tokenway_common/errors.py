@@ -106,8 +106,28 @@ def to_status_proto(err: TokenwayError) -> status_pb2.Status:
     return status
 
 
-def trailing_metadata(err: TokenwayError) -> tuple[tuple[str, bytes], ...]:
-    return ((_DETAILS_KEY, to_status_proto(err).SerializeToString()),)
+def trailing_metadata(err: TokenwayError) -> tuple[tuple[str, str | bytes], ...]:
+    """The rich status, plus the reason and the faulty parameter as plain ASCII entries so that an
+    HTTP edge (Envoy's Lua) can shape an OpenAI error without decoding protobuf."""
+    md: list[tuple[str, str | bytes]] = [(_DETAILS_KEY, to_status_proto(err).SerializeToString()),
+                                         ("tokenway-error-reason", err.reason)]
+    if param := err.metadata.get("param"):
+        md.append(("tokenway-error-param", param.encode("ascii", "replace").decode()))
+    return tuple(md)
+
+
+# gRPC code -> (HTTP status, OpenAI error type): the REST edge's mapping, for in-band errors.
+OPENAI_TYPES = {
+    grpc.StatusCode.INVALID_ARGUMENT: "invalid_request_error", grpc.StatusCode.FAILED_PRECONDITION: "invalid_request_error",
+    grpc.StatusCode.OUT_OF_RANGE: "invalid_request_error", grpc.StatusCode.NOT_FOUND: "not_found_error",
+    grpc.StatusCode.UNAUTHENTICATED: "authentication_error", grpc.StatusCode.PERMISSION_DENIED: "permission_error",
+    grpc.StatusCode.RESOURCE_EXHAUSTED: "rate_limit_error", grpc.StatusCode.UNAVAILABLE: "service_unavailable",
+    grpc.StatusCode.DEADLINE_EXCEEDED: "timeout", grpc.StatusCode.CANCELLED: "cancelled",
+}
+
+
+def openai_type(code: grpc.StatusCode) -> str:
+    return OPENAI_TYPES.get(code, "server_error")
 
 
 _BY_CODE = {cls.code: cls for cls in (InvalidArgument, NotFound, Unauthenticated, PermissionDenied,

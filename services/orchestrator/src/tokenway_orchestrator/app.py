@@ -15,6 +15,7 @@ from tokenway_common.channels import insecure_channel, wait_serving
 from .clients.inference import InferenceRouter, Replica
 from .clients.tokenizer import TokenizerClient
 from .config import OrchestratorSettings
+from .core.access import Access, Principal
 from .core.ports import ModelInfo
 from .core.service import Orchestrator
 from .servicers.chat import ChatServicer
@@ -39,6 +40,17 @@ class OrchestratorApp:
         self._orchestrator: Orchestrator | None = None
         self._tokenizer_channel: grpc.aio.Channel | None = None
         self.router: InferenceRouter | None = None
+        self.access = Access(settings.api_keys, settings.rate_limit_rpm, settings.rate_limit_burst)
+
+    def admit(self, context: grpc.aio.ServicerContext, model: str | None, *, count: bool = True) -> Principal:
+        """Authenticates the caller, checks it may use `model`, and takes a request from its rate limit."""
+        authorization = next((v for k, v in context.invocation_metadata() or () if k == "authorization"), None)
+        principal = self.access.authenticate(authorization, context.peer() or "")
+        if model is not None:
+            self.access.authorize(principal, model)
+        if count:
+            self.access.admit(principal)
+        return principal
 
     def register(self, server: grpc.aio.Server) -> None:
         chat_pb2_grpc.add_ChatServiceServicer_to_server(ChatServicer(self), server)
@@ -52,6 +64,8 @@ class OrchestratorApp:
 
     async def start(self) -> None:
         s = self.settings
+        if self.access.open:
+            log.warning("no API keys configured (TOKENWAY_ORCHESTRATOR_API_KEYS): the API is open to every caller")
         self._tokenizer_channel = insecure_channel(s.tokenizer_address, s, (TOKENIZER_SERVICE,))
         tokenizer = TokenizerClient(self._tokenizer_channel, s.peer_timeout_seconds)
         self.router = InferenceRouter([

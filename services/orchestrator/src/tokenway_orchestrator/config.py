@@ -29,3 +29,7 @@ class OrchestratorSettings(ServerSettings):
     max_stop_strings: int = setting(16, "most stop strings per request", minimum=0)
     max_stop_string_chars: int = setting(256, "longest stop string accepted", minimum=1)
     max_prompts: int = setting(64, "most prompts in one completion request", minimum=1)
+    api_keys: tuple[str, ...] = setting((), "accepted API keys, comma-separated; KEY@model-a|model-b limits a key "
+                                            "to those models; none: the API is open", secret=True)
+    rate_limit_rpm: int = setting(0, "requests per minute per API key (per caller when open); 0: unlimited", minimum=0)
+    rate_limit_burst: int = setting(10, "requests a key may send at once before the rate limit applies", minimum=1)

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17tokenway/v1/model.proto\x12\x0btokenway.v1\x1a\x1cgoogle/api/annotations.proto\"]\n\x05Model\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06object\x18\x02 \x01(\t\x12\x0f\n\x07\x63reated\x18\x03 \x01(\r\x12\x10\n\x08owned_by\x18\x04 \x01(\t\x12\x15\n\rmax_model_len\x18\x05 \x01(\r\"\x13\n\x11ListModelsRequest\"F\n\x12ListModelsResponse\x12\x0e\n\x06object\x18\x01 \x01(\t\x12 \n\x04\x64\x61ta\x18\x02 \x03(\x0b\x32\x12.tokenway.v1.Model\" \n\x0fGetModelRequest\x12\r\n\x05model\x18\x01 \x01(\t\":\n\x10GetModelResponse\x12&\n\nmodel_info\x18\x01 \x01(\x0b\x32\x12.tokenway.v1.Model2\xe5\x01\n\x0cModelService\x12\x61\n\nListModels\x12\x1e.tokenway.v1.ListModelsRequest\x1a\x1f.tokenway.v1.ListModelsResponse\"\x12\x82\xd3\xe4\x93\x02\x0c\x12\n/v1/models\x12r\n\x08GetModel\x12\x1c.tokenway.v1.GetModelRequest\x1a\x1d.tokenway.v1.GetModelResponse\")\x82\xd3\xe4\x93\x02#\x12\x15/v1/models/{model=**}b\nmodel_infoBZ\n\x0eio.tokenway.v1B\nModelProtoP\x01Z:github.com/tokenway/tokenway/gen/go/tokenway/v1;tokenwayv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17tokenway/v1/model.proto\x12\x0btokenway.v1\x1a\x1cgoogle/api/annotations.proto\"]\n\x05Model\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06object\x18\x02 \x01(\t\x12\x0f\n\x07\x63reated\x18\x03 \x01(\r\x12\x10\n\x08owned_by\x18\x04 \x01(\t\x12\x15\n\rmax_model_len\x18\x05 \x01(\r\"\x13\n\x11ListModelsRequest\"F\n\x12ListModelsResponse\x12\x0e\n\x06object\x18\x01 \x01(\t\x12 \n\x04\x64\x61ta\x18\x02 \x03(\x0b\x32\x12.tokenway.v1.Model\" \n\x0fGetModelRequest\x12\r\n\x05model\x18\x01 \x01(\t\"h\n\x10GetModelResponse\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06object\x18\x02 \x01(\t\x12\x0f\n\x07\x63reated\x18\x03 \x01(\r\x12\x10\n\x08owned_by\x18\x04 \x01(\t\x12\x15\n\rmax_model_len\x18\x05 \x01(\r2\xd9\x01\n\x0cModelService\x12\x61\n\nListModels\x12\x1e.tokenway.v1.ListModelsRequest\x1a\x1f.tokenway.v1.ListModelsResponse\"\x12\x82\xd3\xe4\x93\x02\x0c\x12\n/v1/models\x12\x66\n\x08GetModel\x12\x1c.tokenway.v1.GetModelRequest\x1a\x1d.tokenway.v1.GetModelResponse\"\x1d\x82\xd3\xe4\x93\x02\x17\x12\x15/v1/models/{model=**}BZ\n\x0eio.tokenway.v1B\nModelProtoP\x01Z:github.com/tokenway/tokenway/gen/go/tokenway/v1;tokenwayv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,7 +36,7 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_MODELSERVICE'].methods_by_name['ListModels']._loaded_options = None
   _globals['_MODELSERVICE'].methods_by_name['ListModels']._serialized_options = b'\202\323\344\223\002\014\022\n/v1/models'
   _globals['_MODELSERVICE'].methods_by_name['GetModel']._loaded_options = None
-  _globals['_MODELSERVICE'].methods_by_name['GetModel']._serialized_options = b'\202\323\344\223\002#\022\025/v1/models/{model=**}b\nmodel_info'
+  _globals['_MODELSERVICE'].methods_by_name['GetModel']._serialized_options = b'\202\323\344\223\002\027\022\025/v1/models/{model=**}'
   _globals['_MODEL']._serialized_start=70
   _globals['_MODEL']._serialized_end=163
   _globals['_LISTMODELSREQUEST']._serialized_start=165
@@ -46,7 +46,7 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GETMODELREQUEST']._serialized_start=258
   _globals['_GETMODELREQUEST']._serialized_end=290
   _globals['_GETMODELRESPONSE']._serialized_start=292
-  _globals['_GETMODELRESPONSE']._serialized_end=350
-  _globals['_MODELSERVICE']._serialized_start=353
-  _globals['_MODELSERVICE']._serialized_end=582
+  _globals['_GETMODELRESPONSE']._serialized_end=396
+  _globals['_MODELSERVICE']._serialized_start=399
+  _globals['_MODELSERVICE']._serialized_end=616
 # @@protoc_insertion_point(module_scope)

@@ -8,6 +8,7 @@ from tokenway_common.channels import remaining
 
 from ..core.pipeline import Usage
 from . import convert
+from .inband import with_inband_errors
 
 
 class ChatServicer(chat_pb2_grpc.ChatServiceServicer):
@@ -15,6 +16,7 @@ class ChatServicer(chat_pb2_grpc.ChatServiceServicer):
         self.app = app
 
     async def CreateChatCompletion(self, request, context):
+        self.app.admit(context, request.model)
         orch = self.app.orchestrator()
         messages, params, field = convert.chat_params(request, streaming=False)
         timeout = remaining(context, self.app.settings.request_timeout_seconds)
@@ -32,7 +34,12 @@ class ChatServicer(chat_pb2_grpc.ChatServiceServicer):
                 choice.logprobs.CopyFrom(convert.chat_logprobs(c.logprobs))
         return resp
 
-    async def StreamChatCompletion(self, request, context):
+    def StreamChatCompletion(self, request, context):
+        return with_inband_errors(context, self._stream_chat(request, context),
+                                  lambda: chat_pb2.StreamChatCompletionResponse(object="chat.completion.chunk"))
+
+    async def _stream_chat(self, request, context):
+        self.app.admit(context, request.model)
         orch = self.app.orchestrator()
         messages, params, field = convert.chat_params(request, streaming=True)
         timeout = remaining(context, self.app.settings.request_timeout_seconds)

@@ -8,6 +8,7 @@ from tokenway_common.channels import remaining
 
 from ..core.pipeline import Usage
 from . import convert
+from .inband import with_inband_errors
 
 
 class CompletionServicer(completion_pb2_grpc.CompletionServiceServicer):
@@ -15,6 +16,7 @@ class CompletionServicer(completion_pb2_grpc.CompletionServiceServicer):
         self.app = app
 
     async def _prepare(self, request, context, streaming: bool):
+        self.app.admit(context, request.model)
         orch = self.app.orchestrator()
         params = convert.completion_params(request, streaming=streaming)
         timeout = remaining(context, self.app.settings.request_timeout_seconds)
@@ -39,7 +41,11 @@ class CompletionServicer(completion_pb2_grpc.CompletionServiceServicer):
                 choice.logprobs.CopyFrom(convert.completion_logprobs(c.logprobs, len(prefix)))
         return resp
 
-    async def StreamCompletion(self, request, context):
+    def StreamCompletion(self, request, context):
+        return with_inband_errors(context, self._stream_completion(request, context),
+                                  lambda: completion_pb2.StreamCompletionResponse(object="text_completion"))
+
+    async def _stream_completion(self, request, context):
         orch, params, prepared, timeout, echo = await self._prepare(request, context, True)
         n = prepared.job.n
         offsets: dict[int, int] = {}

@@ -9,14 +9,16 @@ class ModelServicer(model_pb2_grpc.ModelServiceServicer):
     def __init__(self, app) -> None:
         self.app = app
 
-    def _model(self) -> model_pb2.Model:
+    def _fields(self) -> dict:
         m = self.app.orchestrator().model
-        return model_pb2.Model(id=m.name, object="model", created=self.app.started_at, owned_by="tokenway",
-                               max_model_len=m.context_length)
+        return {"id": m.name, "object": "model", "created": self.app.started_at, "owned_by": "tokenway",
+                "max_model_len": m.context_length}
 
     async def ListModels(self, request, context):
-        return model_pb2.ListModelsResponse(object="list", data=[self._model()])
+        self.app.admit(context, None, count=False)
+        return model_pb2.ListModelsResponse(object="list", data=[model_pb2.Model(**self._fields())])
 
     async def GetModel(self, request, context):
+        self.app.admit(context, request.model, count=False)
         self.app.orchestrator().check_model(request.model)
-        return model_pb2.GetModelResponse(model_info=self._model())
+        return model_pb2.GetModelResponse(**self._fields())

@@ -7,7 +7,8 @@ package io.tokenway.v1;
 
 /**
  * <pre>
- * GetModelResponse describes one model.
+ * GetModelResponse describes one model; the same fields as Model, at the top
+ * level as in OpenAI's JSON (Envoy cannot select a response_body field).
  * </pre>
  *
  * Protobuf type {@code tokenway.v1.GetModelResponse}
@@ -32,6 +33,9 @@ private static final long serialVersionUID = 0L;
     super(builder);
   }
   private GetModelResponse() {
+    id_ = "";
+    object_ = "";
+    ownedBy_ = "";
   }
 
   public static final com.google.protobuf.Descriptors.Descriptor
@@ -52,43 +56,175 @@ private static final long serialVersionUID = 0L;
             io.tokenway.v1.GetModelResponse.class, io.tokenway.v1.GetModelResponse.Builder.class);
   }
 
-  private int bitField0_;
-  public static final int MODEL_INFO_FIELD_NUMBER = 1;
-  private io.tokenway.v1.Model modelInfo_;
+  public static final int ID_FIELD_NUMBER = 1;
+  @SuppressWarnings("serial")
+  private volatile java.lang.Object id_ = "";
   /**
    * <pre>
-   * Required. The model (the whole REST body).
+   * Required. The id to put in requests' model field.
    * </pre>
    *
-   * <code>.tokenway.v1.Model model_info = 1;</code>
-   * @return Whether the modelInfo field is set.
+   * <code>string id = 1;</code>
+   * @return The id.
    */
   @java.lang.Override
-  public boolean hasModelInfo() {
-    return ((bitField0_ & 0x00000001) != 0);
+  public java.lang.String getId() {
+    java.lang.Object ref = id_;
+    if (ref instanceof java.lang.String) {
+      return (java.lang.String) ref;
+    } else {
+      com.google.protobuf.ByteString bs = 
+          (com.google.protobuf.ByteString) ref;
+      java.lang.String s = bs.toStringUtf8();
+      id_ = s;
+      return s;
+    }
   }
   /**
    * <pre>
-   * Required. The model (the whole REST body).
+   * Required. The id to put in requests' model field.
    * </pre>
    *
-   * <code>.tokenway.v1.Model model_info = 1;</code>
-   * @return The modelInfo.
+   * <code>string id = 1;</code>
+   * @return The bytes for id.
    */
   @java.lang.Override
-  public io.tokenway.v1.Model getModelInfo() {
-    return modelInfo_ == null ? io.tokenway.v1.Model.getDefaultInstance() : modelInfo_;
+  public com.google.protobuf.ByteString
+      getIdBytes() {
+    java.lang.Object ref = id_;
+    if (ref instanceof java.lang.String) {
+      com.google.protobuf.ByteString b = 
+          com.google.protobuf.ByteString.copyFromUtf8(
+              (java.lang.String) ref);
+      id_ = b;
+      return b;
+    } else {
+      return (com.google.protobuf.ByteString) ref;
+    }
+  }
+
+  public static final int OBJECT_FIELD_NUMBER = 2;
+  @SuppressWarnings("serial")
+  private volatile java.lang.Object object_ = "";
+  /**
+   * <pre>
+   * Required. Always "model".
+   * </pre>
+   *
+   * <code>string object = 2;</code>
+   * @return The object.
+   */
+  @java.lang.Override
+  public java.lang.String getObject() {
+    java.lang.Object ref = object_;
+    if (ref instanceof java.lang.String) {
+      return (java.lang.String) ref;
+    } else {
+      com.google.protobuf.ByteString bs = 
+          (com.google.protobuf.ByteString) ref;
+      java.lang.String s = bs.toStringUtf8();
+      object_ = s;
+      return s;
+    }
   }
   /**
    * <pre>
-   * Required. The model (the whole REST body).
+   * Required. Always "model".
    * </pre>
    *
-   * <code>.tokenway.v1.Model model_info = 1;</code>
+   * <code>string object = 2;</code>
+   * @return The bytes for object.
    */
   @java.lang.Override
-  public io.tokenway.v1.ModelOrBuilder getModelInfoOrBuilder() {
-    return modelInfo_ == null ? io.tokenway.v1.Model.getDefaultInstance() : modelInfo_;
+  public com.google.protobuf.ByteString
+      getObjectBytes() {
+    java.lang.Object ref = object_;
+    if (ref instanceof java.lang.String) {
+      com.google.protobuf.ByteString b = 
+          com.google.protobuf.ByteString.copyFromUtf8(
+              (java.lang.String) ref);
+      object_ = b;
+      return b;
+    } else {
+      return (com.google.protobuf.ByteString) ref;
+    }
+  }
+
+  public static final int CREATED_FIELD_NUMBER = 3;
+  private int created_ = 0;
+  /**
+   * <pre>
+   * Required. Unix time in seconds when the suite started serving it.
+   * </pre>
+   *
+   * <code>uint32 created = 3;</code>
+   * @return The created.
+   */
+  @java.lang.Override
+  public int getCreated() {
+    return created_;
+  }
+
+  public static final int OWNED_BY_FIELD_NUMBER = 4;
+  @SuppressWarnings("serial")
+  private volatile java.lang.Object ownedBy_ = "";
+  /**
+   * <pre>
+   * Required. Owner, "tokenway" for the embedded model.
+   * </pre>
+   *
+   * <code>string owned_by = 4;</code>
+   * @return The ownedBy.
+   */
+  @java.lang.Override
+  public java.lang.String getOwnedBy() {
+    java.lang.Object ref = ownedBy_;
+    if (ref instanceof java.lang.String) {
+      return (java.lang.String) ref;
+    } else {
+      com.google.protobuf.ByteString bs = 
+          (com.google.protobuf.ByteString) ref;
+      java.lang.String s = bs.toStringUtf8();
+      ownedBy_ = s;
+      return s;
+    }
+  }
+  /**
+   * <pre>
+   * Required. Owner, "tokenway" for the embedded model.
+   * </pre>
+   *
+   * <code>string owned_by = 4;</code>
+   * @return The bytes for ownedBy.
+   */
+  @java.lang.Override
+  public com.google.protobuf.ByteString
+      getOwnedByBytes() {
+    java.lang.Object ref = ownedBy_;
+    if (ref instanceof java.lang.String) {
+      com.google.protobuf.ByteString b = 
+          com.google.protobuf.ByteString.copyFromUtf8(
+              (java.lang.String) ref);
+      ownedBy_ = b;
+      return b;
+    } else {
+      return (com.google.protobuf.ByteString) ref;
+    }
+  }
+
+  public static final int MAX_MODEL_LEN_FIELD_NUMBER = 5;
+  private int maxModelLen_ = 0;
+  /**
+   * <pre>
+   * Required. Longest prompt plus completion, in tokens.
+   * </pre>
+   *
+   * <code>uint32 max_model_len = 5;</code>
+   * @return The maxModelLen.
+   */
+  @java.lang.Override
+  public int getMaxModelLen() {
+    return maxModelLen_;
   }
 
   private byte memoizedIsInitialized = -1;
@@ -105,16 +241,41 @@ private static final long serialVersionUID = 0L;
   @java.lang.Override
   public void writeTo(com.google.protobuf.CodedOutputStream output)
                       throws java.io.IOException {
-    if (((bitField0_ & 0x00000001) != 0)) {
-      output.writeMessage(1, getModelInfo());
+    if (!com.google.protobuf.GeneratedMessage.isStringEmpty(id_)) {
+      com.google.protobuf.GeneratedMessage.writeString(output, 1, id_);
+    }
+    if (!com.google.protobuf.GeneratedMessage.isStringEmpty(object_)) {
+      com.google.protobuf.GeneratedMessage.writeString(output, 2, object_);
+    }
+    if (created_ != 0) {
+      output.writeUInt32(3, created_);
+    }
+    if (!com.google.protobuf.GeneratedMessage.isStringEmpty(ownedBy_)) {
+      com.google.protobuf.GeneratedMessage.writeString(output, 4, ownedBy_);
+    }
+    if (maxModelLen_ != 0) {
+      output.writeUInt32(5, maxModelLen_);
     }
     getUnknownFields().writeTo(output);
   }
   private int computeSerializedSize_0() {
     int size = 0;
-    if (((bitField0_ & 0x00000001) != 0)) {
+    if (!com.google.protobuf.GeneratedMessage.isStringEmpty(id_)) {
+      size += com.google.protobuf.GeneratedMessage.computeStringSize(1, id_);
+    }
+    if (!com.google.protobuf.GeneratedMessage.isStringEmpty(object_)) {
+      size += com.google.protobuf.GeneratedMessage.computeStringSize(2, object_);
+    }
+    if (created_ != 0) {
       size += com.google.protobuf.CodedOutputStream
-        .computeMessageSize(1, getModelInfo());
+        .computeUInt32Size(3, created_);
+    }
+    if (!com.google.protobuf.GeneratedMessage.isStringEmpty(ownedBy_)) {
+      size += com.google.protobuf.GeneratedMessage.computeStringSize(4, ownedBy_);
+    }
+    if (maxModelLen_ != 0) {
+      size += com.google.protobuf.CodedOutputStream
+        .computeUInt32Size(5, maxModelLen_);
     }
     return size;
   }
@@ -140,11 +301,16 @@ private static final long serialVersionUID = 0L;
     }
     io.tokenway.v1.GetModelResponse other = (io.tokenway.v1.GetModelResponse) obj;
 
-    if (hasModelInfo() != other.hasModelInfo()) return false;
-    if (hasModelInfo()) {
-      if (!getModelInfo()
-          .equals(other.getModelInfo())) return false;
-    }
+    if (!getId()
+        .equals(other.getId())) return false;
+    if (!getObject()
+        .equals(other.getObject())) return false;
+    if (getCreated()
+        != other.getCreated()) return false;
+    if (!getOwnedBy()
+        .equals(other.getOwnedBy())) return false;
+    if (getMaxModelLen()
+        != other.getMaxModelLen()) return false;
     if (!getUnknownFields().equals(other.getUnknownFields())) return false;
     return true;
   }
@@ -156,10 +322,16 @@ private static final long serialVersionUID = 0L;
     }
     int hash = 41;
     hash = (19 * hash) + getDescriptor().hashCode();
-    if (hasModelInfo()) {
-      hash = (37 * hash) + MODEL_INFO_FIELD_NUMBER;
-      hash = (53 * hash) + getModelInfo().hashCode();
-    }
+    hash = (37 * hash) + ID_FIELD_NUMBER;
+    hash = (53 * hash) + getId().hashCode();
+    hash = (37 * hash) + OBJECT_FIELD_NUMBER;
+    hash = (53 * hash) + getObject().hashCode();
+    hash = (37 * hash) + CREATED_FIELD_NUMBER;
+    hash = (53 * hash) + getCreated();
+    hash = (37 * hash) + OWNED_BY_FIELD_NUMBER;
+    hash = (53 * hash) + getOwnedBy().hashCode();
+    hash = (37 * hash) + MAX_MODEL_LEN_FIELD_NUMBER;
+    hash = (53 * hash) + getMaxModelLen();
     hash = (29 * hash) + getUnknownFields().hashCode();
     memoizedHashCode = hash;
     return hash;
@@ -259,7 +431,8 @@ private static final long serialVersionUID = 0L;
   }
   /**
    * <pre>
-   * GetModelResponse describes one model.
+   * GetModelResponse describes one model; the same fields as Model, at the top
+   * level as in OpenAI's JSON (Envoy cannot select a response_body field).
    * </pre>
    *
    * Protobuf type {@code tokenway.v1.GetModelResponse}
@@ -283,29 +456,23 @@ private static final long serialVersionUID = 0L;
 
     // Construct using io.tokenway.v1.GetModelResponse.newBuilder()
     private Builder() {
-      maybeForceBuilderInitialization();
+
     }
 
     private Builder(
         com.google.protobuf.GeneratedMessage.BuilderParent parent) {
       super(parent);
-      maybeForceBuilderInitialization();
-    }
-    private void maybeForceBuilderInitialization() {
-      if (com.google.protobuf.GeneratedMessage
-              .alwaysUseFieldBuilders) {
-        internalGetModelInfoFieldBuilder();
-      }
+
     }
     @java.lang.Override
     public Builder clear() {
       super.clear();
       bitField0_ = 0;
-      modelInfo_ = null;
-      if (modelInfoBuilder_ != null) {
-        modelInfoBuilder_.dispose();
-        modelInfoBuilder_ = null;
-      }
+      id_ = "";
+      object_ = "";
+      created_ = 0;
+      ownedBy_ = "";
+      maxModelLen_ = 0;
       return this;
     }
 
@@ -339,14 +506,21 @@ private static final long serialVersionUID = 0L;
 
     private void buildPartial0(io.tokenway.v1.GetModelResponse result) {
       int from_bitField0_ = bitField0_;
-      int to_bitField0_ = 0;
       if (((from_bitField0_ & 0x00000001) != 0)) {
-        result.modelInfo_ = modelInfoBuilder_ == null
-            ? modelInfo_
-            : modelInfoBuilder_.build();
-        to_bitField0_ |= 0x00000001;
+        result.id_ = id_;
       }
-      result.bitField0_ |= to_bitField0_;
+      if (((from_bitField0_ & 0x00000002) != 0)) {
+        result.object_ = object_;
+      }
+      if (((from_bitField0_ & 0x00000004) != 0)) {
+        result.created_ = created_;
+      }
+      if (((from_bitField0_ & 0x00000008) != 0)) {
+        result.ownedBy_ = ownedBy_;
+      }
+      if (((from_bitField0_ & 0x00000010) != 0)) {
+        result.maxModelLen_ = maxModelLen_;
+      }
     }
 
     @java.lang.Override
@@ -361,8 +535,26 @@ private static final long serialVersionUID = 0L;
 
     public Builder mergeFrom(io.tokenway.v1.GetModelResponse other) {
       if (other == io.tokenway.v1.GetModelResponse.getDefaultInstance()) return this;
-      if (other.hasModelInfo()) {
-        mergeModelInfo(other.getModelInfo());
+      if (!other.getId().isEmpty()) {
+        id_ = other.id_;
+        bitField0_ |= 0x00000001;
+        onChanged();
+      }
+      if (!other.getObject().isEmpty()) {
+        object_ = other.object_;
+        bitField0_ |= 0x00000002;
+        onChanged();
+      }
+      if (other.getCreated() != 0) {
+        setCreated(other.getCreated());
+      }
+      if (!other.getOwnedBy().isEmpty()) {
+        ownedBy_ = other.ownedBy_;
+        bitField0_ |= 0x00000008;
+        onChanged();
+      }
+      if (other.getMaxModelLen() != 0) {
+        setMaxModelLen(other.getMaxModelLen());
       }
       this.mergeUnknownFields(other.getUnknownFields());
       onChanged();
@@ -391,12 +583,30 @@ private static final long serialVersionUID = 0L;
               done = true;
               break;
             case 10: {
-              input.readMessage(
-                  internalGetModelInfoFieldBuilder().getBuilder(),
-                  extensionRegistry);
+              id_ = input.readStringRequireUtf8();
               bitField0_ |= 0x00000001;
               break;
             } // case 10
+            case 18: {
+              object_ = input.readStringRequireUtf8();
+              bitField0_ |= 0x00000002;
+              break;
+            } // case 18
+            case 24: {
+              created_ = input.readUInt32();
+              bitField0_ |= 0x00000004;
+              break;
+            } // case 24
+            case 34: {
+              ownedBy_ = input.readStringRequireUtf8();
+              bitField0_ |= 0x00000008;
+              break;
+            } // case 34
+            case 40: {
+              maxModelLen_ = input.readUInt32();
+              bitField0_ |= 0x00000010;
+              break;
+            } // case 40
             default: {
               if (!super.parseUnknownField(input, extensionRegistry, tag)) {
                 done = true; // was an endgroup tag
@@ -414,161 +624,368 @@ private static final long serialVersionUID = 0L;
     }
     private int bitField0_;
 
-    private io.tokenway.v1.Model modelInfo_;
-    private com.google.protobuf.SingleFieldBuilder<
-        io.tokenway.v1.Model, io.tokenway.v1.Model.Builder, io.tokenway.v1.ModelOrBuilder> modelInfoBuilder_;
+    private java.lang.Object id_ = "";
     /**
      * <pre>
-     * Required. The model (the whole REST body).
+     * Required. The id to put in requests' model field.
      * </pre>
      *
-     * <code>.tokenway.v1.Model model_info = 1;</code>
-     * @return Whether the modelInfo field is set.
+     * <code>string id = 1;</code>
+     * @return The id.
      */
-    public boolean hasModelInfo() {
-      return ((bitField0_ & 0x00000001) != 0);
-    }
-    /**
-     * <pre>
-     * Required. The model (the whole REST body).
-     * </pre>
-     *
-     * <code>.tokenway.v1.Model model_info = 1;</code>
-     * @return The modelInfo.
-     */
-    public io.tokenway.v1.Model getModelInfo() {
-      if (modelInfoBuilder_ == null) {
-        return modelInfo_ == null ? io.tokenway.v1.Model.getDefaultInstance() : modelInfo_;
+    public java.lang.String getId() {
+      java.lang.Object ref = id_;
+      if (!(ref instanceof java.lang.String)) {
+        com.google.protobuf.ByteString bs =
+            (com.google.protobuf.ByteString) ref;
+        java.lang.String s = bs.toStringUtf8();
+        id_ = s;
+        return s;
       } else {
-        return modelInfoBuilder_.getMessage();
+        return (java.lang.String) ref;
       }
     }
     /**
      * <pre>
-     * Required. The model (the whole REST body).
+     * Required. The id to put in requests' model field.
      * </pre>
      *
-     * <code>.tokenway.v1.Model model_info = 1;</code>
+     * <code>string id = 1;</code>
+     * @return The bytes for id.
      */
-    public Builder setModelInfo(io.tokenway.v1.Model value) {
-      if (modelInfoBuilder_ == null) {
-        if (value == null) {
-          throw new NullPointerException();
-        }
-        modelInfo_ = value;
+    public com.google.protobuf.ByteString
+        getIdBytes() {
+      java.lang.Object ref = id_;
+      if (ref instanceof String) {
+        com.google.protobuf.ByteString b = 
+            com.google.protobuf.ByteString.copyFromUtf8(
+                (java.lang.String) ref);
+        id_ = b;
+        return b;
       } else {
-        modelInfoBuilder_.setMessage(value);
+        return (com.google.protobuf.ByteString) ref;
       }
+    }
+    /**
+     * <pre>
+     * Required. The id to put in requests' model field.
+     * </pre>
+     *
+     * <code>string id = 1;</code>
+     * @param value The id to set.
+     * @return This builder for chaining.
+     */
+    public Builder setId(
+        java.lang.String value) {
+      if (value == null) { throw new NullPointerException(); }
+      id_ = value;
       bitField0_ |= 0x00000001;
       onChanged();
       return this;
     }
     /**
      * <pre>
-     * Required. The model (the whole REST body).
+     * Required. The id to put in requests' model field.
      * </pre>
      *
-     * <code>.tokenway.v1.Model model_info = 1;</code>
+     * <code>string id = 1;</code>
+     * @return This builder for chaining.
      */
-    public Builder setModelInfo(
-        io.tokenway.v1.Model.Builder builderForValue) {
-      if (modelInfoBuilder_ == null) {
-        modelInfo_ = builderForValue.build();
-      } else {
-        modelInfoBuilder_.setMessage(builderForValue.build());
-      }
-      bitField0_ |= 0x00000001;
-      onChanged();
-      return this;
-    }
-    /**
-     * <pre>
-     * Required. The model (the whole REST body).
-     * </pre>
-     *
-     * <code>.tokenway.v1.Model model_info = 1;</code>
-     */
-    public Builder mergeModelInfo(io.tokenway.v1.Model value) {
-      if (modelInfoBuilder_ == null) {
-        if (((bitField0_ & 0x00000001) != 0) &&
-          modelInfo_ != null &&
-          modelInfo_ != io.tokenway.v1.Model.getDefaultInstance()) {
-          getModelInfoBuilder().mergeFrom(value);
-        } else {
-          modelInfo_ = value;
-        }
-      } else {
-        modelInfoBuilder_.mergeFrom(value);
-      }
-      if (modelInfo_ != null) {
-        bitField0_ |= 0x00000001;
-        onChanged();
-      }
-      return this;
-    }
-    /**
-     * <pre>
-     * Required. The model (the whole REST body).
-     * </pre>
-     *
-     * <code>.tokenway.v1.Model model_info = 1;</code>
-     */
-    public Builder clearModelInfo() {
+    public Builder clearId() {
+      id_ = getDefaultInstance().getId();
       bitField0_ = (bitField0_ & ~0x00000001);
-      modelInfo_ = null;
-      if (modelInfoBuilder_ != null) {
-        modelInfoBuilder_.dispose();
-        modelInfoBuilder_ = null;
-      }
       onChanged();
       return this;
     }
     /**
      * <pre>
-     * Required. The model (the whole REST body).
+     * Required. The id to put in requests' model field.
      * </pre>
      *
-     * <code>.tokenway.v1.Model model_info = 1;</code>
+     * <code>string id = 1;</code>
+     * @param value The bytes for id to set.
+     * @return This builder for chaining.
      */
-    public io.tokenway.v1.Model.Builder getModelInfoBuilder() {
+    public Builder setIdBytes(
+        com.google.protobuf.ByteString value) {
+      if (value == null) { throw new NullPointerException(); }
+      checkByteStringIsUtf8(value);
+      id_ = value;
       bitField0_ |= 0x00000001;
       onChanged();
-      return internalGetModelInfoFieldBuilder().getBuilder();
+      return this;
     }
+
+    private java.lang.Object object_ = "";
     /**
      * <pre>
-     * Required. The model (the whole REST body).
+     * Required. Always "model".
      * </pre>
      *
-     * <code>.tokenway.v1.Model model_info = 1;</code>
+     * <code>string object = 2;</code>
+     * @return The object.
      */
-    public io.tokenway.v1.ModelOrBuilder getModelInfoOrBuilder() {
-      if (modelInfoBuilder_ != null) {
-        return modelInfoBuilder_.getMessageOrBuilder();
+    public java.lang.String getObject() {
+      java.lang.Object ref = object_;
+      if (!(ref instanceof java.lang.String)) {
+        com.google.protobuf.ByteString bs =
+            (com.google.protobuf.ByteString) ref;
+        java.lang.String s = bs.toStringUtf8();
+        object_ = s;
+        return s;
       } else {
-        return modelInfo_ == null ?
-            io.tokenway.v1.Model.getDefaultInstance() : modelInfo_;
+        return (java.lang.String) ref;
       }
     }
     /**
      * <pre>
-     * Required. The model (the whole REST body).
+     * Required. Always "model".
      * </pre>
      *
-     * <code>.tokenway.v1.Model model_info = 1;</code>
+     * <code>string object = 2;</code>
+     * @return The bytes for object.
      */
-    private com.google.protobuf.SingleFieldBuilder<
-        io.tokenway.v1.Model, io.tokenway.v1.Model.Builder, io.tokenway.v1.ModelOrBuilder> 
-        internalGetModelInfoFieldBuilder() {
-      if (modelInfoBuilder_ == null) {
-        modelInfoBuilder_ = new com.google.protobuf.SingleFieldBuilder<
-            io.tokenway.v1.Model, io.tokenway.v1.Model.Builder, io.tokenway.v1.ModelOrBuilder>(
-                getModelInfo(),
-                getParentForChildren(),
-                isClean());
-        modelInfo_ = null;
+    public com.google.protobuf.ByteString
+        getObjectBytes() {
+      java.lang.Object ref = object_;
+      if (ref instanceof String) {
+        com.google.protobuf.ByteString b = 
+            com.google.protobuf.ByteString.copyFromUtf8(
+                (java.lang.String) ref);
+        object_ = b;
+        return b;
+      } else {
+        return (com.google.protobuf.ByteString) ref;
       }
-      return modelInfoBuilder_;
+    }
+    /**
+     * <pre>
+     * Required. Always "model".
+     * </pre>
+     *
+     * <code>string object = 2;</code>
+     * @param value The object to set.
+     * @return This builder for chaining.
+     */
+    public Builder setObject(
+        java.lang.String value) {
+      if (value == null) { throw new NullPointerException(); }
+      object_ = value;
+      bitField0_ |= 0x00000002;
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * Required. Always "model".
+     * </pre>
+     *
+     * <code>string object = 2;</code>
+     * @return This builder for chaining.
+     */
+    public Builder clearObject() {
+      object_ = getDefaultInstance().getObject();
+      bitField0_ = (bitField0_ & ~0x00000002);
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * Required. Always "model".
+     * </pre>
+     *
+     * <code>string object = 2;</code>
+     * @param value The bytes for object to set.
+     * @return This builder for chaining.
+     */
+    public Builder setObjectBytes(
+        com.google.protobuf.ByteString value) {
+      if (value == null) { throw new NullPointerException(); }
+      checkByteStringIsUtf8(value);
+      object_ = value;
+      bitField0_ |= 0x00000002;
+      onChanged();
+      return this;
+    }
+
+    private int created_ ;
+    /**
+     * <pre>
+     * Required. Unix time in seconds when the suite started serving it.
+     * </pre>
+     *
+     * <code>uint32 created = 3;</code>
+     * @return The created.
+     */
+    @java.lang.Override
+    public int getCreated() {
+      return created_;
+    }
+    /**
+     * <pre>
+     * Required. Unix time in seconds when the suite started serving it.
+     * </pre>
+     *
+     * <code>uint32 created = 3;</code>
+     * @param value The created to set.
+     * @return This builder for chaining.
+     */
+    public Builder setCreated(int value) {
+
+      created_ = value;
+      bitField0_ |= 0x00000004;
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * Required. Unix time in seconds when the suite started serving it.
+     * </pre>
+     *
+     * <code>uint32 created = 3;</code>
+     * @return This builder for chaining.
+     */
+    public Builder clearCreated() {
+      bitField0_ = (bitField0_ & ~0x00000004);
+      created_ = 0;
+      onChanged();
+      return this;
+    }
+
+    private java.lang.Object ownedBy_ = "";
+    /**
+     * <pre>
+     * Required. Owner, "tokenway" for the embedded model.
+     * </pre>
+     *
+     * <code>string owned_by = 4;</code>
+     * @return The ownedBy.
+     */
+    public java.lang.String getOwnedBy() {
+      java.lang.Object ref = ownedBy_;
+      if (!(ref instanceof java.lang.String)) {
+        com.google.protobuf.ByteString bs =
+            (com.google.protobuf.ByteString) ref;
+        java.lang.String s = bs.toStringUtf8();
+        ownedBy_ = s;
+        return s;
+      } else {
+        return (java.lang.String) ref;
+      }
+    }
+    /**
+     * <pre>
+     * Required. Owner, "tokenway" for the embedded model.
+     * </pre>
+     *
+     * <code>string owned_by = 4;</code>
+     * @return The bytes for ownedBy.
+     */
+    public com.google.protobuf.ByteString
+        getOwnedByBytes() {
+      java.lang.Object ref = ownedBy_;
+      if (ref instanceof String) {
+        com.google.protobuf.ByteString b = 
+            com.google.protobuf.ByteString.copyFromUtf8(
+                (java.lang.String) ref);
+        ownedBy_ = b;
+        return b;
+      } else {
+        return (com.google.protobuf.ByteString) ref;
+      }
+    }
+    /**
+     * <pre>
+     * Required. Owner, "tokenway" for the embedded model.
+     * </pre>
+     *
+     * <code>string owned_by = 4;</code>
+     * @param value The ownedBy to set.
+     * @return This builder for chaining.
+     */
+    public Builder setOwnedBy(
+        java.lang.String value) {
+      if (value == null) { throw new NullPointerException(); }
+      ownedBy_ = value;
+      bitField0_ |= 0x00000008;
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * Required. Owner, "tokenway" for the embedded model.
+     * </pre>
+     *
+     * <code>string owned_by = 4;</code>
+     * @return This builder for chaining.
+     */
+    public Builder clearOwnedBy() {
+      ownedBy_ = getDefaultInstance().getOwnedBy();
+      bitField0_ = (bitField0_ & ~0x00000008);
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * Required. Owner, "tokenway" for the embedded model.
+     * </pre>
+     *
+     * <code>string owned_by = 4;</code>
+     * @param value The bytes for ownedBy to set.
+     * @return This builder for chaining.
+     */
+    public Builder setOwnedByBytes(
+        com.google.protobuf.ByteString value) {
+      if (value == null) { throw new NullPointerException(); }
+      checkByteStringIsUtf8(value);
+      ownedBy_ = value;
+      bitField0_ |= 0x00000008;
+      onChanged();
+      return this;
+    }
+
+    private int maxModelLen_ ;
+    /**
+     * <pre>
+     * Required. Longest prompt plus completion, in tokens.
+     * </pre>
+     *
+     * <code>uint32 max_model_len = 5;</code>
+     * @return The maxModelLen.
+     */
+    @java.lang.Override
+    public int getMaxModelLen() {
+      return maxModelLen_;
+    }
+    /**
+     * <pre>
+     * Required. Longest prompt plus completion, in tokens.
+     * </pre>
+     *
+     * <code>uint32 max_model_len = 5;</code>
+     * @param value The maxModelLen to set.
+     * @return This builder for chaining.
+     */
+    public Builder setMaxModelLen(int value) {
+
+      maxModelLen_ = value;
+      bitField0_ |= 0x00000010;
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * Required. Longest prompt plus completion, in tokens.
+     * </pre>
+     *
+     * <code>uint32 max_model_len = 5;</code>
+     * @return This builder for chaining.
+     */
+    public Builder clearMaxModelLen() {
+      bitField0_ = (bitField0_ & ~0x00000010);
+      maxModelLen_ = 0;
+      onChanged();
+      return this;
     }
 
     // @@protoc_insertion_point(builder_scope:tokenway.v1.GetModelResponse)

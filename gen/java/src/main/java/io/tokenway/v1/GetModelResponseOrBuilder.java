@@ -12,28 +12,81 @@ public interface GetModelResponseOrBuilder extends
 
   /**
    * <pre>
-   * Required. The model (the whole REST body).
+   * Required. The id to put in requests' model field.
    * </pre>
    *
-   * <code>.tokenway.v1.Model model_info = 1;</code>
-   * @return Whether the modelInfo field is set.
+   * <code>string id = 1;</code>
+   * @return The id.
    */
-  boolean hasModelInfo();
+  java.lang.String getId();
   /**
    * <pre>
-   * Required. The model (the whole REST body).
+   * Required. The id to put in requests' model field.
    * </pre>
    *
-   * <code>.tokenway.v1.Model model_info = 1;</code>
-   * @return The modelInfo.
+   * <code>string id = 1;</code>
+   * @return The bytes for id.
    */
-  io.tokenway.v1.Model getModelInfo();
+  com.google.protobuf.ByteString
+      getIdBytes();
+
   /**
    * <pre>
-   * Required. The model (the whole REST body).
+   * Required. Always "model".
    * </pre>
    *
-   * <code>.tokenway.v1.Model model_info = 1;</code>
+   * <code>string object = 2;</code>
+   * @return The object.
    */
-  io.tokenway.v1.ModelOrBuilder getModelInfoOrBuilder();
+  java.lang.String getObject();
+  /**
+   * <pre>
+   * Required. Always "model".
+   * </pre>
+   *
+   * <code>string object = 2;</code>
+   * @return The bytes for object.
+   */
+  com.google.protobuf.ByteString
+      getObjectBytes();
+
+  /**
+   * <pre>
+   * Required. Unix time in seconds when the suite started serving it.
+   * </pre>
+   *
+   * <code>uint32 created = 3;</code>
+   * @return The created.
+   */
+  int getCreated();
+
+  /**
+   * <pre>
+   * Required. Owner, "tokenway" for the embedded model.
+   * </pre>
+   *
+   * <code>string owned_by = 4;</code>
+   * @return The ownedBy.
+   */
+  java.lang.String getOwnedBy();
+  /**
+   * <pre>
+   * Required. Owner, "tokenway" for the embedded model.
+   * </pre>
+   *
+   * <code>string owned_by = 4;</code>
+   * @return The bytes for ownedBy.
+   */
+  com.google.protobuf.ByteString
+      getOwnedByBytes();
+
+  /**
+   * <pre>
+   * Required. Longest prompt plus completion, in tokens.
+   * </pre>
+   *
+   * <code>uint32 max_model_len = 5;</code>
+   * @return The maxModelLen.
+   */
+  int getMaxModelLen();
 }

@@ -67,17 +67,17 @@ public final class ModelProto extends com.google.protobuf.GeneratedFile {
       "\001(\r\"\023\n\021ListModelsRequest\"F\n\022ListModelsRe" +
       "sponse\022\016\n\006object\030\001 \001(\t\022 \n\004data\030\002 \003(\0132\022.t" +
       "okenway.v1.Model\" \n\017GetModelRequest\022\r\n\005m" +
-      "odel\030\001 \001(\t\":\n\020GetModelResponse\022&\n\nmodel_" +
-      "info\030\001 \001(\0132\022.tokenway.v1.Model2\345\001\n\014Model" +
-      "Service\022a\n\nListModels\022\036.tokenway.v1.List" +
-      "ModelsRequest\032\037.tokenway.v1.ListModelsRe" +
-      "sponse\"\022\202\323\344\223\002\014\022\n/v1/models\022r\n\010GetModel\022\034" +
-      ".tokenway.v1.GetModelRequest\032\035.tokenway." +
-      "v1.GetModelResponse\")\202\323\344\223\002#\022\025/v1/models/" +
-      "{model=**}b\nmodel_infoBZ\n\016io.tokenway.v1" +
-      "B\nModelProtoP\001Z:github.com/tokenway/toke" +
-      "nway/gen/go/tokenway/v1;tokenwayv1b\006prot" +
-      "o3"
+      "odel\030\001 \001(\t\"h\n\020GetModelResponse\022\n\n\002id\030\001 \001" +
+      "(\t\022\016\n\006object\030\002 \001(\t\022\017\n\007created\030\003 \001(\r\022\020\n\010o" +
+      "wned_by\030\004 \001(\t\022\025\n\rmax_model_len\030\005 \001(\r2\331\001\n" +
+      "\014ModelService\022a\n\nListModels\022\036.tokenway.v" +
+      "1.ListModelsRequest\032\037.tokenway.v1.ListMo" +
+      "delsResponse\"\022\202\323\344\223\002\014\022\n/v1/models\022f\n\010GetM" +
+      "odel\022\034.tokenway.v1.GetModelRequest\032\035.tok" +
+      "enway.v1.GetModelResponse\"\035\202\323\344\223\002\027\022\025/v1/m" +
+      "odels/{model=**}BZ\n\016io.tokenway.v1B\nMode" +
+      "lProtoP\001Z:github.com/tokenway/tokenway/g" +
+      "en/go/tokenway/v1;tokenwayv1b\006proto3"
     };
     descriptor = com.google.protobuf.Descriptors.FileDescriptor
       .internalBuildGeneratedFileFrom(descriptorData,
@@ -113,7 +113,7 @@ public final class ModelProto extends com.google.protobuf.GeneratedFile {
     internal_static_tokenway_v1_GetModelResponse_fieldAccessorTable = new
       com.google.protobuf.GeneratedMessage.FieldAccessorTable(
         internal_static_tokenway_v1_GetModelResponse_descriptor,
-        new java.lang.String[] { "ModelInfo", });
+        new java.lang.String[] { "Id", "Object", "Created", "OwnedBy", "MaxModelLen", });
     descriptor.resolveAllFeaturesImmutable();
     com.google.api.AnnotationsProto.getDescriptor();
     com.google.protobuf.ExtensionRegistry registry =
