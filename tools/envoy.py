@@ -25,11 +25,11 @@ DEPLOY = ROOT / "deploy" / "envoy"
 
 # Envoy's own replies (bad JSON, unknown path, body too large, orchestrator down) as OpenAI errors.
 LOCAL_REPLIES = [(400, "invalid_request_error"), (404, "not_found_error"), (413, "invalid_request_error"),
-                 (503, "service_unavailable"), (504, "timeout")]
+                 (500, "server_error"), (502, "server_error"), (503, "service_unavailable"), (504, "timeout")]
 
 
-# Tests only (TOKENWAY_ENVOY_FAULTS=1): a request header x-envoy-fault-abort-grpc-request: CODE makes the
-# upstream call fail with that gRPC status, to check the REST mapping of errors no request can cause.
+# Tests only (TOKENWAY_ENVOY_FAULTS=1): a request header x-envoy-fault-abort-request: STATUS fails the
+# call at the edge with that HTTP status, to check the shape of errors no well-formed request causes.
 FAULT_FILTER = """\
                   - name: envoy.filters.http.fault
                     typed_config:

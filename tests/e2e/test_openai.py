@@ -1,0 +1,286 @@
+"""The official openai SDK (sync and async) against the suite through a real Envoy."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+
+import grpc
+import httpx2 as httpx  # the HTTP client the openai SDK itself uses
+import openai
+import pytest
+from tokenway.inference.v1 import inference_pb2
+from tokenway.v1 import chat_pb2
+
+from tests.conftest import ROOT, free_port
+
+pytestmark = pytest.mark.e2e
+MODEL = "tokenway-tiny"
+MESSAGES = [{"role": "system", "content": "You are terse."}, {"role": "user", "content": "Describe the quick server."}]
+
+
+@pytest.fixture(scope="module")
+def client(suite):
+    return openai.OpenAI(base_url=suite.base_url, api_key="unused", max_retries=0, timeout=120)
+
+
+@pytest.fixture(scope="module")
+def aclient(suite):
+    return openai.AsyncOpenAI(base_url=suite.base_url, api_key="unused", max_retries=0, timeout=120)
+
+
+def _running(inference) -> int:
+    return inference.GetLoad(inference_pb2.GetLoadRequest(), timeout=5).running
+
+
+def _wait_idle(inference, seconds: float = 30) -> int:
+    deadline = time.monotonic() + seconds
+    while (running := _running(inference)) and time.monotonic() < deadline:
+        time.sleep(0.05)  # polling the engine's load with a deadline
+    return running
+
+
+def test_chat_completion_matches_the_grpc_answer(client, chat):
+    resp = client.chat.completions.create(model=MODEL, messages=MESSAGES, max_tokens=20, temperature=0)
+    grpc_resp = chat.CreateChatCompletion(chat_pb2.CreateChatCompletionRequest(
+        model=MODEL, messages=[chat_pb2.ChatMessage(**m) for m in MESSAGES], max_tokens=20, temperature=0), timeout=60)
+    assert resp.object == "chat.completion" and resp.model == MODEL
+    assert resp.choices[0].index == 0 and resp.choices[0].message.role == "assistant"
+    assert resp.choices[0].message.content == grpc_resp.choices[0].message.content
+    assert resp.choices[0].finish_reason in ("stop", "length")
+    assert resp.usage.prompt_tokens == grpc_resp.usage.prompt_tokens > 0
+    assert resp.usage.total_tokens == resp.usage.prompt_tokens + resp.usage.completion_tokens
+    assert isinstance(resp.created, int)
+
+
+def test_chat_stream_arrives_chunk_by_chunk_while_the_engine_is_still_generating(client, inference):
+    unary = client.chat.completions.create(model=MODEL, messages=MESSAGES, max_tokens=300, temperature=0,
+                                           extra_body={"ignore_eos": True})
+    stream = client.chat.completions.create(model=MODEL, messages=MESSAGES, max_tokens=300, temperature=0, stream=True,
+                                            stream_options={"include_usage": True}, extra_body={"ignore_eos": True})
+    arrivals, parts, finish, usage = [], [], None, None
+    for chunk in stream:
+        arrivals.append(time.monotonic())
+        if len(arrivals) == 1:
+            # the first chunk is here and the generation is not over: it was not buffered
+            assert _running(inference) == 1
+        for choice in chunk.choices:
+            parts.append(choice.delta.content or "")
+            finish = choice.finish_reason or finish
+        usage = chunk.usage or usage
+    assert len(arrivals) > 3 and arrivals[-1] > arrivals[0]
+    assert "".join(parts) == unary.choices[0].message.content
+    assert finish == "length" and usage.completion_tokens == 300 == unary.usage.completion_tokens
+
+
+async def test_async_client_completes_and_streams(aclient):
+    resp = await aclient.chat.completions.create(model=MODEL, messages=MESSAGES, max_tokens=8, temperature=0)
+    stream = await aclient.chat.completions.create(model=MODEL, messages=MESSAGES, max_tokens=8, temperature=0,
+                                                   stream=True, stream_options={"include_usage": True})
+    text, usage = "", None
+    async for chunk in stream:
+        text += "".join(c.delta.content or "" for c in chunk.choices)
+        usage = chunk.usage or usage
+    assert text == resp.choices[0].message.content and usage == resp.usage
+    comp = await aclient.completions.create(model=MODEL, prompt="The quick model", max_tokens=5, temperature=0)
+    assert comp.choices[0].text and comp.usage.completion_tokens <= 5
+
+
+def test_completions_with_stop_as_a_string_or_a_list(client):
+    base = client.completions.create(model=MODEL, prompt="The quick model", max_tokens=40, temperature=0,
+                                     extra_body={"ignore_eos": True})
+    text = base.choices[0].text
+    stop = text[len(text) // 2:len(text) // 2 + 2]
+    for form in (stop, [stop, "never-matches-zz"]):
+        cut = client.completions.create(model=MODEL, prompt="The quick model", max_tokens=40, temperature=0, stop=form,
+                                        extra_body={"ignore_eos": True})
+        assert cut.choices[0].text == text[:text.find(stop)] and cut.choices[0].finish_reason == "stop"
+    streamed = client.completions.create(model=MODEL, prompt="The quick model", max_tokens=40, temperature=0, stop=stop,
+                                         stream=True, stream_options={"include_usage": True},
+                                         extra_body={"ignore_eos": True})
+    chunks = list(streamed)
+    assert "".join(c.choices[0].text for c in chunks if c.choices) == text[:text.find(stop)]
+    assert chunks[-1].usage.completion_tokens < 40
+
+
+def test_models_list_and_retrieve(client):
+    assert [m.id for m in client.models.list()] == [MODEL]
+    model = client.models.retrieve(MODEL)
+    assert model.id == MODEL and model.object == "model" and model.owned_by == "tokenway"
+    with pytest.raises(openai.NotFoundError) as e:
+        client.models.retrieve("gpt-nope")
+    assert e.value.code == "MODEL_NOT_FOUND"
+
+
+@pytest.mark.parametrize("kwargs, param", [({"temperature": 5.0}, "temperature"), ({"n": 99}, "n"),
+                                           ({"messages": []}, "messages"), ({"max_tokens": 0}, "max_tokens")])
+@pytest.mark.parametrize("stream", [False, True])
+def test_bad_requests_raise_bad_request_error(client, kwargs, param, stream):
+    args = {"model": MODEL, "messages": MESSAGES, **kwargs}
+    with pytest.raises(openai.BadRequestError) as e:
+        result = client.chat.completions.create(stream=stream, **args)
+        list(result) if stream else None
+    assert e.value.status_code == 400 and e.value.param == param and e.value.type == "invalid_request_error"
+
+
+def test_unknown_model_raises_not_found(client):
+    with pytest.raises(openai.NotFoundError) as e:
+        client.chat.completions.create(model="gpt-nope", messages=MESSAGES)
+    assert e.value.code == "MODEL_NOT_FOUND" and e.value.param == "model"
+
+
+def test_a_prompt_over_one_mib_reaches_the_server(client):
+    big = "lorem ipsum " * 100_000  # 1.2 MB: past Envoy's default buffer, past the tiny model's context
+    with pytest.raises(openai.BadRequestError) as e:
+        client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": big}], max_tokens=4)
+    assert e.value.code == "CONTEXT_LENGTH_EXCEEDED"  # the orchestrator answered: not a 413 from the edge
+
+
+def test_edge_errors_are_openai_shaped(suite):
+    with httpx.Client(base_url=suite.base_url, timeout=30) as http:
+        bad_json = http.post("/chat/completions", content=b"{not json", headers={"content-type": "application/json"})
+        assert bad_json.status_code == 400 and bad_json.json()["error"]["type"] == "invalid_request_error"
+        unknown = http.post("/embeddings", json={"model": MODEL, "input": "x"})
+        assert unknown.status_code == 404 and "error" in unknown.json()
+        misrouted = http.post("/chat/completions", json={"model": MODEL, "stream": True,
+                                                         "messages": [{"role": "user", "content": 'say "stream": false'}],
+                                                         "max_tokens": 3})
+        assert misrouted.headers["content-type"].startswith("text/event-stream")
+        assert misrouted.text.startswith("data: ")
+
+
+def test_client_disconnect_frees_the_engine_slot(suite, inference):
+    assert _wait_idle(inference) == 0
+    body = {"model": MODEL, "messages": MESSAGES, "max_tokens": 1800, "ignore_eos": True, "stream": True}
+    with httpx.Client(base_url=suite.base_url, timeout=60) as http:
+        with http.stream("POST", "/chat/completions", json=body) as resp:
+            first = next(resp.iter_lines())
+            assert first.startswith("data: ")
+            assert _running(inference) == 1
+    assert _wait_idle(inference) == 0
+
+
+# --- an edge with API keys, a rate limit, a short request deadline, a small body limit and fault injection ---
+
+def _spawn(cmd: list[str], env: dict) -> subprocess.Popen:
+    return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def _wait_ready(check, proc: subprocess.Popen, seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while not check():
+        assert proc.poll() is None, "process exited during startup"
+        assert time.monotonic() < deadline, "not ready in time"
+        time.sleep(0.1)  # readiness poll
+
+
+def _envoy_ready(admin: int) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{admin}/ready", timeout=1) as r:
+            return r.status == 200
+    except OSError:
+        return False
+
+
+def _start_envoy(env: dict, orchestrator_port: int, **extra: str) -> tuple[subprocess.Popen, int]:
+    rest, admin = free_port(), free_port()
+    envoy_env = dict(env, TOKENWAY_ENVOY_PORT=str(rest), TOKENWAY_ENVOY_ADMIN_PORT=str(admin),
+                     TOKENWAY_ORCHESTRATOR_PORT=str(orchestrator_port), **extra)
+    proc = _spawn([sys.executable, "tools/envoy.py", "run", "--out", os.path.join(env["TOKENWAY_RUN_DIR"], f"envoy-{rest}.yaml")],
+                  envoy_env)
+    _wait_ready(lambda: _envoy_ready(admin), proc)
+    return proc, rest
+
+
+@pytest.fixture(scope="module")
+def strict(suite):
+    port = free_port()
+    env = dict(suite.env, TOKENWAY_ORCHESTRATOR_API_KEYS="sk-test,sk-burst,sk-scoped@some-other-model",
+               TOKENWAY_ORCHESTRATOR_RATE_LIMIT_RPM="6", TOKENWAY_ORCHESTRATOR_RATE_LIMIT_BURST="2",
+               TOKENWAY_ORCHESTRATOR_REQUEST_TIMEOUT_SECONDS="1.5")
+    orch = _spawn([sys.executable, "-m", "tokenway_orchestrator", "--port", str(port), "--tokenizer-address",
+                   f"127.0.0.1:{suite.tokenizer}", "--inference-addresses", f"127.0.0.1:{suite.inference}"], env)
+    procs = [orch]
+    try:
+        from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as ch:
+            health = health_pb2_grpc.HealthStub(ch)
+            for resp in health.Watch(health_pb2.HealthCheckRequest(service="tokenway.v1.ChatService"),
+                                     wait_for_ready=True, timeout=60):
+                if resp.status == health_pb2.HealthCheckResponse.SERVING:
+                    break
+        envoy, rest = _start_envoy(env, port, TOKENWAY_ENVOY_BUFFER_MB="2", TOKENWAY_ENVOY_FAULTS="1")
+        procs.append(envoy)
+        dead, dead_rest = _start_envoy(env, free_port())
+        procs.append(dead)
+        yield {"url": f"http://127.0.0.1:{rest}/v1", "dead_url": f"http://127.0.0.1:{dead_rest}/v1"}
+    finally:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            p.wait(timeout=30)
+
+
+def _client(url: str, key: str) -> openai.OpenAI:
+    return openai.OpenAI(base_url=url, api_key=key, max_retries=0, timeout=60)
+
+
+def test_missing_or_wrong_key_raises_authentication_error(strict):
+    with pytest.raises(openai.AuthenticationError) as e:
+        _client(strict["url"], "sk-wrong").chat.completions.create(model=MODEL, messages=MESSAGES, max_tokens=2)
+    assert e.value.status_code == 401 and e.value.code == "INVALID_API_KEY"
+    missing = httpx.post(strict["url"] + "/chat/completions", json={"model": MODEL, "messages": MESSAGES}, timeout=30)
+    assert missing.status_code == 401 and missing.json()["error"]["code"] == "MISSING_API_KEY"
+    assert _client(strict["url"], "sk-test").chat.completions.create(model=MODEL, messages=MESSAGES,
+                                                                     max_tokens=2).choices
+
+
+def test_key_without_the_model_raises_permission_denied(strict):
+    with pytest.raises(openai.PermissionDeniedError) as e:
+        _client(strict["url"], "sk-scoped").chat.completions.create(model=MODEL, messages=MESSAGES, max_tokens=2)
+    assert e.value.code == "MODEL_NOT_ALLOWED"
+
+
+def test_rate_limit_raises_rate_limit_error(strict):
+    c = _client(strict["url"], "sk-burst")
+    with pytest.raises(openai.RateLimitError) as e:
+        for _ in range(3):  # a burst of 2 is allowed
+            c.chat.completions.create(model=MODEL, messages=MESSAGES, max_tokens=1)
+    assert e.value.code == "RATE_LIMITED"
+
+
+def test_an_internal_failure_raises_internal_server_error(strict):
+    with pytest.raises(openai.InternalServerError) as e:
+        _client(strict["url"], "sk-test").chat.completions.create(
+            model=MODEL, messages=MESSAGES, max_tokens=2, extra_headers={"x-envoy-fault-abort-request": "500"})
+    assert e.value.status_code == 500 and e.value.body["type"] == "server_error"
+
+
+def test_orchestrator_down_raises_service_unavailable(strict):
+    with pytest.raises(openai.InternalServerError) as e:
+        _client(strict["dead_url"], "sk-test").chat.completions.create(model=MODEL, messages=MESSAGES, max_tokens=2)
+    assert e.value.status_code == 503 and e.value.body["type"] == "service_unavailable"
+
+
+def test_body_over_the_edge_limit_is_413(strict):
+    big = "x" * (3 * 1024 * 1024)
+    with pytest.raises(openai.APIStatusError) as e:
+        _client(strict["url"], "sk-test").chat.completions.create(model=MODEL, messages=[{"role": "user", "content": big}])
+    assert e.value.status_code == 413 and e.value.body["type"] == "invalid_request_error"
+
+
+def test_failure_after_the_stream_started_is_raised_not_truncated(strict):
+    """The strict orchestrator gives every request 1.5 s: a long stream fails mid-way."""
+    stream = _client(strict["url"], "sk-test").chat.completions.create(
+        model=MODEL, messages=MESSAGES, max_tokens=1800, stream=True, extra_body={"ignore_eos": True})
+    received = 0
+    with pytest.raises(openai.APIError) as e:
+        for chunk in stream:
+            received += len(chunk.choices)
+    assert received > 0  # it had started
+    assert e.value.body["code"] == "DEADLINE_EXCEEDED" and json.dumps(e.value.body)
