@@ -36,8 +36,10 @@ gen-check: ## fail if gen/ differs from what protos/ generate
 	  if diff -r -q -x __pycache__ -x target -x "*.egg-info" gen $$tmp >/dev/null; then echo "gen/ is up to date"; rm -rf $$tmp; \
 	  else diff -r -x __pycache__ -x target -x "*.egg-info" gen $$tmp | head -40; rm -rf $$tmp; echo "gen/ drifted from protos/: run make gen" >&2; exit 1; fi
 
-lint: setup-python ## buf lint + buf format check on protos/
+lint: setup-python ## buf lint + buf format on protos/, envoy --mode validate on the REST edge config
 	@cd protos && ../$(VENV)/bin/buf lint && ../$(VENV)/bin/buf format --diff --exit-code && echo "buf lint: clean"
+	@$(PY) tools/envoy.py validate --out .tokenway/envoy/validate.yaml
+	@TOKENWAY_ENVOY_FAULTS=1 $(PY) tools/envoy.py validate --out .tokenway/envoy/validate-faults.yaml
 
 run: model ## run the suite in the foreground on loopback (Ctrl-C stops it)
 	@$(PY) tools/suite.py run
