@@ -77,10 +77,13 @@ func (o *optionalInt) Set(s string) error {
 	return nil
 }
 
+// requestID is a random (version 4) UUID, like the Python and Java clients send.
 func requestID() string {
 	b := make([]byte, 16)
 	_, _ = rand.Read(b)
-	return hex.EncodeToString(b)
+	b[6], b[8] = b[6]&0x0f|0x40, b[8]&0x3f|0x80
+	h := hex.EncodeToString(b)
+	return h[0:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:]
 }
 
 func main() {
