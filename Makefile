@@ -36,7 +36,8 @@ gen-check: ## fail if gen/ differs from what protos/ generate
 	  if diff -r -q -x __pycache__ -x target -x "*.egg-info" gen $$tmp >/dev/null; then echo "gen/ is up to date"; rm -rf $$tmp; \
 	  else diff -r -x __pycache__ -x target -x "*.egg-info" gen $$tmp | head -40; rm -rf $$tmp; echo "gen/ drifted from protos/: run make gen" >&2; exit 1; fi
 
-lint: setup-python ## buf lint + buf format on protos/, envoy --mode validate on the REST edge config
+lint: setup-python ## buf lint + format on protos/, ruff on the Python, envoy --mode validate on the edge config
+	@$(VENV)/bin/ruff check --select F,E9 --quiet libs services tools tests bench clients && echo "ruff: clean"
 	@cd protos && ../$(VENV)/bin/buf lint && ../$(VENV)/bin/buf format --diff --exit-code && echo "buf lint: clean"
 	@$(PY) tools/envoy.py validate --out .tokenway/envoy/validate.yaml
 	@TOKENWAY_ENVOY_FAULTS=1 $(PY) tools/envoy.py validate --out .tokenway/envoy/validate-faults.yaml

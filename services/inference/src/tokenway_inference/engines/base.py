@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Iterable, Mapping
 from pathlib import Path
 
 from tokenway_common.errors import InvalidArgument
+from tokenway_common.modeldir import served_name, tokenizer_fingerprint
 
 #: Most alternatives per token a request may ask for (OpenAI's top_logprobs limit).
 MAX_LOGPROBS = 20
@@ -163,6 +164,15 @@ class ModelFacts:
                    bos_token_id=gen.get("bos_token_id", cfg.get("bos_token_id")),
                    pad_token_id=gen.get("pad_token_id", cfg.get("pad_token_id")),
                    default_sampling=sampling, default_max_tokens=default_max)
+
+    def model_info(self, model_dir: str, model_name: str, engine: str) -> ModelInfo:
+        """What GetModelInfo reports for this model served by `engine`."""
+        return ModelInfo(
+            model_name=served_name(model_dir, model_name), eos_token_ids=self.eos_token_ids,
+            bos_token_id=self.bos_token_id, pad_token_id=self.pad_token_id,
+            max_context_length=self.max_context_length, default_sampling=self.default_sampling,
+            tokenizer_fingerprint=tokenizer_fingerprint(model_dir), engine=engine,
+            vocab_size=self.vocab_size, default_max_tokens=self.default_max_tokens)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -14,7 +14,6 @@ import logging
 from collections.abc import AsyncIterator, Iterable
 
 from tokenway_common.errors import InvalidArgument, ResourceExhausted, Unavailable
-from tokenway_common.modeldir import served_name, tokenizer_fingerprint
 
 from .base import (Chunk, Engine, FinishReason, GenerateRequest, Load, ModelFacts, ModelInfo, ResolvedParams,
                    TokenLogprob, validate)
@@ -43,12 +42,7 @@ class VllmEngine(Engine):
                  max_model_len: int = 0, dtype: str = "bfloat16", gpu_memory_utilization: float = 0.9) -> None:
         self.model_dir = model_dir
         self.facts = ModelFacts.read(model_dir, max_model_len)
-        self._info = ModelInfo(
-            model_name=served_name(model_dir, model_name), eos_token_ids=self.facts.eos_token_ids,
-            bos_token_id=self.facts.bos_token_id, pad_token_id=self.facts.pad_token_id,
-            max_context_length=self.facts.max_context_length, default_sampling=self.facts.default_sampling,
-            tokenizer_fingerprint=tokenizer_fingerprint(model_dir), engine=self.name,
-            vocab_size=self.facts.vocab_size, default_max_tokens=self.facts.default_max_tokens)
+        self._info = self.facts.model_info(model_dir, model_name, self.name)
         self.max_batch_size = max_batch_size
         self.max_waiting = max_waiting
         self._args = AsyncEngineArgs(

@@ -8,7 +8,7 @@ from tokenway.v1 import common_pb2
 from tokenway_common import errors
 
 from ..core.params import GenerationParams, Message
-from ..core.pipeline import TokenLogprob, Usage
+from ..core.pipeline import Usage
 
 
 def _opt(msg, name: str):
