@@ -8,10 +8,9 @@ import random
 import pytest
 
 from tokenway_common.errors import InvalidArgument, ResourceExhausted
-from tokenway_inference.engines.base import (FinishReason, ModelFacts, SamplingOptions, StoppingOptions,
-                                             GenerateRequest, validate)
+from tokenway_inference.engines.base import (FinishReason, ModelFacts, SamplingOptions, GenerateRequest, validate)
 
-from conftest import GREEDY, MODEL_DIR, collect, request, wait_for_load
+from conftest import MODEL_DIR, collect, request, wait_for_load
 
 EOS = 1  # config.json eos_token_id [1, 4]
 rng = random.Random(7)
