@@ -12,13 +12,17 @@ export TOKENWAY_MODEL ?= $(abspath $(MODEL))
 export HF_HUB_OFFLINE := 1
 PYTEST_ARGS ?=
 
-.PHONY: bench help setup setup-python model gen gen-check lint run up down status test test-unit test-integration clean
+.PHONY: bench clients help setup setup-python model gen gen-check lint run up down status test test-unit test-integration clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-17s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
-setup: ## install everything: Python venv, codegen plugins, grpcurl (into .tokenway/)
+setup: ## install everything: Python venv, codegen plugins, grpcurl, the Go and Java example clients (into .tokenway/)
 	@tools/setup.sh all
+	@tools/build_clients.sh
+
+clients: ## build the Go and Java example clients (clients/)
+	@tools/build_clients.sh
 
 setup-python:
 	@tools/setup.sh python
