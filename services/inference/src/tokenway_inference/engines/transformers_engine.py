@@ -124,7 +124,7 @@ class TransformersEngine(Engine):
     name = "transformers"
 
     def __init__(self, model_dir: str, *, model_name: str = "", max_batch_size: int = 32, max_waiting: int = 256,
-                 max_model_len: int = 0, dtype: str = "float32", threads: int = 2, kv_cache_tokens: int = 65536) -> None:
+                 max_model_len: int = 0, dtype: str = "float32", threads: int = 0, kv_cache_tokens: int = 65536) -> None:
         self.model_dir = model_dir
         self.facts = ModelFacts.read(model_dir, max_model_len)
         self._info = self.facts.model_info(model_dir, model_name, self.name)
@@ -262,7 +262,8 @@ class TransformersEngine(Engine):
     # ---- the scheduler thread --------------------------------------------------------------
 
     def _run(self, loaded: asyncio.Future) -> None:
-        torch.set_num_threads(self.threads)  # OpenMP thread counts are per thread
+        if self.threads:
+            torch.set_num_threads(self.threads)  # OpenMP thread counts are per thread
         try:
             self._load_model()
         except BaseException as exc:  # noqa: BLE001 - reported to start()
