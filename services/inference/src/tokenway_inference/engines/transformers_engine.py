@@ -176,7 +176,9 @@ class TransformersEngine(Engine):
 
     def _load_model(self) -> None:
         from transformers import AutoModelForCausalLM  # noqa: PLC0415 - slow import, off the loop
+        from transformers.utils import logging as hf_logging  # noqa: PLC0415
 
+        hf_logging.disable_progress_bar()  # a terminal progress bar in a service log is noise
         model = AutoModelForCausalLM.from_pretrained(self.model_dir, dtype=self.dtype)
         model.eval()
         self._model = model
