@@ -1,0 +1,114 @@
+"""The orchestrator over real in-process grpc.aio servers: statuses, ErrorInfo reasons, deadlines,
+cancellation and replica loss."""
+
+from __future__ import annotations
+
+import asyncio
+
+import grpc
+import pytest
+from tokenway.inference.v1 import inference_pb2
+from tokenway.v1 import chat_pb2
+
+from tokenway_common.errors import error_info
+from tokenway_common.server import start_server
+from tokenway_inference.app import InferenceApp
+from tokenway_inference.config import InferenceSettings
+from tokenway_orchestrator.app import OrchestratorApp
+from tokenway_orchestrator.config import OrchestratorSettings
+
+MODEL = "tokenway-tiny"
+
+
+class SharedEngineApp(InferenceApp):
+    """An inference server around an engine it does not own (several servers, one model load)."""
+
+    async def start(self) -> None:
+        pass
+
+    async def close(self) -> None:
+        pass
+
+
+def req(cls=chat_pb2.CreateChatCompletionRequest, **kw):
+    kw.setdefault("model", MODEL)
+    kw.setdefault("messages", [chat_pb2.ChatMessage(role="user", content="Tell me about deadlines.")])
+    return cls(**kw)
+
+
+async def idle(inference, seconds: float = 30.0) -> bool:
+    """Polls GetLoad until nothing runs or waits, within a deadline."""
+    async def poll():
+        while True:
+            load = await inference.GetLoad(inference_pb2.GetLoadRequest())
+            if load.running == 0 and load.waiting == 0:
+                return True
+            await asyncio.sleep(0.02)  # polling interval, bounded by wait_for
+    return await asyncio.wait_for(poll(), seconds)
+
+
+@pytest.mark.parametrize("kw, code, reason", [
+    ({"model": "missing"}, grpc.StatusCode.NOT_FOUND, "MODEL_NOT_FOUND"),
+    ({"model": ""}, grpc.StatusCode.INVALID_ARGUMENT, "INVALID_REQUEST"),
+    ({"top_p": 0.0}, grpc.StatusCode.INVALID_ARGUMENT, "INVALID_REQUEST"),
+    ({"logit_bias": {999999: 1.0}}, grpc.StatusCode.INVALID_ARGUMENT, "INVALID_REQUEST"),
+    ({"top_logprobs": 2}, grpc.StatusCode.INVALID_ARGUMENT, "INVALID_REQUEST"),
+    ({"stream_options": {"include_usage": True}}, grpc.StatusCode.INVALID_ARGUMENT, "INVALID_REQUEST"),
+])
+async def test_invalid_requests_are_rejected_with_reasons(chat, kw, code, reason):
+    with pytest.raises(grpc.aio.AioRpcError) as e:
+        await chat.CreateChatCompletion(req(**kw), timeout=30)
+    assert e.value.code() == code and error_info(e.value).reason == reason
+    assert error_info(e.value).domain == "tokenway.io"
+
+
+async def test_the_callers_deadline_reaches_the_engine(chat, inference):
+    call = chat.StreamChatCompletion(req(chat_pb2.StreamChatCompletionRequest, max_tokens=1800, ignore_eos=True),
+                                     timeout=1.0)
+    with pytest.raises(grpc.aio.AioRpcError) as e:
+        async for _ in call:
+            pass
+    assert e.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    assert await idle(inference)
+
+
+async def test_cancelling_a_unary_call_aborts_the_engine_request(chat, inference, stack):
+    call = chat.CreateChatCompletion(req(max_tokens=1800, ignore_eos=True, n=2), timeout=60)
+    await asyncio.to_thread(stack.engine.wait_until, lambda load: load.running == 2, 30)
+    call.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await call
+    assert await idle(inference)
+
+
+async def test_requests_fail_over_to_a_ready_replica_and_are_unavailable_without_one(stack):
+    """Two replicas over one engine: losing one moves new requests to the other; losing both is UNAVAILABLE."""
+    s = InferenceSettings(port=0, model=stack.model_dir)
+    replicas = [await start_server(s, SharedEngineApp(s, stack.engine)) for _ in range(2)]
+    osettings = OrchestratorSettings(port=0, tokenizer_address=stack.tokenizer.address,
+                                     inference_addresses=tuple(r.address for r in replicas))
+    app = OrchestratorApp(osettings)
+    orch = await start_server(osettings, app)
+    try:
+        async with grpc.aio.insecure_channel(orch.address) as ch:
+            chat = stack.chat(ch)
+            ok = await chat.CreateChatCompletion(req(max_tokens=2), timeout=30)
+            assert ok.choices[0].finish_reason == "length"
+            await replicas[0].stop(grace=0)
+            await asyncio.wait_for(_until(lambda: not app.router.replicas[0].ready), 10)
+            assert (await chat.CreateChatCompletion(req(max_tokens=2), timeout=30)).choices
+            await replicas[1].stop(grace=0)
+            await asyncio.wait_for(_until(lambda: not app.router.replicas[1].ready), 10)
+            with pytest.raises(grpc.aio.AioRpcError) as e:
+                await chat.CreateChatCompletion(req(max_tokens=2), timeout=30)
+            assert e.value.code() == grpc.StatusCode.UNAVAILABLE
+            assert error_info(e.value).reason == "NO_READY_REPLICA"
+    finally:
+        await orch.stop()
+        for r in replicas:
+            await r.server.stop(0)
+
+
+async def _until(predicate) -> None:
+    while not predicate():
+        await asyncio.sleep(0.02)  # polling a state the health watcher updates, bounded by wait_for
