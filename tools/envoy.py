@@ -6,7 +6,8 @@
 
 Settings (environment): TOKENWAY_ENVOY_PORT (8080), TOKENWAY_ENVOY_HOST (127.0.0.1),
 TOKENWAY_ENVOY_ADMIN_PORT (9901), TOKENWAY_ORCHESTRATOR_PORT (50051), TOKENWAY_ENVOY_ORCHESTRATOR_HOST
-(127.0.0.1), TOKENWAY_ENVOY_BUFFER_MB (64), TOKENWAY_ENVOY_IDLE_TIMEOUT (300s); TOKENWAY_ENVOY_FAULTS=1 adds
+(127.0.0.1), TOKENWAY_ENVOY_BUFFER_MB (64), TOKENWAY_ENVOY_IDLE_TIMEOUT (300s),
+TOKENWAY_ENVOY_MAX_CONNECTIONS (10000); TOKENWAY_ENVOY_FAULTS=1 adds
 header-driven fault injection, for tests only.
 """
 
@@ -68,6 +69,7 @@ def render(out: Path) -> Path:
         "ORCHESTRATOR_PORT": env.get("TOKENWAY_ORCHESTRATOR_PORT", "50051"),
         "BUFFER_BYTES": str(int(env.get("TOKENWAY_ENVOY_BUFFER_MB", "64")) * 1024 * 1024),
         "IDLE_TIMEOUT": env.get("TOKENWAY_ENVOY_IDLE_TIMEOUT", "300s"),
+        "MAX_CONNECTIONS": env.get("TOKENWAY_ENVOY_MAX_CONNECTIONS", "10000"),
         "DESCRIPTOR": str(ROOT / "gen" / "descriptors" / "tokenway.pb"),
         "LUA_FILE": str(DEPLOY / "openai_edge.lua"),
         "LOCAL_REPLY_MAPPERS": "\n".join(_mapper(c, k) for c, k in LOCAL_REPLIES),
