@@ -55,9 +55,9 @@ def services() -> list[dict]:
 
 
 def ready(s: dict) -> str:
-    if "admin" in s:  # Envoy: its admin /ready says LIVE once listeners are up
+    if "admin" in s:  # Envoy: GET /health is 200 once it sees the orchestrator SERVING
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{s['admin']}/ready", timeout=1) as r:
+            with urllib.request.urlopen(f"http://127.0.0.1:{s['port']}/health", timeout=1) as r:
                 return "SERVING" if r.status == 200 else "NOT_SERVING"
         except urllib.error.HTTPError:
             return "NOT_SERVING"

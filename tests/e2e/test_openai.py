@@ -261,6 +261,12 @@ def test_an_internal_failure_raises_internal_server_error(strict):
     assert e.value.status_code == 500 and e.value.body["type"] == "server_error"
 
 
+def test_http_health_follows_the_orchestrators_readiness(suite, strict):
+    assert httpx.get(f"http://127.0.0.1:{suite.rest}/health", timeout=10).status_code == 200
+    down = httpx.get(strict["dead_url"].removesuffix("/v1") + "/health", timeout=10)
+    assert down.status_code == 503 and down.json()["error"]["type"] == "service_unavailable"
+
+
 def test_orchestrator_down_raises_service_unavailable(strict):
     with pytest.raises(openai.InternalServerError) as e:
         _client(strict["dead_url"], "sk-test").chat.completions.create(model=MODEL, messages=MESSAGES, max_tokens=2)
