@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
+import time
 from collections.abc import AsyncIterator
 
 from tokenway_common import errors
 
 from .ports import EngineChunk, EngineSpec, InferencePort, ModelInfo, TokenizerPort
 
+log = logging.getLogger("tokenway.orchestrator.requests")
 PROMPT_CONTEXT_TOKENS = 8  # prompt tail the detokenizer sees, so the first token decodes as in context
 
 
@@ -68,6 +71,8 @@ class Pipeline:
 
     async def run(self, job: Job, timeout: float | None) -> AsyncIterator[ChoiceEvent | Usage]:
         """Yields ChoiceEvents as they are produced, then one Usage."""
+        started = time.monotonic()
+        finishes: dict[int, str] = {}
         queue: asyncio.Queue[ChoiceEvent | BaseException | None] = asyncio.Queue()
         tasks: list[asyncio.Task[int]] = []
         for p, prompt in enumerate(job.prompts):
@@ -89,9 +94,16 @@ class Pipeline:
                 elif isinstance(item, BaseException):
                     raise item
                 else:
+                    if item.finish_reason is not None:
+                        finishes[item.index] = item.finish_reason
                     yield item
-            yield Usage(prompt_tokens=sum(len(p) for p in job.prompts),
-                        completion_tokens=sum(t.result() for t in tasks))
+            usage = Usage(prompt_tokens=sum(len(p) for p in job.prompts),
+                          completion_tokens=sum(t.result() for t in tasks))
+            log.info("%s done", job.request_id, extra={"fields": {
+                "prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens,
+                "choices": len(tasks), "finish": ",".join(sorted(set(finishes.values()))),
+                "ms": round((time.monotonic() - started) * 1e3, 1)}})
+            yield usage
         finally:
             for t in tasks:
                 t.cancel()
