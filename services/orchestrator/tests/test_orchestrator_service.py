@@ -95,10 +95,10 @@ async def test_requests_fail_over_to_a_ready_replica_and_are_unavailable_without
             ok = await chat.CreateChatCompletion(req(max_tokens=2), timeout=30)
             assert ok.choices[0].finish_reason == "length"
             await replicas[0].stop(grace=0)
-            await asyncio.wait_for(_until(lambda: not app.router.replicas[0].ready), 10)
+            await asyncio.wait_for(_lost(app.router.replicas[0]), 10)
             assert (await chat.CreateChatCompletion(req(max_tokens=2), timeout=30)).choices
             await replicas[1].stop(grace=0)
-            await asyncio.wait_for(_until(lambda: not app.router.replicas[1].ready), 10)
+            await asyncio.wait_for(_lost(app.router.replicas[1]), 10)
             with pytest.raises(grpc.aio.AioRpcError) as e:
                 await chat.CreateChatCompletion(req(max_tokens=2), timeout=30)
             assert e.value.code() == grpc.StatusCode.UNAVAILABLE
@@ -109,6 +109,8 @@ async def test_requests_fail_over_to_a_ready_replica_and_are_unavailable_without
             await r.server.stop(0)
 
 
-async def _until(predicate) -> None:
-    while not predicate():
-        await asyncio.sleep(0.02)  # polling a state the health watcher updates, bounded by wait_for
+async def _lost(replica) -> None:
+    """Returns once the orchestrator's health watch has seen the replica go (an event, not a poll)."""
+    while replica.ready:
+        replica.ready_changed.clear()
+        await replica.ready_changed.wait()

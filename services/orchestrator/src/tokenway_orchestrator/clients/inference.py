@@ -50,7 +50,8 @@ class Replica:
             except grpc.aio.AioRpcError as e:
                 if self.ready:
                     log.warning("inference replica %s lost: %s", self.address, e.code().name)
-                self.ready = False
+                    self.ready = False
+                    self.ready_changed.set()
             await asyncio.sleep(backoff)  # reconnect pacing, not synchronisation
             backoff = min(backoff * 2, 2.0)
 

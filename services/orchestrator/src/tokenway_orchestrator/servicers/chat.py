@@ -6,7 +6,6 @@ from tokenway.v1 import chat_pb2, chat_pb2_grpc
 
 from tokenway_common.channels import remaining
 
-from ..core.pipeline import Usage
 from . import convert
 from .inband import with_inband_errors
 
@@ -15,12 +14,16 @@ class ChatServicer(chat_pb2_grpc.ChatServiceServicer):
     def __init__(self, app) -> None:
         self.app = app
 
-    async def CreateChatCompletion(self, request, context):
+    async def _prepare(self, request, context, streaming: bool):
         self.app.admit(context, request.model)
         orch = self.app.orchestrator()
-        messages, params, field = convert.chat_params(request, streaming=False)
+        messages, params, field = convert.chat_params(request, streaming=streaming)
         timeout = remaining(context, self.app.settings.request_timeout_seconds)
         prepared = await orch.prepare_chat(request.model, messages, params, max_tokens_field=field, timeout=timeout)
+        return orch, params, prepared, timeout
+
+    async def CreateChatCompletion(self, request, context):
+        orch, params, prepared, timeout = await self._prepare(request, context, False)
         result = await orch.collect(prepared, timeout)
         resp = chat_pb2.CreateChatCompletionResponse(
             id=prepared.job.request_id, object="chat.completion", created=prepared.created, model=orch.model.name,
@@ -39,25 +42,13 @@ class ChatServicer(chat_pb2_grpc.ChatServiceServicer):
                                   lambda: chat_pb2.StreamChatCompletionResponse(object="chat.completion.chunk"))
 
     async def _stream_chat(self, request, context):
-        self.app.admit(context, request.model)
-        orch = self.app.orchestrator()
-        messages, params, field = convert.chat_params(request, streaming=True)
-        timeout = remaining(context, self.app.settings.request_timeout_seconds)
-        prepared = await orch.prepare_chat(request.model, messages, params, max_tokens_field=field, timeout=timeout)
-
-        def chunk() -> chat_pb2.StreamChatCompletionResponse:
-            return chat_pb2.StreamChatCompletionResponse(
-                id=prepared.job.request_id, object="chat.completion.chunk", created=prepared.created,
-                model=orch.model.name, system_fingerprint=self.app.system_fingerprint)
-
-        async for ev in orch.stream(prepared, timeout):
-            if isinstance(ev, Usage):
-                if params.include_usage:
-                    out = chunk()
-                    out.usage.CopyFrom(convert.usage(ev))
-                    yield out
+        orch, params, prepared, timeout = await self._prepare(request, context, True)
+        chunk = convert.chunk_factory(chat_pb2.StreamChatCompletionResponse, "chat.completion.chunk", prepared,
+                                      orch.model.name, self.app.system_fingerprint)
+        async for ev, out in convert.chunked(orch.stream(prepared, timeout), chunk, params.include_usage):
+            if ev is None:
+                yield out
                 continue
-            out = chunk()
             choice = out.choices.add(index=ev.index)
             if ev.first:
                 choice.delta.role = "assistant"

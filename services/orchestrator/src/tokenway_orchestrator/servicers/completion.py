@@ -6,7 +6,6 @@ from tokenway.v1 import completion_pb2, completion_pb2_grpc
 
 from tokenway_common.channels import remaining
 
-from ..core.pipeline import Usage
 from . import convert
 from .inband import with_inband_errors
 
@@ -50,22 +49,15 @@ class CompletionServicer(completion_pb2_grpc.CompletionServiceServicer):
         n = prepared.job.n
         offsets: dict[int, int] = {}
 
-        def chunk() -> completion_pb2.StreamCompletionResponse:
-            return completion_pb2.StreamCompletionResponse(
-                id=prepared.job.request_id, object="text_completion", created=prepared.created,
-                model=orch.model.name, system_fingerprint=self.app.system_fingerprint)
-
-        async for ev in orch.stream(prepared, timeout):
-            if isinstance(ev, Usage):
-                if params.include_usage:
-                    out = chunk()
-                    out.usage.CopyFrom(convert.usage(ev))
-                    yield out
+        chunk = convert.chunk_factory(completion_pb2.StreamCompletionResponse, "text_completion", prepared,
+                                      orch.model.name, self.app.system_fingerprint)
+        async for ev, out in convert.chunked(orch.stream(prepared, timeout), chunk, params.include_usage):
+            if ev is None:
+                yield out
                 continue
             text = ev.text
             if ev.first and echo:
                 text = prepared.prompt_texts[ev.index // n] + text
-            out = chunk()
             choice = out.choices.add(index=ev.index, text=text)
             if ev.finish_reason is not None:
                 choice.finish_reason = ev.finish_reason

@@ -8,7 +8,7 @@ from tokenway.v1 import common_pb2
 from tokenway_common import errors
 
 from ..core.params import GenerationParams, Message
-from ..core.pipeline import Usage
+from ..core.pipeline import ChoiceEvent, Usage
 
 
 def _opt(msg, name: str):
@@ -56,6 +56,26 @@ def chat_params(req, *, streaming: bool) -> tuple[list[Message], GenerationParam
 
 def completion_params(req, *, streaming: bool) -> GenerationParams:
     return generation_params(req, streaming=streaming, max_tokens=_opt(req, "max_tokens"), logprobs=_opt(req, "logprobs"))
+
+
+def chunk_factory(cls, obj: str, prepared, model: str, fingerprint: str):
+    """Makes empty stream chunks carrying the fields every chunk of one request repeats."""
+    def make():
+        return cls(id=prepared.job.request_id, object=obj, created=prepared.created, model=model,
+                   system_fingerprint=fingerprint)
+    return make
+
+
+async def chunked(events, make_chunk, include_usage: bool):
+    """Pairs each choice event with a fresh chunk to fill, and turns the final Usage into a usage
+    chunk (choices empty) when the caller asked for it: (event, chunk), or (None, usage chunk)."""
+    async for ev in events:
+        if isinstance(ev, ChoiceEvent):
+            yield ev, make_chunk()
+        elif include_usage:
+            out = make_chunk()
+            out.usage.CopyFrom(usage(ev))
+            yield None, out
 
 
 def usage(u: Usage) -> common_pb2.Usage:
