@@ -17,6 +17,7 @@ import statistics
 import time
 
 import grpc
+from google.protobuf import struct_pb2
 from tokenway.v1 import chat_pb2, chat_pb2_grpc, common_pb2
 
 PROMPTS = [
@@ -27,9 +28,13 @@ PROMPTS = [
 ]
 
 
+def text_value(text: str) -> struct_pb2.Value:
+    return struct_pb2.Value(string_value=text)
+
+
 async def one(stub, i: int, max_tokens: int) -> tuple[float, int, float]:
     req = chat_pb2.StreamChatCompletionRequest(
-        model="tokenway-tiny", messages=[chat_pb2.ChatMessage(role="user", content=PROMPTS[i % len(PROMPTS)])],
+        model="tokenway-tiny", messages=[chat_pb2.ChatRequestMessage(role="user", content=text_value(PROMPTS[i % len(PROMPTS)]))],
         max_tokens=max_tokens, ignore_eos=True, temperature=0.8, seed=i,
         stream_options=common_pb2.StreamOptions(include_usage=True))
     t0 = time.perf_counter()

@@ -18,7 +18,12 @@ import sys
 import uuid
 
 import grpc
+from google.protobuf import struct_pb2
 from tokenway.v1 import chat_pb2, chat_pb2_grpc, common_pb2
+
+
+def text_value(text: str) -> struct_pb2.Value:
+    return struct_pb2.Value(string_value=text)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -38,7 +43,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def build_request(args: argparse.Namespace) -> chat_pb2.StreamChatCompletionRequest:
     req = chat_pb2.StreamChatCompletionRequest(
         model=args.model,
-        messages=[chat_pb2.ChatMessage(role="user", content=args.prompt)],
+        messages=[chat_pb2.ChatRequestMessage(role="user", content=text_value(args.prompt))],
         max_tokens=args.max_tokens,
         stream_options=common_pb2.StreamOptions(include_usage=True),
     )

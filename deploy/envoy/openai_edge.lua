@@ -2,18 +2,18 @@
 --
 -- Requests: OpenAI uses one path for streaming and unary calls and picks by the body's "stream"
 -- key. The json_to_metadata filter (before this one) has parsed that key into dynamic metadata
--- tokenway.stream; when it is true we send the request to the streaming RPC's own binding
--- (<path>:stream). We read the metadata, never the body: a headers handle taken before body() is
--- invalid after it, and a text search for "stream": true would misroute message content.
+-- tokenway.stream; when it is true we send the request to the streaming RPC's Server-Sent Events
+-- binding (<path>:sse), whose google.api.HttpBody frames the orchestrator writes itself (in-band
+-- error events, data: [DONE]). We read the metadata, never the body: a headers handle taken before
+-- body() is invalid after it, and a text search for "stream": true would misroute message content.
 --
 -- Responses: a gRPC error that ended the call before any message (grpc-status in the response
 -- headers) becomes OpenAI's error JSON, {"error": {"message", "type", "param", "code"}}, with the
--- HTTP status the transcoder chose. Errors after the first chunk arrive in-band from the
--- orchestrator, which the x-tokenway-inband-errors request header asks for.
+-- HTTP status the transcoder chose. Errors after the first chunk arrive as in-band SSE events.
 
 local STREAMING = {
-  ["/v1/chat/completions"] = "/v1/chat/completions:stream",
-  ["/v1/completions"] = "/v1/completions:stream",
+  ["/v1/chat/completions"] = "/v1/chat/completions:sse",
+  ["/v1/completions"] = "/v1/completions:sse",
 }
 
 -- gRPC code -> HTTP status (grpc-gateway's table) and OpenAI error type

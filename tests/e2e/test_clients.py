@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from google.protobuf import struct_pb2
 from tokenway.v1 import chat_pb2
 
 pytestmark = pytest.mark.e2e
@@ -27,6 +28,10 @@ CLIENTS = {
     "go": [str(ROOT / ".tokenway/bin/tokenway-chat-go")],
     "java": ["java", "-jar", str(ROOT / "clients/java/target/tokenway-chat-java.jar")],
 }
+
+
+def text_value(text: str) -> struct_pb2.Value:
+    return struct_pb2.Value(string_value=text)
 
 
 @pytest.fixture(scope="session")
@@ -56,7 +61,7 @@ def client(request, built_clients, suite):
 @pytest.fixture(scope="session")
 def unary_answer(chat):
     return chat.CreateChatCompletion(chat_pb2.CreateChatCompletionRequest(
-        model=MODEL, messages=[chat_pb2.ChatMessage(role="user", content=PROMPT)], max_tokens=MAX_TOKENS,
+        model=MODEL, messages=[chat_pb2.ChatRequestMessage(role="user", content=text_value(PROMPT))], max_tokens=MAX_TOKENS,
         temperature=0), timeout=60)
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from tokenway.inference.v1 import inference_pb2
 from tokenway.tokenizer.v1 import tokenizer_pb2
+from google.protobuf import struct_pb2
 from tokenway.v1 import chat_pb2, model_pb2, model_pb2_grpc
 
 pytestmark = pytest.mark.e2e
@@ -27,6 +28,10 @@ SERVICES = {  # the suite's port attribute -> the contract services that port se
     "tokenizer": [tokenizer_pb2.DESCRIPTOR.services_by_name["TokenizerService"]],
     "inference": [inference_pb2.DESCRIPTOR.services_by_name["InferenceService"]],
 }
+
+
+def text_value(text: str) -> struct_pb2.Value:
+    return struct_pb2.Value(string_value=text)
 
 
 def grpcurl(port: int, *args: str, data: object | None = None, stdin: str | None = None,
@@ -106,7 +111,7 @@ def _chat_request(**kw) -> dict:
 
 def _stub_chat(chat, **kw) -> chat_pb2.CreateChatCompletionResponse:
     return chat.CreateChatCompletion(chat_pb2.CreateChatCompletionRequest(
-        model=MODEL, messages=[chat_pb2.ChatMessage(**m) for m in MESSAGES], temperature=0, **kw), timeout=60)
+        model=MODEL, messages=[chat_pb2.ChatRequestMessage(role=m["role"], content=text_value(m["content"])) for m in MESSAGES], temperature=0, **kw), timeout=60)
 
 
 def test_create_chat_completion_equals_the_stub(suite, chat):

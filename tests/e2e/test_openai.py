@@ -14,6 +14,7 @@ import httpx2 as httpx  # the HTTP client the openai SDK itself uses
 import openai
 import pytest
 from tokenway.inference.v1 import inference_pb2
+from google.protobuf import struct_pb2
 from tokenway.v1 import chat_pb2
 
 from tests.conftest import ROOT, free_port
@@ -21,6 +22,10 @@ from tests.conftest import ROOT, free_port
 pytestmark = pytest.mark.e2e
 MODEL = "tokenway-tiny"
 MESSAGES = [{"role": "system", "content": "You are terse."}, {"role": "user", "content": "Describe the quick server."}]
+
+
+def text_value(text: str) -> struct_pb2.Value:
+    return struct_pb2.Value(string_value=text)
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +52,7 @@ def _wait_idle(inference, seconds: float = 30) -> int:
 def test_chat_completion_matches_the_grpc_answer(client, chat):
     resp = client.chat.completions.create(model=MODEL, messages=MESSAGES, max_tokens=20, temperature=0)
     grpc_resp = chat.CreateChatCompletion(chat_pb2.CreateChatCompletionRequest(
-        model=MODEL, messages=[chat_pb2.ChatMessage(**m) for m in MESSAGES], max_tokens=20, temperature=0), timeout=60)
+        model=MODEL, messages=[chat_pb2.ChatRequestMessage(role=m["role"], content=text_value(m["content"])) for m in MESSAGES], max_tokens=20, temperature=0), timeout=60)
     assert resp.object == "chat.completion" and resp.model == MODEL
     assert resp.choices[0].index == 0 and resp.choices[0].message.role == "assistant"
     assert resp.choices[0].message.content == grpc_resp.choices[0].message.content

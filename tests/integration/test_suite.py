@@ -7,6 +7,7 @@ import time
 import grpc
 import pytest
 from tokenway.inference.v1 import inference_pb2
+from google.protobuf import json_format, struct_pb2
 from tokenway.tokenizer.v1 import tokenizer_pb2
 from tokenway.v1 import chat_pb2, common_pb2, completion_pb2, model_pb2
 
@@ -14,8 +15,18 @@ from tokenway_common.errors import error_info
 
 pytestmark = pytest.mark.integration
 MODEL = "tokenway-tiny"
-HELLO = [chat_pb2.ChatMessage(role="system", content="You are terse."),
-         chat_pb2.ChatMessage(role="user", content="Tell me about the fast model server.")]
+
+
+def text_value(text: str) -> struct_pb2.Value:
+    return struct_pb2.Value(string_value=text)
+
+
+def json_value(value) -> struct_pb2.Value:
+    return json_format.ParseDict(value, struct_pb2.Value())
+
+
+HELLO = [chat_pb2.ChatRequestMessage(role="system", content=text_value("You are terse.")),
+         chat_pb2.ChatRequestMessage(role="user", content=text_value("Tell me about the fast model server."))]
 
 
 def chat_request(cls=chat_pb2.CreateChatCompletionRequest, **kw):
@@ -140,7 +151,7 @@ def test_cancelling_the_client_call_frees_the_engine_slot(chat, inference):
 
 def test_completion_from_text_and_from_token_ids(completions, tokenizer):
     resp = completions.CreateCompletion(completion_pb2.CreateCompletionRequest(
-        model=MODEL, prompt=["The quick model"], max_tokens=12, temperature=0, ignore_eos=True, echo=True), timeout=60)
+        model=MODEL, prompt=json_value(["The quick model"]), max_tokens=12, temperature=0, ignore_eos=True, echo=True), timeout=60)
     assert resp.object == "text_completion" and resp.choices[0].text.startswith("The quick model")
     assert resp.usage.completion_tokens == 12 and resp.choices[0].finish_reason == "length"
     ids = tokenizer.Tokenize(tokenizer_pb2.TokenizeRequest(texts=["The quick model"], add_special_tokens=True)).encodings[0].token_ids
@@ -149,7 +160,7 @@ def test_completion_from_text_and_from_token_ids(completions, tokenizer):
     assert resp.choices[0].text == "The quick model" + by_ids.choices[0].text
     assert by_ids.usage.prompt_tokens == len(ids)
     streamed = list(completions.StreamCompletion(completion_pb2.StreamCompletionRequest(
-        model=MODEL, prompt=["The quick model", "Another"], max_tokens=6, temperature=0), timeout=60))
+        model=MODEL, prompt=json_value(["The quick model", "Another"]), max_tokens=6, temperature=0), timeout=60))
     assert {ch.index for c in streamed for ch in c.choices} == {0, 1}
 
 
@@ -165,7 +176,7 @@ def test_models_are_listed_and_unknown_ones_are_not_found(models):
 @pytest.mark.parametrize("kwargs, code, reason, field", [
     ({"model": "nope"}, grpc.StatusCode.NOT_FOUND, "MODEL_NOT_FOUND", None),
     ({"messages": []}, grpc.StatusCode.INVALID_ARGUMENT, "INVALID_REQUEST", "messages"),
-    ({"messages": [chat_pb2.ChatMessage(role="wizard", content="x")]}, grpc.StatusCode.INVALID_ARGUMENT,
+    ({"messages": [chat_pb2.ChatRequestMessage(role="wizard", content=text_value("x"))]}, grpc.StatusCode.INVALID_ARGUMENT,
      "INVALID_REQUEST", "messages[0].role"),
     ({"temperature": 3.0}, grpc.StatusCode.INVALID_ARGUMENT, "INVALID_REQUEST", "temperature"),
     ({"top_p": 1.5}, grpc.StatusCode.INVALID_ARGUMENT, "INVALID_REQUEST", "top_p"),
@@ -174,9 +185,9 @@ def test_models_are_listed_and_unknown_ones_are_not_found(models):
     ({"n": 17}, grpc.StatusCode.INVALID_ARGUMENT, "INVALID_REQUEST", "n"),
     ({"stop": ["x"] * 17}, grpc.StatusCode.INVALID_ARGUMENT, "INVALID_REQUEST", "stop"),
     ({"stop": ["y" * 300]}, grpc.StatusCode.INVALID_ARGUMENT, "INVALID_REQUEST", "stop[0]"),
-    ({"messages": [chat_pb2.ChatMessage(role="user", content="word " * 3000)]}, grpc.StatusCode.INVALID_ARGUMENT,
+    ({"messages": [chat_pb2.ChatRequestMessage(role="user", content=text_value("word " * 3000))]}, grpc.StatusCode.INVALID_ARGUMENT,
      "CONTEXT_LENGTH_EXCEEDED", None),
-    ({"max_tokens": 2000, "messages": [chat_pb2.ChatMessage(role="user", content="word " * 100)]},
+    ({"max_tokens": 2000, "messages": [chat_pb2.ChatRequestMessage(role="user", content=text_value("word " * 100))]},
      grpc.StatusCode.INVALID_ARGUMENT, "CONTEXT_LENGTH_EXCEEDED", "max_tokens"),
     ({"stream": True}, grpc.StatusCode.INVALID_ARGUMENT, "INVALID_REQUEST", "stream"),
 ])

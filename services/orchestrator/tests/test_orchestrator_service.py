@@ -8,6 +8,7 @@ import asyncio
 import grpc
 import pytest
 from tokenway.inference.v1 import inference_pb2
+from google.protobuf import struct_pb2
 from tokenway.v1 import chat_pb2
 
 from tokenway_common.errors import error_info
@@ -18,6 +19,10 @@ from tokenway_orchestrator.app import OrchestratorApp
 from tokenway_orchestrator.config import OrchestratorSettings
 
 MODEL = "tokenway-tiny"
+
+
+def text_value(text: str) -> struct_pb2.Value:
+    return struct_pb2.Value(string_value=text)
 
 
 class SharedEngineApp(InferenceApp):
@@ -32,7 +37,7 @@ class SharedEngineApp(InferenceApp):
 
 def req(cls=chat_pb2.CreateChatCompletionRequest, **kw):
     kw.setdefault("model", MODEL)
-    kw.setdefault("messages", [chat_pb2.ChatMessage(role="user", content="Tell me about deadlines.")])
+    kw.setdefault("messages", [chat_pb2.ChatRequestMessage(role="user", content=text_value("Tell me about deadlines."))])
     return cls(**kw)
 
 
@@ -74,7 +79,7 @@ async def test_the_callers_deadline_reaches_the_engine(chat, inference):
 
 async def test_cancelling_a_unary_call_aborts_the_engine_request(chat, inference, stack):
     call = chat.CreateChatCompletion(req(max_tokens=1800, ignore_eos=True, n=2), timeout=60)
-    await asyncio.to_thread(stack.engine.wait_until, lambda load: load.running == 2, 30)
+    assert await asyncio.to_thread(stack.engine.wait_until, lambda load: load.running == 2, 30)
     call.cancel()
     with pytest.raises(asyncio.CancelledError):
         await call

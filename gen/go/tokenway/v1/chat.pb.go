@@ -8,8 +8,10 @@ package tokenwayv1
 
 import (
 	_ "google.golang.org/genproto/googleapis/api/annotations"
+	httpbody "google.golang.org/genproto/googleapis/api/httpbody"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	structpb "google.golang.org/protobuf/types/known/structpb"
 	reflect "reflect"
 	sync "sync"
 	unsafe "unsafe"
@@ -22,7 +24,73 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
-// ChatMessage is one turn of a conversation.
+// ChatRequestMessage is one turn of the conversation a caller sends.
+type ChatRequestMessage struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Required. One of "system", "developer", "user", "assistant", "tool".
+	Role string `protobuf:"bytes,1,opt,name=role,proto3" json:"role,omitempty"`
+	// Optional. A participant name.
+	Name *string `protobuf:"bytes,3,opt,name=name,proto3,oneof" json:"name,omitempty"`
+	// Required. The text of the turn: a string, or a list of content parts
+	// `{"type": "text", "text": "..."}` whose texts are joined. Message text
+	// is data: it never becomes special tokens.
+	Content       *structpb.Value `protobuf:"bytes,4,opt,name=content,proto3" json:"content,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ChatRequestMessage) Reset() {
+	*x = ChatRequestMessage{}
+	mi := &file_tokenway_v1_chat_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ChatRequestMessage) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ChatRequestMessage) ProtoMessage() {}
+
+func (x *ChatRequestMessage) ProtoReflect() protoreflect.Message {
+	mi := &file_tokenway_v1_chat_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ChatRequestMessage.ProtoReflect.Descriptor instead.
+func (*ChatRequestMessage) Descriptor() ([]byte, []int) {
+	return file_tokenway_v1_chat_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *ChatRequestMessage) GetRole() string {
+	if x != nil {
+		return x.Role
+	}
+	return ""
+}
+
+func (x *ChatRequestMessage) GetName() string {
+	if x != nil && x.Name != nil {
+		return *x.Name
+	}
+	return ""
+}
+
+func (x *ChatRequestMessage) GetContent() *structpb.Value {
+	if x != nil {
+		return x.Content
+	}
+	return nil
+}
+
+// ChatMessage is a generated message.
 type ChatMessage struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Required. One of "system", "developer", "user", "assistant", "tool".
@@ -37,7 +105,7 @@ type ChatMessage struct {
 
 func (x *ChatMessage) Reset() {
 	*x = ChatMessage{}
-	mi := &file_tokenway_v1_chat_proto_msgTypes[0]
+	mi := &file_tokenway_v1_chat_proto_msgTypes[1]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -49,7 +117,7 @@ func (x *ChatMessage) String() string {
 func (*ChatMessage) ProtoMessage() {}
 
 func (x *ChatMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_tokenway_v1_chat_proto_msgTypes[0]
+	mi := &file_tokenway_v1_chat_proto_msgTypes[1]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -62,7 +130,7 @@ func (x *ChatMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ChatMessage.ProtoReflect.Descriptor instead.
 func (*ChatMessage) Descriptor() ([]byte, []int) {
-	return file_tokenway_v1_chat_proto_rawDescGZIP(), []int{0}
+	return file_tokenway_v1_chat_proto_rawDescGZIP(), []int{1}
 }
 
 func (x *ChatMessage) GetRole() string {
@@ -92,7 +160,7 @@ type CreateChatCompletionRequest struct {
 	// Required. The model id, as listed by ModelService.ListModels.
 	Model string `protobuf:"bytes,1,opt,name=model,proto3" json:"model,omitempty"`
 	// Required. The conversation, at least one message.
-	Messages []*ChatMessage `protobuf:"bytes,2,rep,name=messages,proto3" json:"messages,omitempty"`
+	Messages []*ChatRequestMessage `protobuf:"bytes,2,rep,name=messages,proto3" json:"messages,omitempty"`
 	// Optional. Upper bound on generated tokens per choice (deprecated by
 	// OpenAI in favour of max_completion_tokens; either is accepted).
 	MaxTokens *int32 `protobuf:"varint,3,opt,name=max_tokens,json=maxTokens,proto3,oneof" json:"max_tokens,omitempty"`
@@ -148,7 +216,7 @@ type CreateChatCompletionRequest struct {
 
 func (x *CreateChatCompletionRequest) Reset() {
 	*x = CreateChatCompletionRequest{}
-	mi := &file_tokenway_v1_chat_proto_msgTypes[1]
+	mi := &file_tokenway_v1_chat_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -160,7 +228,7 @@ func (x *CreateChatCompletionRequest) String() string {
 func (*CreateChatCompletionRequest) ProtoMessage() {}
 
 func (x *CreateChatCompletionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tokenway_v1_chat_proto_msgTypes[1]
+	mi := &file_tokenway_v1_chat_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -173,7 +241,7 @@ func (x *CreateChatCompletionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateChatCompletionRequest.ProtoReflect.Descriptor instead.
 func (*CreateChatCompletionRequest) Descriptor() ([]byte, []int) {
-	return file_tokenway_v1_chat_proto_rawDescGZIP(), []int{1}
+	return file_tokenway_v1_chat_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *CreateChatCompletionRequest) GetModel() string {
@@ -183,7 +251,7 @@ func (x *CreateChatCompletionRequest) GetModel() string {
 	return ""
 }
 
-func (x *CreateChatCompletionRequest) GetMessages() []*ChatMessage {
+func (x *CreateChatCompletionRequest) GetMessages() []*ChatRequestMessage {
 	if x != nil {
 		return x.Messages
 	}
@@ -370,7 +438,7 @@ type ChatChoice struct {
 
 func (x *ChatChoice) Reset() {
 	*x = ChatChoice{}
-	mi := &file_tokenway_v1_chat_proto_msgTypes[2]
+	mi := &file_tokenway_v1_chat_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -382,7 +450,7 @@ func (x *ChatChoice) String() string {
 func (*ChatChoice) ProtoMessage() {}
 
 func (x *ChatChoice) ProtoReflect() protoreflect.Message {
-	mi := &file_tokenway_v1_chat_proto_msgTypes[2]
+	mi := &file_tokenway_v1_chat_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -395,7 +463,7 @@ func (x *ChatChoice) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ChatChoice.ProtoReflect.Descriptor instead.
 func (*ChatChoice) Descriptor() ([]byte, []int) {
-	return file_tokenway_v1_chat_proto_rawDescGZIP(), []int{2}
+	return file_tokenway_v1_chat_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *ChatChoice) GetIndex() uint32 {
@@ -456,7 +524,7 @@ type CreateChatCompletionResponse struct {
 
 func (x *CreateChatCompletionResponse) Reset() {
 	*x = CreateChatCompletionResponse{}
-	mi := &file_tokenway_v1_chat_proto_msgTypes[3]
+	mi := &file_tokenway_v1_chat_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -468,7 +536,7 @@ func (x *CreateChatCompletionResponse) String() string {
 func (*CreateChatCompletionResponse) ProtoMessage() {}
 
 func (x *CreateChatCompletionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tokenway_v1_chat_proto_msgTypes[3]
+	mi := &file_tokenway_v1_chat_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -481,7 +549,7 @@ func (x *CreateChatCompletionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateChatCompletionResponse.ProtoReflect.Descriptor instead.
 func (*CreateChatCompletionResponse) Descriptor() ([]byte, []int) {
-	return file_tokenway_v1_chat_proto_rawDescGZIP(), []int{3}
+	return file_tokenway_v1_chat_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *CreateChatCompletionResponse) GetId() string {
@@ -539,7 +607,7 @@ type StreamChatCompletionRequest struct {
 	// Required. The model id, as listed by ModelService.ListModels.
 	Model string `protobuf:"bytes,1,opt,name=model,proto3" json:"model,omitempty"`
 	// Required. The conversation, at least one message.
-	Messages []*ChatMessage `protobuf:"bytes,2,rep,name=messages,proto3" json:"messages,omitempty"`
+	Messages []*ChatRequestMessage `protobuf:"bytes,2,rep,name=messages,proto3" json:"messages,omitempty"`
 	// Optional. Upper bound on generated tokens per choice.
 	MaxTokens *int32 `protobuf:"varint,3,opt,name=max_tokens,json=maxTokens,proto3,oneof" json:"max_tokens,omitempty"`
 	// Optional. Upper bound on generated tokens per choice.
@@ -592,7 +660,7 @@ type StreamChatCompletionRequest struct {
 
 func (x *StreamChatCompletionRequest) Reset() {
 	*x = StreamChatCompletionRequest{}
-	mi := &file_tokenway_v1_chat_proto_msgTypes[4]
+	mi := &file_tokenway_v1_chat_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -604,7 +672,7 @@ func (x *StreamChatCompletionRequest) String() string {
 func (*StreamChatCompletionRequest) ProtoMessage() {}
 
 func (x *StreamChatCompletionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tokenway_v1_chat_proto_msgTypes[4]
+	mi := &file_tokenway_v1_chat_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -617,7 +685,7 @@ func (x *StreamChatCompletionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StreamChatCompletionRequest.ProtoReflect.Descriptor instead.
 func (*StreamChatCompletionRequest) Descriptor() ([]byte, []int) {
-	return file_tokenway_v1_chat_proto_rawDescGZIP(), []int{4}
+	return file_tokenway_v1_chat_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *StreamChatCompletionRequest) GetModel() string {
@@ -627,7 +695,7 @@ func (x *StreamChatCompletionRequest) GetModel() string {
 	return ""
 }
 
-func (x *StreamChatCompletionRequest) GetMessages() []*ChatMessage {
+func (x *StreamChatCompletionRequest) GetMessages() []*ChatRequestMessage {
 	if x != nil {
 		return x.Messages
 	}
@@ -808,7 +876,7 @@ type ChatDelta struct {
 
 func (x *ChatDelta) Reset() {
 	*x = ChatDelta{}
-	mi := &file_tokenway_v1_chat_proto_msgTypes[5]
+	mi := &file_tokenway_v1_chat_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -820,7 +888,7 @@ func (x *ChatDelta) String() string {
 func (*ChatDelta) ProtoMessage() {}
 
 func (x *ChatDelta) ProtoReflect() protoreflect.Message {
-	mi := &file_tokenway_v1_chat_proto_msgTypes[5]
+	mi := &file_tokenway_v1_chat_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -833,7 +901,7 @@ func (x *ChatDelta) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ChatDelta.ProtoReflect.Descriptor instead.
 func (*ChatDelta) Descriptor() ([]byte, []int) {
-	return file_tokenway_v1_chat_proto_rawDescGZIP(), []int{5}
+	return file_tokenway_v1_chat_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *ChatDelta) GetRole() string {
@@ -869,7 +937,7 @@ type ChatChunkChoice struct {
 
 func (x *ChatChunkChoice) Reset() {
 	*x = ChatChunkChoice{}
-	mi := &file_tokenway_v1_chat_proto_msgTypes[6]
+	mi := &file_tokenway_v1_chat_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -881,7 +949,7 @@ func (x *ChatChunkChoice) String() string {
 func (*ChatChunkChoice) ProtoMessage() {}
 
 func (x *ChatChunkChoice) ProtoReflect() protoreflect.Message {
-	mi := &file_tokenway_v1_chat_proto_msgTypes[6]
+	mi := &file_tokenway_v1_chat_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -894,7 +962,7 @@ func (x *ChatChunkChoice) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ChatChunkChoice.ProtoReflect.Descriptor instead.
 func (*ChatChunkChoice) Descriptor() ([]byte, []int) {
-	return file_tokenway_v1_chat_proto_rawDescGZIP(), []int{6}
+	return file_tokenway_v1_chat_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *ChatChunkChoice) GetIndex() uint32 {
@@ -949,16 +1017,13 @@ type StreamChatCompletionResponse struct {
 	Usage *Usage `protobuf:"bytes,6,opt,name=usage,proto3" json:"usage,omitempty"`
 	// Optional. Identifies the serving configuration.
 	SystemFingerprint *string `protobuf:"bytes,7,opt,name=system_fingerprint,json=systemFingerprint,proto3,oneof" json:"system_fingerprint,omitempty"`
-	// Optional. Only for callers that asked for in-band errors (the REST edge):
-	// the failure that ended the stream after it had started.
-	Error         *Error `protobuf:"bytes,8,opt,name=error,proto3" json:"error,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *StreamChatCompletionResponse) Reset() {
 	*x = StreamChatCompletionResponse{}
-	mi := &file_tokenway_v1_chat_proto_msgTypes[7]
+	mi := &file_tokenway_v1_chat_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -970,7 +1035,7 @@ func (x *StreamChatCompletionResponse) String() string {
 func (*StreamChatCompletionResponse) ProtoMessage() {}
 
 func (x *StreamChatCompletionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tokenway_v1_chat_proto_msgTypes[7]
+	mi := &file_tokenway_v1_chat_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -983,7 +1048,7 @@ func (x *StreamChatCompletionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StreamChatCompletionResponse.ProtoReflect.Descriptor instead.
 func (*StreamChatCompletionResponse) Descriptor() ([]byte, []int) {
-	return file_tokenway_v1_chat_proto_rawDescGZIP(), []int{7}
+	return file_tokenway_v1_chat_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *StreamChatCompletionResponse) GetId() string {
@@ -1035,9 +1100,48 @@ func (x *StreamChatCompletionResponse) GetSystemFingerprint() string {
 	return ""
 }
 
-func (x *StreamChatCompletionResponse) GetError() *Error {
+// StreamChatCompletionEventsRequest wraps the request of a REST stream.
+type StreamChatCompletionEventsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Required. The request; the whole HTTP body.
+	Request       *StreamChatCompletionRequest `protobuf:"bytes,1,opt,name=request,proto3" json:"request,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StreamChatCompletionEventsRequest) Reset() {
+	*x = StreamChatCompletionEventsRequest{}
+	mi := &file_tokenway_v1_chat_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StreamChatCompletionEventsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StreamChatCompletionEventsRequest) ProtoMessage() {}
+
+func (x *StreamChatCompletionEventsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_tokenway_v1_chat_proto_msgTypes[9]
 	if x != nil {
-		return x.Error
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StreamChatCompletionEventsRequest.ProtoReflect.Descriptor instead.
+func (*StreamChatCompletionEventsRequest) Descriptor() ([]byte, []int) {
+	return file_tokenway_v1_chat_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *StreamChatCompletionEventsRequest) GetRequest() *StreamChatCompletionRequest {
+	if x != nil {
+		return x.Request
 	}
 	return nil
 }
@@ -1046,16 +1150,20 @@ var File_tokenway_v1_chat_proto protoreflect.FileDescriptor
 
 const file_tokenway_v1_chat_proto_rawDesc = "" +
 	"\n" +
-	"\x16tokenway/v1/chat.proto\x12\vtokenway.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x18tokenway/v1/common.proto\"]\n" +
+	"\x16tokenway/v1/chat.proto\x12\vtokenway.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x19google/api/httpbody.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x18tokenway/v1/common.proto\"\x82\x01\n" +
+	"\x12ChatRequestMessage\x12\x12\n" +
+	"\x04role\x18\x01 \x01(\tR\x04role\x12\x17\n" +
+	"\x04name\x18\x03 \x01(\tH\x00R\x04name\x88\x01\x01\x120\n" +
+	"\acontent\x18\x04 \x01(\v2\x16.google.protobuf.ValueR\acontentB\a\n" +
+	"\x05_nameJ\x04\b\x02\x10\x03\"]\n" +
 	"\vChatMessage\x12\x12\n" +
 	"\x04role\x18\x01 \x01(\tR\x04role\x12\x18\n" +
 	"\acontent\x18\x02 \x01(\tR\acontent\x12\x17\n" +
 	"\x04name\x18\x03 \x01(\tH\x00R\x04name\x88\x01\x01B\a\n" +
-	"\x05_name\"\xfc\n" +
-	"\n" +
+	"\x05_name\"\x83\v\n" +
 	"\x1bCreateChatCompletionRequest\x12\x14\n" +
-	"\x05model\x18\x01 \x01(\tR\x05model\x124\n" +
-	"\bmessages\x18\x02 \x03(\v2\x18.tokenway.v1.ChatMessageR\bmessages\x12\"\n" +
+	"\x05model\x18\x01 \x01(\tR\x05model\x12;\n" +
+	"\bmessages\x18\x02 \x03(\v2\x1f.tokenway.v1.ChatRequestMessageR\bmessages\x12\"\n" +
 	"\n" +
 	"max_tokens\x18\x03 \x01(\x05H\x00R\tmaxTokens\x88\x01\x01\x127\n" +
 	"\x15max_completion_tokens\x18\x04 \x01(\x05H\x01R\x13maxCompletionTokens\x88\x01\x01\x12%\n" +
@@ -1125,11 +1233,10 @@ const file_tokenway_v1_chat_proto_rawDesc = "" +
 	"\achoices\x18\x05 \x03(\v2\x17.tokenway.v1.ChatChoiceR\achoices\x12(\n" +
 	"\x05usage\x18\x06 \x01(\v2\x12.tokenway.v1.UsageR\x05usage\x122\n" +
 	"\x12system_fingerprint\x18\a \x01(\tH\x00R\x11systemFingerprint\x88\x01\x01B\x15\n" +
-	"\x13_system_fingerprint\"\xfc\n" +
-	"\n" +
+	"\x13_system_fingerprint\"\x83\v\n" +
 	"\x1bStreamChatCompletionRequest\x12\x14\n" +
-	"\x05model\x18\x01 \x01(\tR\x05model\x124\n" +
-	"\bmessages\x18\x02 \x03(\v2\x18.tokenway.v1.ChatMessageR\bmessages\x12\"\n" +
+	"\x05model\x18\x01 \x01(\tR\x05model\x12;\n" +
+	"\bmessages\x18\x02 \x03(\v2\x1f.tokenway.v1.ChatRequestMessageR\bmessages\x12\"\n" +
 	"\n" +
 	"max_tokens\x18\x03 \x01(\x05H\x00R\tmaxTokens\x88\x01\x01\x127\n" +
 	"\x15max_completion_tokens\x18\x04 \x01(\x05H\x01R\x13maxCompletionTokens\x88\x01\x01\x12%\n" +
@@ -1195,7 +1302,7 @@ const file_tokenway_v1_chat_proto_rawDesc = "" +
 	"\vstop_reason\x18\x05 \x01(\tH\x01R\n" +
 	"stopReason\x88\x01\x01B\x10\n" +
 	"\x0e_finish_reasonB\x0e\n" +
-	"\f_stop_reason\"\xcd\x02\n" +
+	"\f_stop_reason\"\xa9\x02\n" +
 	"\x1cStreamChatCompletionResponse\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x16\n" +
 	"\x06object\x18\x02 \x01(\tR\x06object\x12\x18\n" +
@@ -1203,12 +1310,14 @@ const file_tokenway_v1_chat_proto_rawDesc = "" +
 	"\x05model\x18\x04 \x01(\tR\x05model\x126\n" +
 	"\achoices\x18\x05 \x03(\v2\x1c.tokenway.v1.ChatChunkChoiceR\achoices\x12(\n" +
 	"\x05usage\x18\x06 \x01(\v2\x12.tokenway.v1.UsageR\x05usage\x122\n" +
-	"\x12system_fingerprint\x18\a \x01(\tH\x00R\x11systemFingerprint\x88\x01\x01\x12(\n" +
-	"\x05error\x18\b \x01(\v2\x12.tokenway.v1.ErrorR\x05errorB\x15\n" +
-	"\x13_system_fingerprint2\xb4\x02\n" +
+	"\x12system_fingerprint\x18\a \x01(\tH\x00R\x11systemFingerprint\x88\x01\x01B\x15\n" +
+	"\x13_system_fingerprintJ\x04\b\b\x10\t\"g\n" +
+	"!StreamChatCompletionEventsRequest\x12B\n" +
+	"\arequest\x18\x01 \x01(\v2(.tokenway.v1.StreamChatCompletionRequestR\arequest2\x9d\x03\n" +
 	"\vChatService\x12\x8c\x01\n" +
-	"\x14CreateChatCompletion\x12(.tokenway.v1.CreateChatCompletionRequest\x1a).tokenway.v1.CreateChatCompletionResponse\"\x1f\x82\xd3\xe4\x93\x02\x19:\x01*\"\x14/v1/chat/completions\x12\x95\x01\n" +
-	"\x14StreamChatCompletion\x12(.tokenway.v1.StreamChatCompletionRequest\x1a).tokenway.v1.StreamChatCompletionResponse\"&\x82\xd3\xe4\x93\x02 :\x01*\"\x1b/v1/chat/completions:stream0\x01BY\n" +
+	"\x14CreateChatCompletion\x12(.tokenway.v1.CreateChatCompletionRequest\x1a).tokenway.v1.CreateChatCompletionResponse\"\x1f\x82\xd3\xe4\x93\x02\x19:\x01*\"\x14/v1/chat/completions\x12m\n" +
+	"\x14StreamChatCompletion\x12(.tokenway.v1.StreamChatCompletionRequest\x1a).tokenway.v1.StreamChatCompletionResponse0\x01\x12\x8f\x01\n" +
+	"\x1aStreamChatCompletionEvents\x12..tokenway.v1.StreamChatCompletionEventsRequest\x1a\x14.google.api.HttpBody\")\x82\xd3\xe4\x93\x02#:\arequest\"\x18/v1/chat/completions:sse0\x01BY\n" +
 	"\x0eio.tokenway.v1B\tChatProtoP\x01Z:github.com/tokenway/tokenway/gen/go/tokenway/v1;tokenwayv1b\x06proto3"
 
 var (
@@ -1223,48 +1332,54 @@ func file_tokenway_v1_chat_proto_rawDescGZIP() []byte {
 	return file_tokenway_v1_chat_proto_rawDescData
 }
 
-var file_tokenway_v1_chat_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
+var file_tokenway_v1_chat_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
 var file_tokenway_v1_chat_proto_goTypes = []any{
-	(*ChatMessage)(nil),                  // 0: tokenway.v1.ChatMessage
-	(*CreateChatCompletionRequest)(nil),  // 1: tokenway.v1.CreateChatCompletionRequest
-	(*ChatChoice)(nil),                   // 2: tokenway.v1.ChatChoice
-	(*CreateChatCompletionResponse)(nil), // 3: tokenway.v1.CreateChatCompletionResponse
-	(*StreamChatCompletionRequest)(nil),  // 4: tokenway.v1.StreamChatCompletionRequest
-	(*ChatDelta)(nil),                    // 5: tokenway.v1.ChatDelta
-	(*ChatChunkChoice)(nil),              // 6: tokenway.v1.ChatChunkChoice
-	(*StreamChatCompletionResponse)(nil), // 7: tokenway.v1.StreamChatCompletionResponse
-	nil,                                  // 8: tokenway.v1.CreateChatCompletionRequest.LogitBiasEntry
-	nil,                                  // 9: tokenway.v1.StreamChatCompletionRequest.LogitBiasEntry
-	(*StreamOptions)(nil),                // 10: tokenway.v1.StreamOptions
-	(*ChatLogprobs)(nil),                 // 11: tokenway.v1.ChatLogprobs
-	(*Usage)(nil),                        // 12: tokenway.v1.Usage
-	(*Error)(nil),                        // 13: tokenway.v1.Error
+	(*ChatRequestMessage)(nil),                // 0: tokenway.v1.ChatRequestMessage
+	(*ChatMessage)(nil),                       // 1: tokenway.v1.ChatMessage
+	(*CreateChatCompletionRequest)(nil),       // 2: tokenway.v1.CreateChatCompletionRequest
+	(*ChatChoice)(nil),                        // 3: tokenway.v1.ChatChoice
+	(*CreateChatCompletionResponse)(nil),      // 4: tokenway.v1.CreateChatCompletionResponse
+	(*StreamChatCompletionRequest)(nil),       // 5: tokenway.v1.StreamChatCompletionRequest
+	(*ChatDelta)(nil),                         // 6: tokenway.v1.ChatDelta
+	(*ChatChunkChoice)(nil),                   // 7: tokenway.v1.ChatChunkChoice
+	(*StreamChatCompletionResponse)(nil),      // 8: tokenway.v1.StreamChatCompletionResponse
+	(*StreamChatCompletionEventsRequest)(nil), // 9: tokenway.v1.StreamChatCompletionEventsRequest
+	nil,                       // 10: tokenway.v1.CreateChatCompletionRequest.LogitBiasEntry
+	nil,                       // 11: tokenway.v1.StreamChatCompletionRequest.LogitBiasEntry
+	(*structpb.Value)(nil),    // 12: google.protobuf.Value
+	(*StreamOptions)(nil),     // 13: tokenway.v1.StreamOptions
+	(*ChatLogprobs)(nil),      // 14: tokenway.v1.ChatLogprobs
+	(*Usage)(nil),             // 15: tokenway.v1.Usage
+	(*httpbody.HttpBody)(nil), // 16: google.api.HttpBody
 }
 var file_tokenway_v1_chat_proto_depIdxs = []int32{
-	0,  // 0: tokenway.v1.CreateChatCompletionRequest.messages:type_name -> tokenway.v1.ChatMessage
-	8,  // 1: tokenway.v1.CreateChatCompletionRequest.logit_bias:type_name -> tokenway.v1.CreateChatCompletionRequest.LogitBiasEntry
-	10, // 2: tokenway.v1.CreateChatCompletionRequest.stream_options:type_name -> tokenway.v1.StreamOptions
-	0,  // 3: tokenway.v1.ChatChoice.message:type_name -> tokenway.v1.ChatMessage
-	11, // 4: tokenway.v1.ChatChoice.logprobs:type_name -> tokenway.v1.ChatLogprobs
-	2,  // 5: tokenway.v1.CreateChatCompletionResponse.choices:type_name -> tokenway.v1.ChatChoice
-	12, // 6: tokenway.v1.CreateChatCompletionResponse.usage:type_name -> tokenway.v1.Usage
-	0,  // 7: tokenway.v1.StreamChatCompletionRequest.messages:type_name -> tokenway.v1.ChatMessage
-	9,  // 8: tokenway.v1.StreamChatCompletionRequest.logit_bias:type_name -> tokenway.v1.StreamChatCompletionRequest.LogitBiasEntry
-	10, // 9: tokenway.v1.StreamChatCompletionRequest.stream_options:type_name -> tokenway.v1.StreamOptions
-	5,  // 10: tokenway.v1.ChatChunkChoice.delta:type_name -> tokenway.v1.ChatDelta
-	11, // 11: tokenway.v1.ChatChunkChoice.logprobs:type_name -> tokenway.v1.ChatLogprobs
-	6,  // 12: tokenway.v1.StreamChatCompletionResponse.choices:type_name -> tokenway.v1.ChatChunkChoice
-	12, // 13: tokenway.v1.StreamChatCompletionResponse.usage:type_name -> tokenway.v1.Usage
-	13, // 14: tokenway.v1.StreamChatCompletionResponse.error:type_name -> tokenway.v1.Error
-	1,  // 15: tokenway.v1.ChatService.CreateChatCompletion:input_type -> tokenway.v1.CreateChatCompletionRequest
-	4,  // 16: tokenway.v1.ChatService.StreamChatCompletion:input_type -> tokenway.v1.StreamChatCompletionRequest
-	3,  // 17: tokenway.v1.ChatService.CreateChatCompletion:output_type -> tokenway.v1.CreateChatCompletionResponse
-	7,  // 18: tokenway.v1.ChatService.StreamChatCompletion:output_type -> tokenway.v1.StreamChatCompletionResponse
-	17, // [17:19] is the sub-list for method output_type
-	15, // [15:17] is the sub-list for method input_type
-	15, // [15:15] is the sub-list for extension type_name
-	15, // [15:15] is the sub-list for extension extendee
-	0,  // [0:15] is the sub-list for field type_name
+	12, // 0: tokenway.v1.ChatRequestMessage.content:type_name -> google.protobuf.Value
+	0,  // 1: tokenway.v1.CreateChatCompletionRequest.messages:type_name -> tokenway.v1.ChatRequestMessage
+	10, // 2: tokenway.v1.CreateChatCompletionRequest.logit_bias:type_name -> tokenway.v1.CreateChatCompletionRequest.LogitBiasEntry
+	13, // 3: tokenway.v1.CreateChatCompletionRequest.stream_options:type_name -> tokenway.v1.StreamOptions
+	1,  // 4: tokenway.v1.ChatChoice.message:type_name -> tokenway.v1.ChatMessage
+	14, // 5: tokenway.v1.ChatChoice.logprobs:type_name -> tokenway.v1.ChatLogprobs
+	3,  // 6: tokenway.v1.CreateChatCompletionResponse.choices:type_name -> tokenway.v1.ChatChoice
+	15, // 7: tokenway.v1.CreateChatCompletionResponse.usage:type_name -> tokenway.v1.Usage
+	0,  // 8: tokenway.v1.StreamChatCompletionRequest.messages:type_name -> tokenway.v1.ChatRequestMessage
+	11, // 9: tokenway.v1.StreamChatCompletionRequest.logit_bias:type_name -> tokenway.v1.StreamChatCompletionRequest.LogitBiasEntry
+	13, // 10: tokenway.v1.StreamChatCompletionRequest.stream_options:type_name -> tokenway.v1.StreamOptions
+	6,  // 11: tokenway.v1.ChatChunkChoice.delta:type_name -> tokenway.v1.ChatDelta
+	14, // 12: tokenway.v1.ChatChunkChoice.logprobs:type_name -> tokenway.v1.ChatLogprobs
+	7,  // 13: tokenway.v1.StreamChatCompletionResponse.choices:type_name -> tokenway.v1.ChatChunkChoice
+	15, // 14: tokenway.v1.StreamChatCompletionResponse.usage:type_name -> tokenway.v1.Usage
+	5,  // 15: tokenway.v1.StreamChatCompletionEventsRequest.request:type_name -> tokenway.v1.StreamChatCompletionRequest
+	2,  // 16: tokenway.v1.ChatService.CreateChatCompletion:input_type -> tokenway.v1.CreateChatCompletionRequest
+	5,  // 17: tokenway.v1.ChatService.StreamChatCompletion:input_type -> tokenway.v1.StreamChatCompletionRequest
+	9,  // 18: tokenway.v1.ChatService.StreamChatCompletionEvents:input_type -> tokenway.v1.StreamChatCompletionEventsRequest
+	4,  // 19: tokenway.v1.ChatService.CreateChatCompletion:output_type -> tokenway.v1.CreateChatCompletionResponse
+	8,  // 20: tokenway.v1.ChatService.StreamChatCompletion:output_type -> tokenway.v1.StreamChatCompletionResponse
+	16, // 21: tokenway.v1.ChatService.StreamChatCompletionEvents:output_type -> google.api.HttpBody
+	19, // [19:22] is the sub-list for method output_type
+	16, // [16:19] is the sub-list for method input_type
+	16, // [16:16] is the sub-list for extension type_name
+	16, // [16:16] is the sub-list for extension extendee
+	0,  // [0:16] is the sub-list for field type_name
 }
 
 func init() { file_tokenway_v1_chat_proto_init() }
@@ -1281,13 +1396,14 @@ func file_tokenway_v1_chat_proto_init() {
 	file_tokenway_v1_chat_proto_msgTypes[5].OneofWrappers = []any{}
 	file_tokenway_v1_chat_proto_msgTypes[6].OneofWrappers = []any{}
 	file_tokenway_v1_chat_proto_msgTypes[7].OneofWrappers = []any{}
+	file_tokenway_v1_chat_proto_msgTypes[8].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_tokenway_v1_chat_proto_rawDesc), len(file_tokenway_v1_chat_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   10,
+			NumMessages:   12,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

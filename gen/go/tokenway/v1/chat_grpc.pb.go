@@ -8,6 +8,7 @@ package tokenwayv1
 
 import (
 	context "context"
+	httpbody "google.golang.org/genproto/googleapis/api/httpbody"
 	grpc "google.golang.org/grpc"
 	codes "google.golang.org/grpc/codes"
 	status "google.golang.org/grpc/status"
@@ -19,8 +20,9 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	ChatService_CreateChatCompletion_FullMethodName = "/tokenway.v1.ChatService/CreateChatCompletion"
-	ChatService_StreamChatCompletion_FullMethodName = "/tokenway.v1.ChatService/StreamChatCompletion"
+	ChatService_CreateChatCompletion_FullMethodName       = "/tokenway.v1.ChatService/CreateChatCompletion"
+	ChatService_StreamChatCompletion_FullMethodName       = "/tokenway.v1.ChatService/StreamChatCompletion"
+	ChatService_StreamChatCompletionEvents_FullMethodName = "/tokenway.v1.ChatService/StreamChatCompletionEvents"
 )
 
 // ChatServiceClient is the client API for ChatService service.
@@ -36,6 +38,14 @@ type ChatServiceClient interface {
 	// StreamChatCompletion is CreateChatCompletion streamed as text deltas.
 	// A failure after the first chunk ends the stream with a status.
 	StreamChatCompletion(ctx context.Context, in *StreamChatCompletionRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[StreamChatCompletionResponse], error)
+	// StreamChatCompletionEvents is StreamChatCompletion for the REST edge, as
+	// Server-Sent Events written by the server: one `data: {json}` frame per
+	// chunk (the JSON of StreamChatCompletionResponse), a last `data:
+	// {"error": {...}}` frame if the stream fails after it started, and
+	// `data: [DONE]` at the end. Envoy routes `"stream": true` here.
+	// buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+	// buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
+	StreamChatCompletionEvents(ctx context.Context, in *StreamChatCompletionEventsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[httpbody.HttpBody], error)
 }
 
 type chatServiceClient struct {
@@ -75,6 +85,25 @@ func (c *chatServiceClient) StreamChatCompletion(ctx context.Context, in *Stream
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type ChatService_StreamChatCompletionClient = grpc.ServerStreamingClient[StreamChatCompletionResponse]
 
+func (c *chatServiceClient) StreamChatCompletionEvents(ctx context.Context, in *StreamChatCompletionEventsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[httpbody.HttpBody], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &ChatService_ServiceDesc.Streams[1], ChatService_StreamChatCompletionEvents_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[StreamChatCompletionEventsRequest, httpbody.HttpBody]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type ChatService_StreamChatCompletionEventsClient = grpc.ServerStreamingClient[httpbody.HttpBody]
+
 // ChatServiceServer is the server API for ChatService service.
 // All implementations must embed UnimplementedChatServiceServer
 // for forward compatibility.
@@ -88,6 +117,14 @@ type ChatServiceServer interface {
 	// StreamChatCompletion is CreateChatCompletion streamed as text deltas.
 	// A failure after the first chunk ends the stream with a status.
 	StreamChatCompletion(*StreamChatCompletionRequest, grpc.ServerStreamingServer[StreamChatCompletionResponse]) error
+	// StreamChatCompletionEvents is StreamChatCompletion for the REST edge, as
+	// Server-Sent Events written by the server: one `data: {json}` frame per
+	// chunk (the JSON of StreamChatCompletionResponse), a last `data:
+	// {"error": {...}}` frame if the stream fails after it started, and
+	// `data: [DONE]` at the end. Envoy routes `"stream": true` here.
+	// buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+	// buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
+	StreamChatCompletionEvents(*StreamChatCompletionEventsRequest, grpc.ServerStreamingServer[httpbody.HttpBody]) error
 	mustEmbedUnimplementedChatServiceServer()
 }
 
@@ -103,6 +140,9 @@ func (UnimplementedChatServiceServer) CreateChatCompletion(context.Context, *Cre
 }
 func (UnimplementedChatServiceServer) StreamChatCompletion(*StreamChatCompletionRequest, grpc.ServerStreamingServer[StreamChatCompletionResponse]) error {
 	return status.Error(codes.Unimplemented, "method StreamChatCompletion not implemented")
+}
+func (UnimplementedChatServiceServer) StreamChatCompletionEvents(*StreamChatCompletionEventsRequest, grpc.ServerStreamingServer[httpbody.HttpBody]) error {
+	return status.Error(codes.Unimplemented, "method StreamChatCompletionEvents not implemented")
 }
 func (UnimplementedChatServiceServer) mustEmbedUnimplementedChatServiceServer() {}
 func (UnimplementedChatServiceServer) testEmbeddedByValue()                     {}
@@ -154,6 +194,17 @@ func _ChatService_StreamChatCompletion_Handler(srv interface{}, stream grpc.Serv
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type ChatService_StreamChatCompletionServer = grpc.ServerStreamingServer[StreamChatCompletionResponse]
 
+func _ChatService_StreamChatCompletionEvents_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(StreamChatCompletionEventsRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(ChatServiceServer).StreamChatCompletionEvents(m, &grpc.GenericServerStream[StreamChatCompletionEventsRequest, httpbody.HttpBody]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type ChatService_StreamChatCompletionEventsServer = grpc.ServerStreamingServer[httpbody.HttpBody]
+
 // ChatService_ServiceDesc is the grpc.ServiceDesc for ChatService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -170,6 +221,11 @@ var ChatService_ServiceDesc = grpc.ServiceDesc{
 		{
 			StreamName:    "StreamChatCompletion",
 			Handler:       _ChatService_StreamChatCompletion_Handler,
+			ServerStreams: true,
+		},
+		{
+			StreamName:    "StreamChatCompletionEvents",
+			Handler:       _ChatService_StreamChatCompletionEvents_Handler,
 			ServerStreams: true,
 		},
 	},

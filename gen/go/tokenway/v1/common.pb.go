@@ -390,8 +390,9 @@ func (x *CompletionLogprobs) GetTextOffset() []uint32 {
 	return nil
 }
 
-// Error is an OpenAI-shaped error object, sent in-band only to callers that
-// asked for it (the REST edge); gRPC callers get a status instead.
+// Error is an OpenAI-shaped error object: the last Server-Sent Event of a
+// REST stream that failed after it started is `{"error": Error}`. gRPC
+// callers get a status instead.
 type Error struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Required. Human readable message.

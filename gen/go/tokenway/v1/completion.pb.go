@@ -8,8 +8,10 @@ package tokenwayv1
 
 import (
 	_ "google.golang.org/genproto/googleapis/api/annotations"
+	httpbody "google.golang.org/genproto/googleapis/api/httpbody"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	structpb "google.golang.org/protobuf/types/known/structpb"
 	reflect "reflect"
 	sync "sync"
 	unsafe "unsafe"
@@ -27,10 +29,13 @@ type CreateCompletionRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Required. The model id, as listed by ModelService.ListModels.
 	Model string `protobuf:"bytes,1,opt,name=model,proto3" json:"model,omitempty"`
-	// Optional. Prompt texts (one string or a list); each gets n choices.
-	// Exactly one of prompt and prompt_token_ids is set.
-	Prompt []string `protobuf:"bytes,2,rep,name=prompt,proto3" json:"prompt,omitempty"`
-	// Optional. A prompt given as token ids, used as is.
+	// Optional. The prompt(s), as OpenAI takes them: a string, a list of
+	// strings, a list of token ids, or a list of lists of token ids; each
+	// prompt gets n choices. Text is encoded as is: special-token text in a
+	// prompt is the special token. Exactly one of prompt and prompt_token_ids
+	// is set.
+	Prompt *structpb.Value `protobuf:"bytes,27,opt,name=prompt,proto3" json:"prompt,omitempty"`
+	// Optional. One prompt given as token ids, used as is.
 	PromptTokenIds []int32 `protobuf:"varint,3,rep,packed,name=prompt_token_ids,json=promptTokenIds,proto3" json:"prompt_token_ids,omitempty"`
 	// Optional. Upper bound on generated tokens per choice (default 16, as
 	// OpenAI).
@@ -120,7 +125,7 @@ func (x *CreateCompletionRequest) GetModel() string {
 	return ""
 }
 
-func (x *CreateCompletionRequest) GetPrompt() []string {
+func (x *CreateCompletionRequest) GetPrompt() *structpb.Value {
 	if x != nil {
 		return x.Prompt
 	}
@@ -475,9 +480,13 @@ type StreamCompletionRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Required. The model id, as listed by ModelService.ListModels.
 	Model string `protobuf:"bytes,1,opt,name=model,proto3" json:"model,omitempty"`
-	// Optional. Prompt texts; exactly one of prompt and prompt_token_ids.
-	Prompt []string `protobuf:"bytes,2,rep,name=prompt,proto3" json:"prompt,omitempty"`
-	// Optional. A prompt given as token ids, used as is.
+	// Optional. The prompt(s), as OpenAI takes them: a string, a list of
+	// strings, a list of token ids, or a list of lists of token ids; each
+	// prompt gets n choices. Text is encoded as is: special-token text in a
+	// prompt is the special token. Exactly one of prompt and prompt_token_ids
+	// is set.
+	Prompt *structpb.Value `protobuf:"bytes,27,opt,name=prompt,proto3" json:"prompt,omitempty"`
+	// Optional. One prompt given as token ids, used as is.
 	PromptTokenIds []int32 `protobuf:"varint,3,rep,packed,name=prompt_token_ids,json=promptTokenIds,proto3" json:"prompt_token_ids,omitempty"`
 	// Optional. Upper bound on generated tokens per choice (default 16).
 	MaxTokens *int32 `protobuf:"varint,4,opt,name=max_tokens,json=maxTokens,proto3,oneof" json:"max_tokens,omitempty"`
@@ -564,7 +573,7 @@ func (x *StreamCompletionRequest) GetModel() string {
 	return ""
 }
 
-func (x *StreamCompletionRequest) GetPrompt() []string {
+func (x *StreamCompletionRequest) GetPrompt() *structpb.Value {
 	if x != nil {
 		return x.Prompt
 	}
@@ -831,10 +840,8 @@ type StreamCompletionResponse struct {
 	Usage *Usage `protobuf:"bytes,6,opt,name=usage,proto3" json:"usage,omitempty"`
 	// Optional. Identifies the serving configuration.
 	SystemFingerprint *string `protobuf:"bytes,7,opt,name=system_fingerprint,json=systemFingerprint,proto3,oneof" json:"system_fingerprint,omitempty"`
-	// Optional. Only for callers that asked for in-band errors (the REST edge).
-	Error         *Error `protobuf:"bytes,8,opt,name=error,proto3" json:"error,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *StreamCompletionResponse) Reset() {
@@ -916,9 +923,48 @@ func (x *StreamCompletionResponse) GetSystemFingerprint() string {
 	return ""
 }
 
-func (x *StreamCompletionResponse) GetError() *Error {
+// StreamCompletionEventsRequest wraps the request of a REST stream.
+type StreamCompletionEventsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Required. The request; the whole HTTP body.
+	Request       *StreamCompletionRequest `protobuf:"bytes,1,opt,name=request,proto3" json:"request,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StreamCompletionEventsRequest) Reset() {
+	*x = StreamCompletionEventsRequest{}
+	mi := &file_tokenway_v1_completion_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StreamCompletionEventsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StreamCompletionEventsRequest) ProtoMessage() {}
+
+func (x *StreamCompletionEventsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_tokenway_v1_completion_proto_msgTypes[6]
 	if x != nil {
-		return x.Error
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StreamCompletionEventsRequest.ProtoReflect.Descriptor instead.
+func (*StreamCompletionEventsRequest) Descriptor() ([]byte, []int) {
+	return file_tokenway_v1_completion_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *StreamCompletionEventsRequest) GetRequest() *StreamCompletionRequest {
+	if x != nil {
+		return x.Request
 	}
 	return nil
 }
@@ -927,11 +973,11 @@ var File_tokenway_v1_completion_proto protoreflect.FileDescriptor
 
 const file_tokenway_v1_completion_proto_rawDesc = "" +
 	"\n" +
-	"\x1ctokenway/v1/completion.proto\x12\vtokenway.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x18tokenway/v1/common.proto\"\x96\n" +
+	"\x1ctokenway/v1/completion.proto\x12\vtokenway.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x19google/api/httpbody.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x18tokenway/v1/common.proto\"\xb4\n" +
 	"\n" +
 	"\x17CreateCompletionRequest\x12\x14\n" +
-	"\x05model\x18\x01 \x01(\tR\x05model\x12\x16\n" +
-	"\x06prompt\x18\x02 \x03(\tR\x06prompt\x12(\n" +
+	"\x05model\x18\x01 \x01(\tR\x05model\x12.\n" +
+	"\x06prompt\x18\x1b \x01(\v2\x16.google.protobuf.ValueR\x06prompt\x12(\n" +
 	"\x10prompt_token_ids\x18\x03 \x03(\x05R\x0epromptTokenIds\x12\"\n" +
 	"\n" +
 	"max_tokens\x18\x04 \x01(\x05H\x00R\tmaxTokens\x88\x01\x01\x12%\n" +
@@ -981,7 +1027,7 @@ const file_tokenway_v1_completion_proto_rawDesc = "" +
 	"\a_streamB\x1d\n" +
 	"\x1b_include_stop_str_in_outputB\x16\n" +
 	"\x14_skip_special_tokensB\a\n" +
-	"\x05_echo\"\xeb\x01\n" +
+	"\x05_echoJ\x04\b\x02\x10\x03\"\xeb\x01\n" +
 	"\x10CompletionChoice\x12\x14\n" +
 	"\x05index\x18\x01 \x01(\rR\x05index\x12\x12\n" +
 	"\x04text\x18\x02 \x01(\tR\x04text\x12(\n" +
@@ -999,11 +1045,11 @@ const file_tokenway_v1_completion_proto_rawDesc = "" +
 	"\achoices\x18\x05 \x03(\v2\x1d.tokenway.v1.CompletionChoiceR\achoices\x12(\n" +
 	"\x05usage\x18\x06 \x01(\v2\x12.tokenway.v1.UsageR\x05usage\x122\n" +
 	"\x12system_fingerprint\x18\a \x01(\tH\x00R\x11systemFingerprint\x88\x01\x01B\x15\n" +
-	"\x13_system_fingerprint\"\x96\n" +
+	"\x13_system_fingerprint\"\xb4\n" +
 	"\n" +
 	"\x17StreamCompletionRequest\x12\x14\n" +
-	"\x05model\x18\x01 \x01(\tR\x05model\x12\x16\n" +
-	"\x06prompt\x18\x02 \x03(\tR\x06prompt\x12(\n" +
+	"\x05model\x18\x01 \x01(\tR\x05model\x12.\n" +
+	"\x06prompt\x18\x1b \x01(\v2\x16.google.protobuf.ValueR\x06prompt\x12(\n" +
 	"\x10prompt_token_ids\x18\x03 \x03(\x05R\x0epromptTokenIds\x12\"\n" +
 	"\n" +
 	"max_tokens\x18\x04 \x01(\x05H\x00R\tmaxTokens\x88\x01\x01\x12%\n" +
@@ -1053,7 +1099,7 @@ const file_tokenway_v1_completion_proto_rawDesc = "" +
 	"\a_streamB\x1d\n" +
 	"\x1b_include_stop_str_in_outputB\x16\n" +
 	"\x14_skip_special_tokensB\a\n" +
-	"\x05_echo\"\xf0\x01\n" +
+	"\x05_echoJ\x04\b\x02\x10\x03\"\xf0\x01\n" +
 	"\x15CompletionChunkChoice\x12\x14\n" +
 	"\x05index\x18\x01 \x01(\rR\x05index\x12\x12\n" +
 	"\x04text\x18\x02 \x01(\tR\x04text\x12(\n" +
@@ -1062,7 +1108,7 @@ const file_tokenway_v1_completion_proto_rawDesc = "" +
 	"\vstop_reason\x18\x05 \x01(\tH\x01R\n" +
 	"stopReason\x88\x01\x01B\x10\n" +
 	"\x0e_finish_reasonB\x0e\n" +
-	"\f_stop_reason\"\xcf\x02\n" +
+	"\f_stop_reason\"\xab\x02\n" +
 	"\x18StreamCompletionResponse\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x16\n" +
 	"\x06object\x18\x02 \x01(\tR\x06object\x12\x18\n" +
@@ -1070,12 +1116,14 @@ const file_tokenway_v1_completion_proto_rawDesc = "" +
 	"\x05model\x18\x04 \x01(\tR\x05model\x12<\n" +
 	"\achoices\x18\x05 \x03(\v2\".tokenway.v1.CompletionChunkChoiceR\achoices\x12(\n" +
 	"\x05usage\x18\x06 \x01(\v2\x12.tokenway.v1.UsageR\x05usage\x122\n" +
-	"\x12system_fingerprint\x18\a \x01(\tH\x00R\x11systemFingerprint\x88\x01\x01\x12(\n" +
-	"\x05error\x18\b \x01(\v2\x12.tokenway.v1.ErrorR\x05errorB\x15\n" +
-	"\x13_system_fingerprint2\x97\x02\n" +
+	"\x12system_fingerprint\x18\a \x01(\tH\x00R\x11systemFingerprint\x88\x01\x01B\x15\n" +
+	"\x13_system_fingerprintJ\x04\b\b\x10\t\"_\n" +
+	"\x1dStreamCompletionEventsRequest\x12>\n" +
+	"\arequest\x18\x01 \x01(\v2$.tokenway.v1.StreamCompletionRequestR\arequest2\xf8\x02\n" +
 	"\x11CompletionService\x12{\n" +
-	"\x10CreateCompletion\x12$.tokenway.v1.CreateCompletionRequest\x1a%.tokenway.v1.CreateCompletionResponse\"\x1a\x82\xd3\xe4\x93\x02\x14:\x01*\"\x0f/v1/completions\x12\x84\x01\n" +
-	"\x10StreamCompletion\x12$.tokenway.v1.StreamCompletionRequest\x1a%.tokenway.v1.StreamCompletionResponse\"!\x82\xd3\xe4\x93\x02\x1b:\x01*\"\x16/v1/completions:stream0\x01B_\n" +
+	"\x10CreateCompletion\x12$.tokenway.v1.CreateCompletionRequest\x1a%.tokenway.v1.CreateCompletionResponse\"\x1a\x82\xd3\xe4\x93\x02\x14:\x01*\"\x0f/v1/completions\x12a\n" +
+	"\x10StreamCompletion\x12$.tokenway.v1.StreamCompletionRequest\x1a%.tokenway.v1.StreamCompletionResponse0\x01\x12\x82\x01\n" +
+	"\x16StreamCompletionEvents\x12*.tokenway.v1.StreamCompletionEventsRequest\x1a\x14.google.api.HttpBody\"$\x82\xd3\xe4\x93\x02\x1e:\arequest\"\x13/v1/completions:sse0\x01B_\n" +
 	"\x0eio.tokenway.v1B\x0fCompletionProtoP\x01Z:github.com/tokenway/tokenway/gen/go/tokenway/v1;tokenwayv1b\x06proto3"
 
 var (
@@ -1090,42 +1138,48 @@ func file_tokenway_v1_completion_proto_rawDescGZIP() []byte {
 	return file_tokenway_v1_completion_proto_rawDescData
 }
 
-var file_tokenway_v1_completion_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
+var file_tokenway_v1_completion_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
 var file_tokenway_v1_completion_proto_goTypes = []any{
-	(*CreateCompletionRequest)(nil),  // 0: tokenway.v1.CreateCompletionRequest
-	(*CompletionChoice)(nil),         // 1: tokenway.v1.CompletionChoice
-	(*CreateCompletionResponse)(nil), // 2: tokenway.v1.CreateCompletionResponse
-	(*StreamCompletionRequest)(nil),  // 3: tokenway.v1.StreamCompletionRequest
-	(*CompletionChunkChoice)(nil),    // 4: tokenway.v1.CompletionChunkChoice
-	(*StreamCompletionResponse)(nil), // 5: tokenway.v1.StreamCompletionResponse
-	nil,                              // 6: tokenway.v1.CreateCompletionRequest.LogitBiasEntry
-	nil,                              // 7: tokenway.v1.StreamCompletionRequest.LogitBiasEntry
-	(*StreamOptions)(nil),            // 8: tokenway.v1.StreamOptions
-	(*CompletionLogprobs)(nil),       // 9: tokenway.v1.CompletionLogprobs
-	(*Usage)(nil),                    // 10: tokenway.v1.Usage
-	(*Error)(nil),                    // 11: tokenway.v1.Error
+	(*CreateCompletionRequest)(nil),       // 0: tokenway.v1.CreateCompletionRequest
+	(*CompletionChoice)(nil),              // 1: tokenway.v1.CompletionChoice
+	(*CreateCompletionResponse)(nil),      // 2: tokenway.v1.CreateCompletionResponse
+	(*StreamCompletionRequest)(nil),       // 3: tokenway.v1.StreamCompletionRequest
+	(*CompletionChunkChoice)(nil),         // 4: tokenway.v1.CompletionChunkChoice
+	(*StreamCompletionResponse)(nil),      // 5: tokenway.v1.StreamCompletionResponse
+	(*StreamCompletionEventsRequest)(nil), // 6: tokenway.v1.StreamCompletionEventsRequest
+	nil,                                   // 7: tokenway.v1.CreateCompletionRequest.LogitBiasEntry
+	nil,                                   // 8: tokenway.v1.StreamCompletionRequest.LogitBiasEntry
+	(*structpb.Value)(nil),                // 9: google.protobuf.Value
+	(*StreamOptions)(nil),                 // 10: tokenway.v1.StreamOptions
+	(*CompletionLogprobs)(nil),            // 11: tokenway.v1.CompletionLogprobs
+	(*Usage)(nil),                         // 12: tokenway.v1.Usage
+	(*httpbody.HttpBody)(nil),             // 13: google.api.HttpBody
 }
 var file_tokenway_v1_completion_proto_depIdxs = []int32{
-	6,  // 0: tokenway.v1.CreateCompletionRequest.logit_bias:type_name -> tokenway.v1.CreateCompletionRequest.LogitBiasEntry
-	8,  // 1: tokenway.v1.CreateCompletionRequest.stream_options:type_name -> tokenway.v1.StreamOptions
-	9,  // 2: tokenway.v1.CompletionChoice.logprobs:type_name -> tokenway.v1.CompletionLogprobs
-	1,  // 3: tokenway.v1.CreateCompletionResponse.choices:type_name -> tokenway.v1.CompletionChoice
-	10, // 4: tokenway.v1.CreateCompletionResponse.usage:type_name -> tokenway.v1.Usage
-	7,  // 5: tokenway.v1.StreamCompletionRequest.logit_bias:type_name -> tokenway.v1.StreamCompletionRequest.LogitBiasEntry
-	8,  // 6: tokenway.v1.StreamCompletionRequest.stream_options:type_name -> tokenway.v1.StreamOptions
-	9,  // 7: tokenway.v1.CompletionChunkChoice.logprobs:type_name -> tokenway.v1.CompletionLogprobs
-	4,  // 8: tokenway.v1.StreamCompletionResponse.choices:type_name -> tokenway.v1.CompletionChunkChoice
-	10, // 9: tokenway.v1.StreamCompletionResponse.usage:type_name -> tokenway.v1.Usage
-	11, // 10: tokenway.v1.StreamCompletionResponse.error:type_name -> tokenway.v1.Error
-	0,  // 11: tokenway.v1.CompletionService.CreateCompletion:input_type -> tokenway.v1.CreateCompletionRequest
-	3,  // 12: tokenway.v1.CompletionService.StreamCompletion:input_type -> tokenway.v1.StreamCompletionRequest
-	2,  // 13: tokenway.v1.CompletionService.CreateCompletion:output_type -> tokenway.v1.CreateCompletionResponse
-	5,  // 14: tokenway.v1.CompletionService.StreamCompletion:output_type -> tokenway.v1.StreamCompletionResponse
-	13, // [13:15] is the sub-list for method output_type
-	11, // [11:13] is the sub-list for method input_type
-	11, // [11:11] is the sub-list for extension type_name
-	11, // [11:11] is the sub-list for extension extendee
-	0,  // [0:11] is the sub-list for field type_name
+	9,  // 0: tokenway.v1.CreateCompletionRequest.prompt:type_name -> google.protobuf.Value
+	7,  // 1: tokenway.v1.CreateCompletionRequest.logit_bias:type_name -> tokenway.v1.CreateCompletionRequest.LogitBiasEntry
+	10, // 2: tokenway.v1.CreateCompletionRequest.stream_options:type_name -> tokenway.v1.StreamOptions
+	11, // 3: tokenway.v1.CompletionChoice.logprobs:type_name -> tokenway.v1.CompletionLogprobs
+	1,  // 4: tokenway.v1.CreateCompletionResponse.choices:type_name -> tokenway.v1.CompletionChoice
+	12, // 5: tokenway.v1.CreateCompletionResponse.usage:type_name -> tokenway.v1.Usage
+	9,  // 6: tokenway.v1.StreamCompletionRequest.prompt:type_name -> google.protobuf.Value
+	8,  // 7: tokenway.v1.StreamCompletionRequest.logit_bias:type_name -> tokenway.v1.StreamCompletionRequest.LogitBiasEntry
+	10, // 8: tokenway.v1.StreamCompletionRequest.stream_options:type_name -> tokenway.v1.StreamOptions
+	11, // 9: tokenway.v1.CompletionChunkChoice.logprobs:type_name -> tokenway.v1.CompletionLogprobs
+	4,  // 10: tokenway.v1.StreamCompletionResponse.choices:type_name -> tokenway.v1.CompletionChunkChoice
+	12, // 11: tokenway.v1.StreamCompletionResponse.usage:type_name -> tokenway.v1.Usage
+	3,  // 12: tokenway.v1.StreamCompletionEventsRequest.request:type_name -> tokenway.v1.StreamCompletionRequest
+	0,  // 13: tokenway.v1.CompletionService.CreateCompletion:input_type -> tokenway.v1.CreateCompletionRequest
+	3,  // 14: tokenway.v1.CompletionService.StreamCompletion:input_type -> tokenway.v1.StreamCompletionRequest
+	6,  // 15: tokenway.v1.CompletionService.StreamCompletionEvents:input_type -> tokenway.v1.StreamCompletionEventsRequest
+	2,  // 16: tokenway.v1.CompletionService.CreateCompletion:output_type -> tokenway.v1.CreateCompletionResponse
+	5,  // 17: tokenway.v1.CompletionService.StreamCompletion:output_type -> tokenway.v1.StreamCompletionResponse
+	13, // 18: tokenway.v1.CompletionService.StreamCompletionEvents:output_type -> google.api.HttpBody
+	16, // [16:19] is the sub-list for method output_type
+	13, // [13:16] is the sub-list for method input_type
+	13, // [13:13] is the sub-list for extension type_name
+	13, // [13:13] is the sub-list for extension extendee
+	0,  // [0:13] is the sub-list for field type_name
 }
 
 func init() { file_tokenway_v1_completion_proto_init() }
@@ -1146,7 +1200,7 @@ func file_tokenway_v1_completion_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_tokenway_v1_completion_proto_rawDesc), len(file_tokenway_v1_completion_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   8,
+			NumMessages:   9,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -8,6 +8,7 @@ package tokenwayv1
 
 import (
 	context "context"
+	httpbody "google.golang.org/genproto/googleapis/api/httpbody"
 	grpc "google.golang.org/grpc"
 	codes "google.golang.org/grpc/codes"
 	status "google.golang.org/grpc/status"
@@ -19,8 +20,9 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	CompletionService_CreateCompletion_FullMethodName = "/tokenway.v1.CompletionService/CreateCompletion"
-	CompletionService_StreamCompletion_FullMethodName = "/tokenway.v1.CompletionService/StreamCompletion"
+	CompletionService_CreateCompletion_FullMethodName       = "/tokenway.v1.CompletionService/CreateCompletion"
+	CompletionService_StreamCompletion_FullMethodName       = "/tokenway.v1.CompletionService/StreamCompletion"
+	CompletionService_StreamCompletionEvents_FullMethodName = "/tokenway.v1.CompletionService/StreamCompletionEvents"
 )
 
 // CompletionServiceClient is the client API for CompletionService service.
@@ -34,6 +36,13 @@ type CompletionServiceClient interface {
 	CreateCompletion(ctx context.Context, in *CreateCompletionRequest, opts ...grpc.CallOption) (*CreateCompletionResponse, error)
 	// StreamCompletion is CreateCompletion streamed as text deltas.
 	StreamCompletion(ctx context.Context, in *StreamCompletionRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[StreamCompletionResponse], error)
+	// StreamCompletionEvents is StreamCompletion for the REST edge, as
+	// Server-Sent Events written by the server (see
+	// ChatService.StreamChatCompletionEvents). Envoy routes `"stream": true`
+	// here.
+	// buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+	// buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
+	StreamCompletionEvents(ctx context.Context, in *StreamCompletionEventsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[httpbody.HttpBody], error)
 }
 
 type completionServiceClient struct {
@@ -73,6 +82,25 @@ func (c *completionServiceClient) StreamCompletion(ctx context.Context, in *Stre
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type CompletionService_StreamCompletionClient = grpc.ServerStreamingClient[StreamCompletionResponse]
 
+func (c *completionServiceClient) StreamCompletionEvents(ctx context.Context, in *StreamCompletionEventsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[httpbody.HttpBody], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &CompletionService_ServiceDesc.Streams[1], CompletionService_StreamCompletionEvents_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[StreamCompletionEventsRequest, httpbody.HttpBody]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type CompletionService_StreamCompletionEventsClient = grpc.ServerStreamingClient[httpbody.HttpBody]
+
 // CompletionServiceServer is the server API for CompletionService service.
 // All implementations must embed UnimplementedCompletionServiceServer
 // for forward compatibility.
@@ -84,6 +112,13 @@ type CompletionServiceServer interface {
 	CreateCompletion(context.Context, *CreateCompletionRequest) (*CreateCompletionResponse, error)
 	// StreamCompletion is CreateCompletion streamed as text deltas.
 	StreamCompletion(*StreamCompletionRequest, grpc.ServerStreamingServer[StreamCompletionResponse]) error
+	// StreamCompletionEvents is StreamCompletion for the REST edge, as
+	// Server-Sent Events written by the server (see
+	// ChatService.StreamChatCompletionEvents). Envoy routes `"stream": true`
+	// here.
+	// buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+	// buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
+	StreamCompletionEvents(*StreamCompletionEventsRequest, grpc.ServerStreamingServer[httpbody.HttpBody]) error
 	mustEmbedUnimplementedCompletionServiceServer()
 }
 
@@ -99,6 +134,9 @@ func (UnimplementedCompletionServiceServer) CreateCompletion(context.Context, *C
 }
 func (UnimplementedCompletionServiceServer) StreamCompletion(*StreamCompletionRequest, grpc.ServerStreamingServer[StreamCompletionResponse]) error {
 	return status.Error(codes.Unimplemented, "method StreamCompletion not implemented")
+}
+func (UnimplementedCompletionServiceServer) StreamCompletionEvents(*StreamCompletionEventsRequest, grpc.ServerStreamingServer[httpbody.HttpBody]) error {
+	return status.Error(codes.Unimplemented, "method StreamCompletionEvents not implemented")
 }
 func (UnimplementedCompletionServiceServer) mustEmbedUnimplementedCompletionServiceServer() {}
 func (UnimplementedCompletionServiceServer) testEmbeddedByValue()                           {}
@@ -150,6 +188,17 @@ func _CompletionService_StreamCompletion_Handler(srv interface{}, stream grpc.Se
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type CompletionService_StreamCompletionServer = grpc.ServerStreamingServer[StreamCompletionResponse]
 
+func _CompletionService_StreamCompletionEvents_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(StreamCompletionEventsRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(CompletionServiceServer).StreamCompletionEvents(m, &grpc.GenericServerStream[StreamCompletionEventsRequest, httpbody.HttpBody]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type CompletionService_StreamCompletionEventsServer = grpc.ServerStreamingServer[httpbody.HttpBody]
+
 // CompletionService_ServiceDesc is the grpc.ServiceDesc for CompletionService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -166,6 +215,11 @@ var CompletionService_ServiceDesc = grpc.ServiceDesc{
 		{
 			StreamName:    "StreamCompletion",
 			Handler:       _CompletionService_StreamCompletion_Handler,
+			ServerStreams: true,
+		},
+		{
+			StreamName:    "StreamCompletionEvents",
+			Handler:       _CompletionService_StreamCompletionEvents_Handler,
 			ServerStreams: true,
 		},
 	},

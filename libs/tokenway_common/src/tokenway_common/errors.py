@@ -16,6 +16,23 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2
 
 DOMAIN = "tokenway.io"
 _DETAILS_KEY = "grpc-status-details-bin"
+# Bounds on what one error carries, whatever the request held: a few field violations (then "and N
+# more"), short texts. A status travels in HTTP/2 trailers, whose size is limited (8 KiB by default).
+MAX_FIELD_VIOLATIONS = 5
+MAX_MESSAGE_CHARS = 1024
+MAX_FIELD_CHARS = 200
+
+
+def clip(text: str, limit: int = MAX_FIELD_CHARS) -> str:
+    """`text`, shortened to `limit` characters with an ellipsis (for echoing caller input)."""
+    return text if len(text) <= limit else text[: limit - 1] + "\u2026"
+
+
+def _bounded_violations(violations: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    items = [(clip(f), clip(d)) for f, d in violations[:MAX_FIELD_VIOLATIONS]]
+    if len(violations) > MAX_FIELD_VIOLATIONS:
+        items.append(("", f"and {len(violations) - MAX_FIELD_VIOLATIONS} more"))
+    return items
 
 
 class TokenwayError(Exception):
@@ -27,11 +44,12 @@ class TokenwayError(Exception):
     def __init__(self, message: str, *, reason: str | None = None, metadata: Mapping[str, str] | None = None,
                  field_violations: Iterable[tuple[str, str]] = (), retry_after: float | None = None,
                  code: grpc.StatusCode | None = None) -> None:
+        message = clip(message, MAX_MESSAGE_CHARS)
         super().__init__(message)
         self.message = message
         self.reason = reason or self.default_reason
-        self.metadata = {k: str(v) for k, v in (metadata or {}).items()}
-        self.field_violations = list(field_violations)
+        self.metadata = {k: clip(str(v)) for k, v in (metadata or {}).items()}
+        self.field_violations = _bounded_violations(list(field_violations))
         self.retry_after = retry_after
         if code is not None:
             self.code = code

@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 
 import grpc
 from tokenway.v1 import chat_pb2, chat_pb2_grpc, completion_pb2, completion_pb2_grpc, model_pb2, model_pb2_grpc
 
 from tokenway_common import errors
-from tokenway_common.channels import insecure_channel, wait_serving
+from tokenway_common.channels import ReadinessFollower, insecure_channel
 
 from .clients.inference import InferenceRouter, Replica
 from .clients.tokenizer import TokenizerClient
@@ -39,7 +40,10 @@ class OrchestratorApp:
         self.system_fingerprint = ""
         self._orchestrator: Orchestrator | None = None
         self._tokenizer_channel: grpc.aio.Channel | None = None
+        self.tokenizer_health: ReadinessFollower | None = None
         self.router: InferenceRouter | None = None
+        self._set_ready: Callable[[bool], None] = lambda ready: None
+        self._started = False
         self.access = Access(settings.api_keys, settings.rate_limit_rpm, settings.rate_limit_burst)
 
     def admit(self, context: grpc.aio.ServicerContext, model: str | None, *, count: bool = True) -> Principal:
@@ -62,6 +66,15 @@ class OrchestratorApp:
             raise errors.Unavailable("the orchestrator is starting", reason="NOT_READY", retry_after=1.0)
         return self._orchestrator
 
+    def follow_readiness(self, set_ready: Callable[[bool], None]) -> None:
+        """Ready iff started, the tokenizer is ready and at least one inference replica is ready."""
+        self._set_ready = set_ready
+
+    def _readiness_changed(self, _ready: bool = False) -> None:
+        tokenizer = self.tokenizer_health is not None and self.tokenizer_health.ready
+        inference = self.router is not None and any(r.ready for r in self.router.replicas)
+        self._set_ready(self._started and tokenizer and inference)
+
     async def start(self) -> None:
         s = self.settings
         if self.access.open:
@@ -70,11 +83,14 @@ class OrchestratorApp:
         tokenizer = TokenizerClient(self._tokenizer_channel, s.peer_timeout_seconds)
         self.router = InferenceRouter([
             Replica(a, insecure_channel(a, s, ("tokenway.inference.v1.InferenceService",))) for a in s.inference_addresses])
-        self.router.start()
+        self.tokenizer_health = ReadinessFollower(self._tokenizer_channel, TOKENIZER_SERVICE, f"tokenizer {s.tokenizer_address}",
+                                                  on_change=self._readiness_changed)
+        self.tokenizer_health.start()
+        self.router.start(on_change=self._readiness_changed)
         log.info("waiting for the tokenizer at %s and inference at %s", s.tokenizer_address, ",".join(s.inference_addresses))
         try:
             await asyncio.wait_for(asyncio.gather(
-                wait_serving(self._tokenizer_channel, TOKENIZER_SERVICE),
+                self.tokenizer_health.wait_for(True),
                 self.router.wait_any_ready()), s.startup_timeout_seconds)
         except TimeoutError:
             raise RuntimeError(f"peers not ready after {s.startup_timeout_seconds:.0f}s") from None
@@ -91,8 +107,12 @@ class OrchestratorApp:
         self._orchestrator = Orchestrator(tokenizer, self.router, model, max_n=s.max_n, max_stop_strings=s.max_stop_strings,
                                           max_stop_string_chars=s.max_stop_string_chars, max_prompts=s.max_prompts)
         log.info("serving model %s (context %d, engine %s)", model.name, model.context_length, model.engine)
+        self._started = True
+        self._readiness_changed()
 
     async def close(self) -> None:
+        if self.tokenizer_health:
+            await self.tokenizer_health.close()
         if self.router:
             await self.router.close()
         if self._tokenizer_channel:

@@ -3,6 +3,7 @@
 import grpc
 import warnings
 
+from google.api import httpbody_pb2 as google_dot_api_dot_httpbody__pb2
 from tokenway.v1 import chat_pb2 as tokenway_dot_v1_dot_chat__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
@@ -46,6 +47,11 @@ class ChatServiceStub:
                 request_serializer=tokenway_dot_v1_dot_chat__pb2.StreamChatCompletionRequest.SerializeToString,
                 response_deserializer=tokenway_dot_v1_dot_chat__pb2.StreamChatCompletionResponse.FromString,
                 _registered_method=True)
+        self.StreamChatCompletionEvents = channel.unary_stream(
+                '/tokenway.v1.ChatService/StreamChatCompletionEvents',
+                request_serializer=tokenway_dot_v1_dot_chat__pb2.StreamChatCompletionEventsRequest.SerializeToString,
+                response_deserializer=google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
+                _registered_method=True)
 
 
 class ChatServiceServicer:
@@ -69,6 +75,19 @@ class ChatServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def StreamChatCompletionEvents(self, request, context):
+        """StreamChatCompletionEvents is StreamChatCompletion for the REST edge, as
+        Server-Sent Events written by the server: one `data: {json}` frame per
+        chunk (the JSON of StreamChatCompletionResponse), a last `data:
+        {"error": {...}}` frame if the stream fails after it started, and
+        `data: [DONE]` at the end. Envoy routes `"stream": true` here.
+        buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+        buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ChatServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -81,6 +100,11 @@ def add_ChatServiceServicer_to_server(servicer, server):
                     servicer.StreamChatCompletion,
                     request_deserializer=tokenway_dot_v1_dot_chat__pb2.StreamChatCompletionRequest.FromString,
                     response_serializer=tokenway_dot_v1_dot_chat__pb2.StreamChatCompletionResponse.SerializeToString,
+            ),
+            'StreamChatCompletionEvents': grpc.unary_stream_rpc_method_handler(
+                    servicer.StreamChatCompletionEvents,
+                    request_deserializer=tokenway_dot_v1_dot_chat__pb2.StreamChatCompletionEventsRequest.FromString,
+                    response_serializer=google_dot_api_dot_httpbody__pb2.HttpBody.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -139,6 +163,33 @@ class ChatService:
             '/tokenway.v1.ChatService/StreamChatCompletion',
             tokenway_dot_v1_dot_chat__pb2.StreamChatCompletionRequest.SerializeToString,
             tokenway_dot_v1_dot_chat__pb2.StreamChatCompletionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StreamChatCompletionEvents(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/tokenway.v1.ChatService/StreamChatCompletionEvents',
+            tokenway_dot_v1_dot_chat__pb2.StreamChatCompletionEventsRequest.SerializeToString,
+            google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
             options,
             channel_credentials,
             insecure,

@@ -3,6 +3,7 @@
 import grpc
 import warnings
 
+from google.api import httpbody_pb2 as google_dot_api_dot_httpbody__pb2
 from tokenway.v1 import completion_pb2 as tokenway_dot_v1_dot_completion__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
@@ -46,6 +47,11 @@ class CompletionServiceStub:
                 request_serializer=tokenway_dot_v1_dot_completion__pb2.StreamCompletionRequest.SerializeToString,
                 response_deserializer=tokenway_dot_v1_dot_completion__pb2.StreamCompletionResponse.FromString,
                 _registered_method=True)
+        self.StreamCompletionEvents = channel.unary_stream(
+                '/tokenway.v1.CompletionService/StreamCompletionEvents',
+                request_serializer=tokenway_dot_v1_dot_completion__pb2.StreamCompletionEventsRequest.SerializeToString,
+                response_deserializer=google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
+                _registered_method=True)
 
 
 class CompletionServiceServicer:
@@ -67,6 +73,18 @@ class CompletionServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def StreamCompletionEvents(self, request, context):
+        """StreamCompletionEvents is StreamCompletion for the REST edge, as
+        Server-Sent Events written by the server (see
+        ChatService.StreamChatCompletionEvents). Envoy routes `"stream": true`
+        here.
+        buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+        buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_CompletionServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -79,6 +97,11 @@ def add_CompletionServiceServicer_to_server(servicer, server):
                     servicer.StreamCompletion,
                     request_deserializer=tokenway_dot_v1_dot_completion__pb2.StreamCompletionRequest.FromString,
                     response_serializer=tokenway_dot_v1_dot_completion__pb2.StreamCompletionResponse.SerializeToString,
+            ),
+            'StreamCompletionEvents': grpc.unary_stream_rpc_method_handler(
+                    servicer.StreamCompletionEvents,
+                    request_deserializer=tokenway_dot_v1_dot_completion__pb2.StreamCompletionEventsRequest.FromString,
+                    response_serializer=google_dot_api_dot_httpbody__pb2.HttpBody.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -137,6 +160,33 @@ class CompletionService:
             '/tokenway.v1.CompletionService/StreamCompletion',
             tokenway_dot_v1_dot_completion__pb2.StreamCompletionRequest.SerializeToString,
             tokenway_dot_v1_dot_completion__pb2.StreamCompletionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StreamCompletionEvents(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/tokenway.v1.CompletionService/StreamCompletionEvents',
+            tokenway_dot_v1_dot_completion__pb2.StreamCompletionEventsRequest.SerializeToString,
+            google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
             options,
             channel_credentials,
             insecure,

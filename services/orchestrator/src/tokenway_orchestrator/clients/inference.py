@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 from tokenway.inference.v1 import inference_pb2 as pb
 from tokenway.inference.v1 import inference_pb2_grpc
 
 from tokenway_common import errors
+from tokenway_common.channels import ReadinessFollower
 
 from ..core.ports import EngineChunk, EngineSpec
-from . import translated
+from . import public_error, translated
 
 log = logging.getLogger("tokenway.orchestrator.inference")
 SERVICE = "tokenway.inference.v1.InferenceService"
@@ -22,42 +22,29 @@ FINISH = {pb.FINISH_REASON_STOP: "stop", pb.FINISH_REASON_LENGTH: "length", pb.F
 
 
 class Replica:
+    """One inference replica: its channel, its stub, its load, and its readiness (a health follower)."""
+
     def __init__(self, address: str, channel: grpc.aio.Channel) -> None:
         self.address = address
         self.channel = channel
         self.stub = inference_pb2_grpc.InferenceServiceStub(channel)
         self.in_flight = 0
-        self.ready = False
-        self.ready_changed = asyncio.Event()
-        self._watch: asyncio.Task | None = None
+        self.health = ReadinessFollower(channel, SERVICE, f"inference replica {address}")
+
+    @property
+    def ready(self) -> bool:
+        return self.health.ready
+
+    @property
+    def ready_changed(self) -> asyncio.Event:
+        """Set on every readiness change (consumers clear it)."""
+        return self.health.changed
 
     def watch(self) -> None:
-        self._watch = asyncio.create_task(self._watch_health())
-
-    async def _watch_health(self) -> None:
-        """Follows the replica's readiness with grpc.health.v1 Watch, reconnecting on failure."""
-        stub = health_pb2_grpc.HealthStub(self.channel)
-        backoff = 0.1
-        while True:
-            try:
-                async for resp in stub.Watch(health_pb2.HealthCheckRequest(service=SERVICE), wait_for_ready=True):
-                    ready = resp.status == health_pb2.HealthCheckResponse.SERVING
-                    if ready != self.ready:
-                        log.info("inference replica %s is %s", self.address, "ready" if ready else "not ready")
-                    self.ready = ready
-                    self.ready_changed.set()
-                    backoff = 0.1
-            except grpc.aio.AioRpcError as e:
-                if self.ready:
-                    log.warning("inference replica %s lost: %s", self.address, e.code().name)
-                    self.ready = False
-                    self.ready_changed.set()
-            await asyncio.sleep(backoff)  # reconnect pacing, not synchronisation
-            backoff = min(backoff * 2, 2.0)
+        self.health.start()
 
     async def close(self) -> None:
-        if self._watch:
-            self._watch.cancel()
+        await self.health.close()
         await self.channel.close()
 
 
@@ -81,8 +68,11 @@ class InferenceRouter:
     def __init__(self, replicas: list[Replica]) -> None:
         self.replicas = replicas
 
-    def start(self) -> None:
+    def start(self, on_change: Callable[[bool], None] | None = None) -> None:
+        """Follows every replica's readiness; `on_change(any_ready)` runs on each replica's change."""
         for r in self.replicas:
+            if on_change is not None:
+                r.health.add_callback(lambda _ready: on_change(any(x.ready for x in self.replicas)))
             r.watch()
 
     async def close(self) -> None:
@@ -95,13 +85,14 @@ class InferenceRouter:
         return min(ready, key=lambda r: r.in_flight)
 
     async def wait_any_ready(self) -> None:
-        while not any(r.ready for r in self.replicas):
-            waits = [asyncio.create_task(r.ready_changed.wait()) for r in self.replicas]
+        if any(r.ready for r in self.replicas):
+            return
+        waits = [asyncio.create_task(r.health.wait_for(True)) for r in self.replicas]
+        try:
             await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        finally:
             for w in waits:
                 w.cancel()
-            for r in self.replicas:
-                r.ready_changed.clear()
 
     async def model_info(self, timeout: float) -> pb.GetModelInfoResponse:
         """Model info from a ready replica (all replicas must serve one model)."""
@@ -132,7 +123,7 @@ class InferenceRouter:
                 if e.code() == grpc.StatusCode.UNAVAILABLE and not started and len(tried) < len(self.replicas):
                     log.warning("replica %s unavailable, trying another", replica.address)
                     continue
-                raise errors.from_rpc_error(e, "inference") from None
+                raise public_error(e, "inference") from None
             finally:
                 replica.in_flight -= 1
                 call.cancel()  # no-op when finished; aborts the engine request otherwise

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 import grpc
 from tokenway.tokenizer.v1 import tokenizer_pb2 as pb
 from tokenway.tokenizer.v1 import tokenizer_pb2_grpc
+
+from tokenway_common import errors
 
 from ..core.params import Message
 from ..core.ports import Detokenized
@@ -26,15 +31,19 @@ class TokenizerClient:
             return await self.stub.GetTokenizerInfo(pb.GetTokenizerInfoRequest(), timeout=timeout,
                                                     wait_for_ready=wait_for_ready)
 
-    async def render_chat(self, messages: list[Message], timeout: float | None) -> tuple[list[int], list[int]]:
+    async def render_chat(self, messages: list[Message], max_prompt_tokens: int,
+                          timeout: float | None) -> tuple[list[int], list[int]]:
         req = pb.RenderChatRequest(messages=[pb.ChatTurn(role=m.role, content=m.content, name=m.name) for m in messages])
-        with translated(PEER):
+        _limit(req, "max_prompt_tokens", max_prompt_tokens)
+        with _context_errors("messages", max_prompt_tokens), translated(PEER):
             resp = await self.stub.RenderChat(req, timeout=self._t(timeout))
         return list(resp.prompt_token_ids), list(resp.stop_token_ids)
 
-    async def tokenize(self, texts: list[str], timeout: float | None) -> list[list[int]]:
-        with translated(PEER):
-            resp = await self.stub.Tokenize(pb.TokenizeRequest(texts=texts, add_special_tokens=True), timeout=self._t(timeout))
+    async def tokenize(self, texts: list[str], max_tokens_per_text: int, timeout: float | None) -> list[list[int]]:
+        req = pb.TokenizeRequest(texts=texts, add_special_tokens=True)
+        _limit(req, "max_tokens_per_text", max_tokens_per_text)
+        with _context_errors("prompt", max_tokens_per_text), translated(PEER):
+            resp = await self.stub.Tokenize(req, timeout=self._t(timeout))
         return [list(e.token_ids) for e in resp.encodings]
 
     async def detokenize(self, sequences: list[list[int]], skip_special_tokens: bool, timeout: float | None) -> list[str]:
@@ -49,6 +58,25 @@ class TokenizerClient:
         start = pb.DetokenizeStreamStart(prompt_token_ids=prompt_tail, skip_special_tokens=skip_special_tokens,
                                          stop=stop, include_stop_str_in_output=include_stop)
         return DetokenizeStream(self.stub, start, timeout)
+
+
+def _limit(req, field: str, value: int) -> None:  # TEMP until the tokenizer proto has the field
+    if field in req.DESCRIPTOR.fields_by_name:
+        setattr(req, field, value)
+
+
+@contextlib.contextmanager
+def _context_errors(param: str, context: int) -> Iterator[None]:
+    """The tokenizer's CONTEXT_LENGTH_EXCEEDED in the public API's words (no internal field names)."""
+    try:
+        yield
+    except errors.InvalidArgument as e:
+        if e.reason != "CONTEXT_LENGTH_EXCEEDED":
+            raise
+        raise errors.InvalidArgument(
+            f"This model's maximum context length is {context} tokens, but the prompt is longer than that",
+            reason="CONTEXT_LENGTH_EXCEEDED", field_violations=[(param, f"more than {context} tokens")],
+            metadata={"param": param, "context_length": str(context)}) from None
 
 
 class DetokenizeStream:
@@ -67,8 +95,6 @@ class DetokenizeStream:
             await self._call.write(pb.DetokenizeStreamRequest(chunk=pb.DetokenizeStreamChunk(token_ids=token_ids, last=last)))
             resp = await self._call.read()
         if resp is grpc.aio.EOF:
-            from tokenway_common import errors
-
             raise errors.Unavailable("the tokenizer closed the detokenize stream early", reason="DETOKENIZE_STREAM_CLOSED")
         return Detokenized(resp.text, resp.num_tokens, resp.matched_stop if resp.HasField("matched_stop") else None)
 

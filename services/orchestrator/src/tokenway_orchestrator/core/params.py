@@ -69,8 +69,12 @@ class Violations:
         self.items.append((field, description))
 
     def raise_if_any(self, reason: str = "INVALID_REQUEST") -> None:
+        """One InvalidArgument for every violation (the error itself keeps only the first few)."""
         if self.items:
-            msg = "; ".join(f"{f}: {d}" for f, d in self.items)
+            shown = self.items[:errors.MAX_FIELD_VIOLATIONS]
+            msg = "; ".join(f"{f}: {d}" for f, d in shown)
+            if len(self.items) > len(shown):
+                msg += f"; and {len(self.items) - len(shown)} more"
             raise errors.InvalidArgument(msg, reason=reason, field_violations=self.items,
                                          metadata={"param": self.items[0][0]})
 

@@ -68,11 +68,20 @@ class Pipeline:
         self.tokenizer = tokenizer
         self.inference = inference
         self.model = model
+        self._running: set[asyncio.Queue] = set()  # one per request in flight
+
+    def interrupt_all(self, exc: BaseException) -> int:
+        """Ends every request in flight with `exc` (raised where its events are read, so a stream ends with
+        an error its caller sees); returns how many there were."""
+        for queue in self._running:
+            queue.put_nowait(exc)
+        return len(self._running)
 
     async def run(self, job: Job, timeout: float | None) -> AsyncIterator[ChoiceEvent | Usage]:
         """Yields ChoiceEvents as they are produced, then one Usage."""
         started = time.monotonic()
         finishes: dict[int, str] = {}
+        progress: dict[int, int] = {}  # tokens generated so far, per choice
         queue: asyncio.Queue[ChoiceEvent | BaseException | None] = asyncio.Queue()
         tasks: list[asyncio.Task[int]] = []
         for p, prompt in enumerate(job.prompts):
@@ -81,10 +90,13 @@ class Pipeline:
                 spec = job.specs[p]
                 if spec.seed is not None and job.n > 1:
                     spec = dataclasses.replace(spec, seed=spec.seed + j)
-                tasks.append(asyncio.create_task(self._choice(job, index, prompt, spec, queue, timeout)))
+                tasks.append(asyncio.create_task(self._choice(job, index, prompt, spec, queue, timeout, progress)))
         for t in tasks:
             t.add_done_callback(lambda t: queue.put_nowait(None if t.cancelled() or t.exception() is None
                                                            else t.exception()))
+        self._running.add(queue)
+        outcome: BaseException | None = None
+        finished = False
         try:
             pending = len(tasks)
             while pending:
@@ -103,14 +115,36 @@ class Pipeline:
                 "prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens,
                 "choices": len(tasks), "finish": ",".join(sorted(set(finishes.values()))),
                 "ms": round((time.monotonic() - started) * 1e3, 1)}})
+            finished = True
             yield usage
+        except BaseException as exc:
+            if not finished:
+                outcome = exc
+            raise
         finally:
+            self._running.discard(queue)
             for t in tasks:
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            if outcome is not None:
+                self._log_unfinished(job, outcome, progress, started)
+
+    @staticmethod
+    def _log_unfinished(job: Job, exc: BaseException, progress: dict[int, int], started: float) -> None:
+        """One line per request that did not finish, like the line of a finished one."""
+        if isinstance(exc, (asyncio.CancelledError, GeneratorExit)):
+            outcome, reason = "cancelled", "CLIENT_GONE"
+        elif isinstance(exc, errors.TokenwayError):
+            outcome, reason = "failed", exc.reason
+        else:
+            outcome, reason = "failed", type(exc).__name__
+        log.info("%s %s", job.request_id, outcome, extra={"fields": {
+            "reason": reason, "prompt_tokens": sum(len(p) for p in job.prompts),
+            "completion_tokens": sum(progress.values()), "choices": len(job.prompts) * job.n,
+            "ms": round((time.monotonic() - started) * 1e3, 1)}})
 
     async def _choice(self, job: Job, index: int, prompt: list[int], spec: EngineSpec,
-                      out: asyncio.Queue, timeout: float | None) -> int:
+                      out: asyncio.Queue, timeout: float | None, progress: dict[int, int]) -> int:
         """Runs one choice; returns its billed completion tokens."""
         gen = self.inference.generate(f"{job.request_id}-{index}", prompt, spec, timeout)
         detok = self.tokenizer.detokenize_stream(prompt[-PROMPT_CONTEXT_TOKENS:], job.skip_special_tokens,
@@ -123,7 +157,7 @@ class Pipeline:
                     continue
                 res = await detok.push(chunk.token_ids, last)
                 used = res.num_tokens - consumed
-                consumed = res.num_tokens
+                consumed = progress[index] = res.num_tokens
                 logprobs = await self._logprobs(chunk, used, timeout) if job.want_logprobs else None
                 if res.matched_stop is not None:
                     out.put_nowait(ChoiceEvent(index, res.text, first, "stop", res.matched_stop, logprobs))

@@ -19,6 +19,7 @@ class ModelInfo:
     default_max_tokens: int
     tokenizer_fingerprint: str
     engine: str
+    max_chars_per_token: int = 0  # no token spans more characters (0: unknown); bounds prompts before tokenizing
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,9 +65,12 @@ class DetokenizerStream(Protocol):
 
 
 class TokenizerPort(Protocol):
-    async def render_chat(self, messages: list, timeout: float | None) -> tuple[list[int], list[int]]: ...
+    async def render_chat(self, messages: list, max_prompt_tokens: int,
+                          timeout: float | None) -> tuple[list[int], list[int]]:
+        """Prompt ids and stop ids; raises CONTEXT_LENGTH_EXCEEDED (param "messages") beyond max_prompt_tokens."""
 
-    async def tokenize(self, texts: list[str], timeout: float | None) -> list[list[int]]: ...
+    async def tokenize(self, texts: list[str], max_tokens_per_text: int, timeout: float | None) -> list[list[int]]:
+        """Ids per text; raises CONTEXT_LENGTH_EXCEEDED (param "prompt") beyond max_tokens_per_text."""
 
     async def detokenize(self, sequences: list[list[int]], skip_special_tokens: bool, timeout: float | None) -> list[str]: ...
 

@@ -52,8 +52,19 @@ class Orchestrator:
             raise errors.InvalidArgument("model is required", reason="INVALID_REQUEST",
                                          field_violations=[("model", "must name a served model")], metadata={"param": "model"})
         if name != self.model.name:
-            raise errors.NotFound(f"The model '{name}' does not exist; this deployment serves '{self.model.name}'",
-                                  reason="MODEL_NOT_FOUND", metadata={"model": name, "param": "model"})
+            raise errors.NotFound(f"The model '{errors.clip(name, 100)}' does not exist; this deployment serves "
+                                  f"'{self.model.name}'", reason="MODEL_NOT_FOUND", metadata={"model": name, "param": "model"})
+
+    def check_prompt_size(self, chars: int, field: str) -> None:
+        """Refuses, before any tokenization, a prompt whose length alone proves it cannot fit the context:
+        no token spans more than `max_chars_per_token` characters (0: no such bound is known)."""
+        bound = self.model.context_length * self.model.max_chars_per_token
+        if self.model.max_chars_per_token and chars > bound:
+            raise errors.InvalidArgument(
+                f"This model's maximum context length is {self.model.context_length} tokens, but the prompt "
+                f"({chars} characters) is longer than that", reason="CONTEXT_LENGTH_EXCEEDED",
+                field_violations=[(field, f"{chars} characters cannot fit in {self.model.context_length} tokens")],
+                metadata={"param": field, "context_length": str(self.model.context_length)})
 
     def _spec(self, p: GenerationParams, max_tokens: int, extra_stop_ids: list[int]) -> EngineSpec:
         stop_ids = tuple(dict.fromkeys([*p.stop_token_ids, *extra_stop_ids]))
@@ -78,28 +89,35 @@ class Orchestrator:
         validate_messages(messages, v)
         validate_generation(p, self.limits, v, max_tokens_field=max_tokens_field)
         v.raise_if_any()
-        prompt, stop_ids = await self.tokenizer.render_chat(messages, timeout)
+        self.check_prompt_size(sum(len(m.content) for m in messages), "messages")
+        prompt, stop_ids = await self.tokenizer.render_chat(messages, self.model.context_length, timeout)
         job = self._job([prompt], p, self.model.default_max_tokens, max_tokens_field, stop_ids)
         return Prepared(dataclasses.replace(job, request_id=f"chatcmpl-{uuid.uuid4().hex}"), int(time.time()), [])
 
-    async def prepare_completion(self, model: str, prompts: list[str], prompt_ids: list[int], p: GenerationParams, *,
-                                 echo: bool, timeout: float | None) -> Prepared:
+    async def prepare_completion(self, model: str, prompts: list[str], prompt_ids: list[list[int]], p: GenerationParams,
+                                 *, echo: bool, timeout: float | None) -> Prepared:
+        """`prompts` (texts, encoded as raw prompts: special-token text is the special token) or
+        `prompt_ids` (token-id lists), exactly one of them."""
         self.check_model(model)
         v = Violations()
         validate_generation(p, self.limits, v, logprobs_field="logprobs", max_logprobs=20)
-        if bool(prompts) == bool(prompt_ids):
-            v.add("prompt", "exactly one of prompt and prompt_token_ids is required")
-        if len(prompts) > self.limits.max_prompts:
-            v.add("prompt", f"at most {self.limits.max_prompts} prompts, got {len(prompts)}")
-        if len(prompts) * p.choices > self.limits.max_n * self.limits.max_prompts:
+        count = len(prompts) + len(prompt_ids)
+        if count > self.limits.max_prompts:
+            v.add("prompt", f"at most {self.limits.max_prompts} prompts, got {count}")
+        if count * p.choices > self.limits.max_n * self.limits.max_prompts:
             v.add("n", "too many choices in all")
-        for tid in prompt_ids:
-            if not 0 <= tid < self.model.vocab_size:
-                v.add("prompt_token_ids", f"token id {tid} is outside the vocabulary [0, {self.model.vocab_size})")
-                break
+        for i, ids in enumerate(prompt_ids):
+            field = "prompt" if len(prompt_ids) == 1 else f"prompt[{i}]"
+            if not ids:
+                v.add(field, "must not be empty")
+            bad = next((t for t in ids if not 0 <= t < self.model.vocab_size), None)
+            if bad is not None:
+                v.add(field, f"token id {bad} is outside the vocabulary [0, {self.model.vocab_size})")
         v.raise_if_any()
+        for i, text in enumerate(prompts):
+            self.check_prompt_size(len(text), "prompt" if len(prompts) == 1 else f"prompt[{i}]")
         if prompts:
-            ids = await self.tokenizer.tokenize(prompts, timeout)
+            ids = await self.tokenizer.tokenize(prompts, self.model.context_length, timeout)
             empty = [i for i, t in enumerate(ids) if not t]
             if empty:
                 raise errors.InvalidArgument("prompt must not be empty", reason="INVALID_REQUEST",
@@ -107,10 +125,14 @@ class Orchestrator:
                                              metadata={"param": "prompt"})
             texts = list(prompts)
         else:
-            ids = [list(prompt_ids)]
-            texts = await self.tokenizer.detokenize(ids, False, timeout) if echo else [""]
+            ids = [list(x) for x in prompt_ids]
+            texts = await self.tokenizer.detokenize(ids, False, timeout) if echo else [""] * len(ids)
         job = self._job(ids, p, COMPLETIONS_DEFAULT_MAX_TOKENS, "max_tokens", [])
         return Prepared(dataclasses.replace(job, request_id=f"cmpl-{uuid.uuid4().hex}"), int(time.time()), texts)
+
+    def interrupt_all(self, exc: BaseException) -> int:
+        """Ends every request in flight with `exc`; returns how many there were."""
+        return self.pipeline.interrupt_all(exc)
 
     def stream(self, prepared: Prepared, timeout: float | None) -> AsyncIterator[ChoiceEvent | Usage]:
         return self.pipeline.run(prepared.job, timeout)

@@ -6,8 +6,7 @@ from tokenway.v1 import chat_pb2, chat_pb2_grpc
 
 from tokenway_common.channels import remaining
 
-from . import convert
-from .inband import with_inband_errors
+from . import convert, sse
 
 
 class ChatServicer(chat_pb2_grpc.ChatServiceServicer):
@@ -38,8 +37,10 @@ class ChatServicer(chat_pb2_grpc.ChatServiceServicer):
         return resp
 
     def StreamChatCompletion(self, request, context):
-        return with_inband_errors(context, self._stream_chat(request, context),
-                                  lambda: chat_pb2.StreamChatCompletionResponse(object="chat.completion.chunk"))
+        return self._stream_chat(request, context)
+
+    def StreamChatCompletionEvents(self, request, context):
+        return sse.events(self._stream_chat(request.request, context))
 
     async def _stream_chat(self, request, context):
         orch, params, prepared, timeout = await self._prepare(request, context, True)

@@ -6,8 +6,7 @@ from tokenway.v1 import completion_pb2, completion_pb2_grpc
 
 from tokenway_common.channels import remaining
 
-from . import convert
-from .inband import with_inband_errors
+from . import convert, sse
 
 
 class CompletionServicer(completion_pb2_grpc.CompletionServiceServicer):
@@ -20,8 +19,8 @@ class CompletionServicer(completion_pb2_grpc.CompletionServiceServicer):
         params = convert.completion_params(request, streaming=streaming)
         timeout = remaining(context, self.app.settings.request_timeout_seconds)
         echo = request.echo if request.HasField("echo") else False
-        prepared = await orch.prepare_completion(request.model, list(request.prompt), list(request.prompt_token_ids),
-                                                 params, echo=echo, timeout=timeout)
+        texts, id_lists = convert.completion_prompts(request, orch.model.context_length)
+        prepared = await orch.prepare_completion(request.model, texts, id_lists, params, echo=echo, timeout=timeout)
         return orch, params, prepared, timeout, echo
 
     async def CreateCompletion(self, request, context):
@@ -41,8 +40,10 @@ class CompletionServicer(completion_pb2_grpc.CompletionServiceServicer):
         return resp
 
     def StreamCompletion(self, request, context):
-        return with_inband_errors(context, self._stream_completion(request, context),
-                                  lambda: completion_pb2.StreamCompletionResponse(object="text_completion"))
+        return self._stream_completion(request, context)
+
+    def StreamCompletionEvents(self, request, context):
+        return sse.events(self._stream_completion(request.request, context))
 
     async def _stream_completion(self, request, context):
         orch, params, prepared, timeout, echo = await self._prepare(request, context, True)

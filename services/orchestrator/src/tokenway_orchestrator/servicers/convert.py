@@ -7,8 +7,10 @@ from tokenway.v1 import common_pb2
 
 from tokenway_common import errors
 
-from ..core.params import GenerationParams, Message
+from ..core.params import GenerationParams, Message, Violations
 from ..core.pipeline import ChoiceEvent, Usage
+
+_PROMPT_SHAPES = "a string, a list of strings, a list of token ids, or a list of lists of token ids"
 
 
 def _opt(msg, name: str):
@@ -38,8 +40,96 @@ def generation_params(req, *, streaming: bool, max_tokens: int | None, logprobs:
         user=_opt(req, "user"))
 
 
+def _content(value: struct_pb2.Value, field: str, v: Violations) -> str:
+    """A message's content as OpenAI sends it: a string, or a list of text parts (joined by newlines, as vLLM
+    does). Other part types (images, audio, files) are not supported: a clear error, never ignored."""
+    kind = value.WhichOneof("kind")
+    if kind == "string_value":
+        return value.string_value
+    if kind != "list_value":
+        v.add(field, "must be a string or a list of content parts")
+        return ""
+    texts = []
+    for j, part in enumerate(value.list_value.values):
+        fields = part.struct_value.fields if part.WhichOneof("kind") == "struct_value" else None
+        if fields is None:
+            v.add(f"{field}[{j}]", 'must be a content part object, e.g. {"type": "text", "text": "..."}')
+            continue
+        ptype = fields["type"].string_value if "type" in fields else ""
+        if ptype != "text":
+            v.add(f"{field}[{j}].type", f"content parts of type {errors.clip(ptype, 40)!r} are not supported; only 'text'")
+        elif "text" not in fields or fields["text"].WhichOneof("kind") != "string_value":
+            v.add(f"{field}[{j}].text", "must be a string")
+        else:
+            texts.append(fields["text"].string_value)
+    return "\n".join(texts)
+
+
+def chat_messages(req) -> list[Message]:
+    v = Violations()
+    messages = []
+    for i, m in enumerate(req.messages):
+        if not m.HasField("content"):
+            v.add(f"messages[{i}].content", "is required")
+            text = ""
+        else:
+            text = _content(m.content, f"messages[{i}].content", v)
+        messages.append(Message(m.role, text, m.name if m.HasField("name") else None))
+    v.raise_if_any()
+    return messages
+
+
+def _token_ids(values, field: str, max_len: int, v: Violations) -> list[int]:
+    if len(values) > max_len:  # cannot fit: refuse before converting a huge list
+        raise errors.InvalidArgument(
+            f"This model's maximum context length is {max_len} tokens, but the prompt has {len(values)} tokens",
+            reason="CONTEXT_LENGTH_EXCEEDED", field_violations=[(field, f"{len(values)} tokens do not fit in {max_len}")],
+            metadata={"param": "prompt", "prompt_tokens": str(len(values)), "context_length": str(max_len)})
+    ids = []
+    for x in values:
+        n = x.number_value if x.WhichOneof("kind") == "number_value" else -1.0
+        if not (n.is_integer() and 0 <= n < 2**31):
+            v.add(field, "must hold only token ids (non-negative integers)")
+            return []
+        ids.append(int(n))
+    return ids
+
+
+def completion_prompts(req, context_length: int) -> tuple[list[str], list[list[int]]]:
+    """The prompts of a completion request: texts, or token-id lists (OpenAI's four shapes, plus
+    tokenway's typed prompt_token_ids for gRPC callers)."""
+    v = Violations()
+    texts: list[str] = []
+    id_lists: list[list[int]] = []
+    if req.HasField("prompt"):
+        value = req.prompt
+        kind = value.WhichOneof("kind")
+        items = value.list_value.values if kind == "list_value" else ()
+        kinds = {x.WhichOneof("kind") for x in items}
+        if kind == "string_value":
+            texts = [value.string_value]
+        elif kind == "list_value" and not items:
+            v.add("prompt", "must not be an empty list")
+        elif kinds == {"string_value"}:
+            texts = [x.string_value for x in items]
+        elif kinds == {"number_value"}:
+            id_lists = [_token_ids(items, "prompt", context_length, v)]
+        elif kinds == {"list_value"}:
+            id_lists = [_token_ids(x.list_value.values, f"prompt[{i}]", context_length, v) for i, x in enumerate(items)]
+        else:
+            v.add("prompt", f"must be {_PROMPT_SHAPES}")
+    if req.prompt_token_ids:
+        if req.HasField("prompt"):
+            v.add("prompt_token_ids", "must not be set together with prompt")
+        id_lists = [list(req.prompt_token_ids)]
+    if not req.HasField("prompt") and not req.prompt_token_ids:
+        v.add("prompt", f"is required: {_PROMPT_SHAPES}")
+    v.raise_if_any()
+    return texts, id_lists
+
+
 def chat_params(req, *, streaming: bool) -> tuple[list[Message], GenerationParams, str]:
-    messages = [Message(m.role, m.content, m.name if m.HasField("name") else None) for m in req.messages]
+    messages = chat_messages(req)
     if req.HasField("max_completion_tokens"):
         max_tokens, field = req.max_completion_tokens, "max_completion_tokens"
     else:

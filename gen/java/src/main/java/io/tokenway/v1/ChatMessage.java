@@ -7,7 +7,7 @@ package io.tokenway.v1;
 
 /**
  * <pre>
- * ChatMessage is one turn of a conversation.
+ * ChatMessage is a generated message.
  * </pre>
  *
  * Protobuf type {@code tokenway.v1.ChatMessage}
@@ -396,7 +396,7 @@ private static final long serialVersionUID = 0L;
   }
   /**
    * <pre>
-   * ChatMessage is one turn of a conversation.
+   * ChatMessage is a generated message.
    * </pre>
    *
    * Protobuf type {@code tokenway.v1.ChatMessage}

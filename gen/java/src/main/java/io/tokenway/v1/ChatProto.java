@@ -27,6 +27,11 @@ public final class ChatProto extends com.google.protobuf.GeneratedFile {
         (com.google.protobuf.ExtensionRegistryLite) registry);
   }
   static final com.google.protobuf.Descriptors.Descriptor
+    internal_static_tokenway_v1_ChatRequestMessage_descriptor;
+  static final 
+    com.google.protobuf.GeneratedMessage.FieldAccessorTable
+      internal_static_tokenway_v1_ChatRequestMessage_fieldAccessorTable;
+  static final com.google.protobuf.Descriptors.Descriptor
     internal_static_tokenway_v1_ChatMessage_descriptor;
   static final 
     com.google.protobuf.GeneratedMessage.FieldAccessorTable
@@ -76,6 +81,11 @@ public final class ChatProto extends com.google.protobuf.GeneratedFile {
   static final 
     com.google.protobuf.GeneratedMessage.FieldAccessorTable
       internal_static_tokenway_v1_StreamChatCompletionResponse_fieldAccessorTable;
+  static final com.google.protobuf.Descriptors.Descriptor
+    internal_static_tokenway_v1_StreamChatCompletionEventsRequest_descriptor;
+  static final 
+    com.google.protobuf.GeneratedMessage.FieldAccessorTable
+      internal_static_tokenway_v1_StreamChatCompletionEventsRequest_fieldAccessorTable;
 
   public static com.google.protobuf.Descriptors.FileDescriptor
       getDescriptor() {
@@ -86,115 +96,131 @@ public final class ChatProto extends com.google.protobuf.GeneratedFile {
   static {
     java.lang.String[] descriptorData = {
       "\n\026tokenway/v1/chat.proto\022\013tokenway.v1\032\034g" +
-      "oogle/api/annotations.proto\032\030tokenway/v1" +
-      "/common.proto\"H\n\013ChatMessage\022\014\n\004role\030\001 \001" +
-      "(\t\022\017\n\007content\030\002 \001(\t\022\021\n\004name\030\003 \001(\tH\000\210\001\001B\007" +
-      "\n\005_name\"\315\010\n\033CreateChatCompletionRequest\022" +
-      "\r\n\005model\030\001 \001(\t\022*\n\010messages\030\002 \003(\0132\030.token" +
-      "way.v1.ChatMessage\022\027\n\nmax_tokens\030\003 \001(\005H\000" +
-      "\210\001\001\022\"\n\025max_completion_tokens\030\004 \001(\005H\001\210\001\001\022" +
-      "\030\n\013temperature\030\005 \001(\002H\002\210\001\001\022\022\n\005top_p\030\006 \001(\002" +
-      "H\003\210\001\001\022\022\n\005top_k\030\007 \001(\005H\004\210\001\001\022\022\n\005min_p\030\010 \001(\002" +
-      "H\005\210\001\001\022\016\n\001n\030\t \001(\005H\006\210\001\001\022\021\n\004seed\030\n \001(\003H\007\210\001\001" +
-      "\022\014\n\004stop\030\013 \003(\t\022\035\n\020presence_penalty\030\014 \001(\002" +
-      "H\010\210\001\001\022\036\n\021frequency_penalty\030\r \001(\002H\t\210\001\001\022\037\n" +
-      "\022repetition_penalty\030\016 \001(\002H\n\210\001\001\022K\n\nlogit_" +
-      "bias\030\017 \003(\01327.tokenway.v1.CreateChatCompl" +
-      "etionRequest.LogitBiasEntry\022\025\n\010logprobs\030" +
-      "\020 \001(\010H\013\210\001\001\022\031\n\014top_logprobs\030\021 \001(\005H\014\210\001\001\022\027\n" +
-      "\nignore_eos\030\022 \001(\010H\r\210\001\001\022\027\n\nmin_tokens\030\023 \001" +
-      "(\005H\016\210\001\001\0222\n\016stream_options\030\024 \001(\0132\032.tokenw" +
-      "ay.v1.StreamOptions\022\021\n\004user\030\025 \001(\tH\017\210\001\001\022\023" +
-      "\n\006stream\030\026 \001(\010H\020\210\001\001\022\'\n\032include_stop_str_" +
-      "in_output\030\027 \001(\010H\021\210\001\001\022\026\n\016stop_token_ids\030\030" +
-      " \003(\005\022 \n\023skip_special_tokens\030\031 \001(\010H\022\210\001\001\0320" +
-      "\n\016LogitBiasEntry\022\013\n\003key\030\001 \001(\005\022\r\n\005value\030\002" +
-      " \001(\002:\0028\001B\r\n\013_max_tokensB\030\n\026_max_completi" +
-      "on_tokensB\016\n\014_temperatureB\010\n\006_top_pB\010\n\006_" +
-      "top_kB\010\n\006_min_pB\004\n\002_nB\007\n\005_seedB\023\n\021_prese" +
-      "nce_penaltyB\024\n\022_frequency_penaltyB\025\n\023_re" +
-      "petition_penaltyB\013\n\t_logprobsB\017\n\r_top_lo" +
-      "gprobsB\r\n\013_ignore_eosB\r\n\013_min_tokensB\007\n\005" +
-      "_userB\t\n\007_streamB\035\n\033_include_stop_str_in" +
-      "_outputB\026\n\024_skip_special_tokens\"\313\001\n\nChat" +
-      "Choice\022\r\n\005index\030\001 \001(\r\022)\n\007message\030\002 \001(\0132\030" +
-      ".tokenway.v1.ChatMessage\022\032\n\rfinish_reaso" +
-      "n\030\003 \001(\tH\000\210\001\001\022+\n\010logprobs\030\004 \001(\0132\031.tokenwa" +
-      "y.v1.ChatLogprobs\022\030\n\013stop_reason\030\005 \001(\tH\001" +
-      "\210\001\001B\020\n\016_finish_reasonB\016\n\014_stop_reason\"\337\001" +
-      "\n\034CreateChatCompletionResponse\022\n\n\002id\030\001 \001" +
-      "(\t\022\016\n\006object\030\002 \001(\t\022\017\n\007created\030\003 \001(\r\022\r\n\005m" +
-      "odel\030\004 \001(\t\022(\n\007choices\030\005 \003(\0132\027.tokenway.v" +
-      "1.ChatChoice\022!\n\005usage\030\006 \001(\0132\022.tokenway.v" +
-      "1.Usage\022\037\n\022system_fingerprint\030\007 \001(\tH\000\210\001\001" +
-      "B\025\n\023_system_fingerprint\"\315\010\n\033StreamChatCo" +
-      "mpletionRequest\022\r\n\005model\030\001 \001(\t\022*\n\010messag" +
-      "es\030\002 \003(\0132\030.tokenway.v1.ChatMessage\022\027\n\nma" +
-      "x_tokens\030\003 \001(\005H\000\210\001\001\022\"\n\025max_completion_to" +
-      "kens\030\004 \001(\005H\001\210\001\001\022\030\n\013temperature\030\005 \001(\002H\002\210\001" +
-      "\001\022\022\n\005top_p\030\006 \001(\002H\003\210\001\001\022\022\n\005top_k\030\007 \001(\005H\004\210\001" +
-      "\001\022\022\n\005min_p\030\010 \001(\002H\005\210\001\001\022\016\n\001n\030\t \001(\005H\006\210\001\001\022\021\n" +
-      "\004seed\030\n \001(\003H\007\210\001\001\022\014\n\004stop\030\013 \003(\t\022\035\n\020presen" +
-      "ce_penalty\030\014 \001(\002H\010\210\001\001\022\036\n\021frequency_penal" +
-      "ty\030\r \001(\002H\t\210\001\001\022\037\n\022repetition_penalty\030\016 \001(" +
-      "\002H\n\210\001\001\022K\n\nlogit_bias\030\017 \003(\01327.tokenway.v1" +
-      ".StreamChatCompletionRequest.LogitBiasEn" +
-      "try\022\025\n\010logprobs\030\020 \001(\010H\013\210\001\001\022\031\n\014top_logpro" +
-      "bs\030\021 \001(\005H\014\210\001\001\022\027\n\nignore_eos\030\022 \001(\010H\r\210\001\001\022\027" +
-      "\n\nmin_tokens\030\023 \001(\005H\016\210\001\001\0222\n\016stream_option" +
-      "s\030\024 \001(\0132\032.tokenway.v1.StreamOptions\022\021\n\004u" +
-      "ser\030\025 \001(\tH\017\210\001\001\022\023\n\006stream\030\026 \001(\010H\020\210\001\001\022\'\n\032i" +
-      "nclude_stop_str_in_output\030\027 \001(\010H\021\210\001\001\022\026\n\016" +
-      "stop_token_ids\030\030 \003(\005\022 \n\023skip_special_tok" +
-      "ens\030\031 \001(\010H\022\210\001\001\0320\n\016LogitBiasEntry\022\013\n\003key\030" +
-      "\001 \001(\005\022\r\n\005value\030\002 \001(\002:\0028\001B\r\n\013_max_tokensB" +
-      "\030\n\026_max_completion_tokensB\016\n\014_temperatur" +
-      "eB\010\n\006_top_pB\010\n\006_top_kB\010\n\006_min_pB\004\n\002_nB\007\n" +
-      "\005_seedB\023\n\021_presence_penaltyB\024\n\022_frequenc" +
-      "y_penaltyB\025\n\023_repetition_penaltyB\013\n\t_log" +
-      "probsB\017\n\r_top_logprobsB\r\n\013_ignore_eosB\r\n" +
-      "\013_min_tokensB\007\n\005_userB\t\n\007_streamB\035\n\033_inc" +
-      "lude_stop_str_in_outputB\026\n\024_skip_special" +
-      "_tokens\"I\n\tChatDelta\022\021\n\004role\030\001 \001(\tH\000\210\001\001\022" +
-      "\024\n\007content\030\002 \001(\tH\001\210\001\001B\007\n\005_roleB\n\n\010_conte" +
-      "nt\"\314\001\n\017ChatChunkChoice\022\r\n\005index\030\001 \001(\r\022%\n" +
-      "\005delta\030\002 \001(\0132\026.tokenway.v1.ChatDelta\022\032\n\r" +
-      "finish_reason\030\003 \001(\tH\000\210\001\001\022+\n\010logprobs\030\004 \001" +
-      "(\0132\031.tokenway.v1.ChatLogprobs\022\030\n\013stop_re" +
-      "ason\030\005 \001(\tH\001\210\001\001B\020\n\016_finish_reasonB\016\n\014_st" +
-      "op_reason\"\207\002\n\034StreamChatCompletionRespon" +
-      "se\022\n\n\002id\030\001 \001(\t\022\016\n\006object\030\002 \001(\t\022\017\n\007create" +
-      "d\030\003 \001(\r\022\r\n\005model\030\004 \001(\t\022-\n\007choices\030\005 \003(\0132" +
-      "\034.tokenway.v1.ChatChunkChoice\022!\n\005usage\030\006" +
-      " \001(\0132\022.tokenway.v1.Usage\022\037\n\022system_finge" +
-      "rprint\030\007 \001(\tH\000\210\001\001\022!\n\005error\030\010 \001(\0132\022.token" +
-      "way.v1.ErrorB\025\n\023_system_fingerprint2\264\002\n\013" +
-      "ChatService\022\214\001\n\024CreateChatCompletion\022(.t" +
-      "okenway.v1.CreateChatCompletionRequest\032)" +
-      ".tokenway.v1.CreateChatCompletionRespons" +
-      "e\"\037\202\323\344\223\002\031\"\024/v1/chat/completions:\001*\022\225\001\n\024S" +
-      "treamChatCompletion\022(.tokenway.v1.Stream" +
-      "ChatCompletionRequest\032).tokenway.v1.Stre" +
-      "amChatCompletionResponse\"&\202\323\344\223\002 \"\033/v1/ch" +
-      "at/completions:stream:\001*0\001BY\n\016io.tokenwa" +
-      "y.v1B\tChatProtoP\001Z:github.com/tokenway/t" +
-      "okenway/gen/go/tokenway/v1;tokenwayv1b\006p" +
-      "roto3"
+      "oogle/api/annotations.proto\032\031google/api/" +
+      "httpbody.proto\032\034google/protobuf/struct.p" +
+      "roto\032\030tokenway/v1/common.proto\"m\n\022ChatRe" +
+      "questMessage\022\014\n\004role\030\001 \001(\t\022\021\n\004name\030\003 \001(\t" +
+      "H\000\210\001\001\022\'\n\007content\030\004 \001(\0132\026.google.protobuf" +
+      ".ValueB\007\n\005_nameJ\004\010\002\020\003\"H\n\013ChatMessage\022\014\n\004" +
+      "role\030\001 \001(\t\022\017\n\007content\030\002 \001(\t\022\021\n\004name\030\003 \001(" +
+      "\tH\000\210\001\001B\007\n\005_name\"\324\010\n\033CreateChatCompletion" +
+      "Request\022\r\n\005model\030\001 \001(\t\0221\n\010messages\030\002 \003(\013" +
+      "2\037.tokenway.v1.ChatRequestMessage\022\027\n\nmax" +
+      "_tokens\030\003 \001(\005H\000\210\001\001\022\"\n\025max_completion_tok" +
+      "ens\030\004 \001(\005H\001\210\001\001\022\030\n\013temperature\030\005 \001(\002H\002\210\001\001" +
+      "\022\022\n\005top_p\030\006 \001(\002H\003\210\001\001\022\022\n\005top_k\030\007 \001(\005H\004\210\001\001" +
+      "\022\022\n\005min_p\030\010 \001(\002H\005\210\001\001\022\016\n\001n\030\t \001(\005H\006\210\001\001\022\021\n\004" +
+      "seed\030\n \001(\003H\007\210\001\001\022\014\n\004stop\030\013 \003(\t\022\035\n\020presenc" +
+      "e_penalty\030\014 \001(\002H\010\210\001\001\022\036\n\021frequency_penalt" +
+      "y\030\r \001(\002H\t\210\001\001\022\037\n\022repetition_penalty\030\016 \001(\002" +
+      "H\n\210\001\001\022K\n\nlogit_bias\030\017 \003(\01327.tokenway.v1." +
+      "CreateChatCompletionRequest.LogitBiasEnt" +
+      "ry\022\025\n\010logprobs\030\020 \001(\010H\013\210\001\001\022\031\n\014top_logprob" +
+      "s\030\021 \001(\005H\014\210\001\001\022\027\n\nignore_eos\030\022 \001(\010H\r\210\001\001\022\027\n" +
+      "\nmin_tokens\030\023 \001(\005H\016\210\001\001\0222\n\016stream_options" +
+      "\030\024 \001(\0132\032.tokenway.v1.StreamOptions\022\021\n\004us" +
+      "er\030\025 \001(\tH\017\210\001\001\022\023\n\006stream\030\026 \001(\010H\020\210\001\001\022\'\n\032in" +
+      "clude_stop_str_in_output\030\027 \001(\010H\021\210\001\001\022\026\n\016s" +
+      "top_token_ids\030\030 \003(\005\022 \n\023skip_special_toke" +
+      "ns\030\031 \001(\010H\022\210\001\001\0320\n\016LogitBiasEntry\022\013\n\003key\030\001" +
+      " \001(\005\022\r\n\005value\030\002 \001(\002:\0028\001B\r\n\013_max_tokensB\030" +
+      "\n\026_max_completion_tokensB\016\n\014_temperature" +
+      "B\010\n\006_top_pB\010\n\006_top_kB\010\n\006_min_pB\004\n\002_nB\007\n\005" +
+      "_seedB\023\n\021_presence_penaltyB\024\n\022_frequency" +
+      "_penaltyB\025\n\023_repetition_penaltyB\013\n\t_logp" +
+      "robsB\017\n\r_top_logprobsB\r\n\013_ignore_eosB\r\n\013" +
+      "_min_tokensB\007\n\005_userB\t\n\007_streamB\035\n\033_incl" +
+      "ude_stop_str_in_outputB\026\n\024_skip_special_" +
+      "tokens\"\313\001\n\nChatChoice\022\r\n\005index\030\001 \001(\r\022)\n\007" +
+      "message\030\002 \001(\0132\030.tokenway.v1.ChatMessage\022" +
+      "\032\n\rfinish_reason\030\003 \001(\tH\000\210\001\001\022+\n\010logprobs\030" +
+      "\004 \001(\0132\031.tokenway.v1.ChatLogprobs\022\030\n\013stop" +
+      "_reason\030\005 \001(\tH\001\210\001\001B\020\n\016_finish_reasonB\016\n\014" +
+      "_stop_reason\"\337\001\n\034CreateChatCompletionRes" +
+      "ponse\022\n\n\002id\030\001 \001(\t\022\016\n\006object\030\002 \001(\t\022\017\n\007cre" +
+      "ated\030\003 \001(\r\022\r\n\005model\030\004 \001(\t\022(\n\007choices\030\005 \003" +
+      "(\0132\027.tokenway.v1.ChatChoice\022!\n\005usage\030\006 \001" +
+      "(\0132\022.tokenway.v1.Usage\022\037\n\022system_fingerp" +
+      "rint\030\007 \001(\tH\000\210\001\001B\025\n\023_system_fingerprint\"\324" +
+      "\010\n\033StreamChatCompletionRequest\022\r\n\005model\030" +
+      "\001 \001(\t\0221\n\010messages\030\002 \003(\0132\037.tokenway.v1.Ch" +
+      "atRequestMessage\022\027\n\nmax_tokens\030\003 \001(\005H\000\210\001" +
+      "\001\022\"\n\025max_completion_tokens\030\004 \001(\005H\001\210\001\001\022\030\n" +
+      "\013temperature\030\005 \001(\002H\002\210\001\001\022\022\n\005top_p\030\006 \001(\002H\003" +
+      "\210\001\001\022\022\n\005top_k\030\007 \001(\005H\004\210\001\001\022\022\n\005min_p\030\010 \001(\002H\005" +
+      "\210\001\001\022\016\n\001n\030\t \001(\005H\006\210\001\001\022\021\n\004seed\030\n \001(\003H\007\210\001\001\022\014" +
+      "\n\004stop\030\013 \003(\t\022\035\n\020presence_penalty\030\014 \001(\002H\010" +
+      "\210\001\001\022\036\n\021frequency_penalty\030\r \001(\002H\t\210\001\001\022\037\n\022r" +
+      "epetition_penalty\030\016 \001(\002H\n\210\001\001\022K\n\nlogit_bi" +
+      "as\030\017 \003(\01327.tokenway.v1.StreamChatComplet" +
+      "ionRequest.LogitBiasEntry\022\025\n\010logprobs\030\020 " +
+      "\001(\010H\013\210\001\001\022\031\n\014top_logprobs\030\021 \001(\005H\014\210\001\001\022\027\n\ni" +
+      "gnore_eos\030\022 \001(\010H\r\210\001\001\022\027\n\nmin_tokens\030\023 \001(\005" +
+      "H\016\210\001\001\0222\n\016stream_options\030\024 \001(\0132\032.tokenway" +
+      ".v1.StreamOptions\022\021\n\004user\030\025 \001(\tH\017\210\001\001\022\023\n\006" +
+      "stream\030\026 \001(\010H\020\210\001\001\022\'\n\032include_stop_str_in" +
+      "_output\030\027 \001(\010H\021\210\001\001\022\026\n\016stop_token_ids\030\030 \003" +
+      "(\005\022 \n\023skip_special_tokens\030\031 \001(\010H\022\210\001\001\0320\n\016" +
+      "LogitBiasEntry\022\013\n\003key\030\001 \001(\005\022\r\n\005value\030\002 \001" +
+      "(\002:\0028\001B\r\n\013_max_tokensB\030\n\026_max_completion" +
+      "_tokensB\016\n\014_temperatureB\010\n\006_top_pB\010\n\006_to" +
+      "p_kB\010\n\006_min_pB\004\n\002_nB\007\n\005_seedB\023\n\021_presenc" +
+      "e_penaltyB\024\n\022_frequency_penaltyB\025\n\023_repe" +
+      "tition_penaltyB\013\n\t_logprobsB\017\n\r_top_logp" +
+      "robsB\r\n\013_ignore_eosB\r\n\013_min_tokensB\007\n\005_u" +
+      "serB\t\n\007_streamB\035\n\033_include_stop_str_in_o" +
+      "utputB\026\n\024_skip_special_tokens\"I\n\tChatDel" +
+      "ta\022\021\n\004role\030\001 \001(\tH\000\210\001\001\022\024\n\007content\030\002 \001(\tH\001" +
+      "\210\001\001B\007\n\005_roleB\n\n\010_content\"\314\001\n\017ChatChunkCh" +
+      "oice\022\r\n\005index\030\001 \001(\r\022%\n\005delta\030\002 \001(\0132\026.tok" +
+      "enway.v1.ChatDelta\022\032\n\rfinish_reason\030\003 \001(" +
+      "\tH\000\210\001\001\022+\n\010logprobs\030\004 \001(\0132\031.tokenway.v1.C" +
+      "hatLogprobs\022\030\n\013stop_reason\030\005 \001(\tH\001\210\001\001B\020\n" +
+      "\016_finish_reasonB\016\n\014_stop_reason\"\352\001\n\034Stre" +
+      "amChatCompletionResponse\022\n\n\002id\030\001 \001(\t\022\016\n\006" +
+      "object\030\002 \001(\t\022\017\n\007created\030\003 \001(\r\022\r\n\005model\030\004" +
+      " \001(\t\022-\n\007choices\030\005 \003(\0132\034.tokenway.v1.Chat" +
+      "ChunkChoice\022!\n\005usage\030\006 \001(\0132\022.tokenway.v1" +
+      ".Usage\022\037\n\022system_fingerprint\030\007 \001(\tH\000\210\001\001B" +
+      "\025\n\023_system_fingerprintJ\004\010\010\020\t\"^\n!StreamCh" +
+      "atCompletionEventsRequest\0229\n\007request\030\001 \001" +
+      "(\0132(.tokenway.v1.StreamChatCompletionReq" +
+      "uest2\235\003\n\013ChatService\022\214\001\n\024CreateChatCompl" +
+      "etion\022(.tokenway.v1.CreateChatCompletion" +
+      "Request\032).tokenway.v1.CreateChatCompleti" +
+      "onResponse\"\037\202\323\344\223\002\031\"\024/v1/chat/completions" +
+      ":\001*\022m\n\024StreamChatCompletion\022(.tokenway.v" +
+      "1.StreamChatCompletionRequest\032).tokenway" +
+      ".v1.StreamChatCompletionResponse0\001\022\217\001\n\032S" +
+      "treamChatCompletionEvents\022..tokenway.v1." +
+      "StreamChatCompletionEventsRequest\032\024.goog" +
+      "le.api.HttpBody\")\202\323\344\223\002#\"\030/v1/chat/comple" +
+      "tions:sse:\007request0\001BY\n\016io.tokenway.v1B\t" +
+      "ChatProtoP\001Z:github.com/tokenway/tokenwa" +
+      "y/gen/go/tokenway/v1;tokenwayv1b\006proto3"
     };
     descriptor = com.google.protobuf.Descriptors.FileDescriptor
       .internalBuildGeneratedFileFrom(descriptorData,
         new com.google.protobuf.Descriptors.FileDescriptor[] {
           com.google.api.AnnotationsProto.getDescriptor(),
+          com.google.api.HttpBodyProto.getDescriptor(),
+          com.google.protobuf.StructProto.getDescriptor(),
           io.tokenway.v1.CommonProto.getDescriptor(),
         });
-    internal_static_tokenway_v1_ChatMessage_descriptor =
+    internal_static_tokenway_v1_ChatRequestMessage_descriptor =
       getDescriptor().getMessageType(0);
+    internal_static_tokenway_v1_ChatRequestMessage_fieldAccessorTable = new
+      com.google.protobuf.GeneratedMessage.FieldAccessorTable(
+        internal_static_tokenway_v1_ChatRequestMessage_descriptor,
+        new java.lang.String[] { "Role", "Name", "Content", });
+    internal_static_tokenway_v1_ChatMessage_descriptor =
+      getDescriptor().getMessageType(1);
     internal_static_tokenway_v1_ChatMessage_fieldAccessorTable = new
       com.google.protobuf.GeneratedMessage.FieldAccessorTable(
         internal_static_tokenway_v1_ChatMessage_descriptor,
         new java.lang.String[] { "Role", "Content", "Name", });
     internal_static_tokenway_v1_CreateChatCompletionRequest_descriptor =
-      getDescriptor().getMessageType(1);
+      getDescriptor().getMessageType(2);
     internal_static_tokenway_v1_CreateChatCompletionRequest_fieldAccessorTable = new
       com.google.protobuf.GeneratedMessage.FieldAccessorTable(
         internal_static_tokenway_v1_CreateChatCompletionRequest_descriptor,
@@ -206,19 +232,19 @@ public final class ChatProto extends com.google.protobuf.GeneratedFile {
         internal_static_tokenway_v1_CreateChatCompletionRequest_LogitBiasEntry_descriptor,
         new java.lang.String[] { "Key", "Value", });
     internal_static_tokenway_v1_ChatChoice_descriptor =
-      getDescriptor().getMessageType(2);
+      getDescriptor().getMessageType(3);
     internal_static_tokenway_v1_ChatChoice_fieldAccessorTable = new
       com.google.protobuf.GeneratedMessage.FieldAccessorTable(
         internal_static_tokenway_v1_ChatChoice_descriptor,
         new java.lang.String[] { "Index", "Message", "FinishReason", "Logprobs", "StopReason", });
     internal_static_tokenway_v1_CreateChatCompletionResponse_descriptor =
-      getDescriptor().getMessageType(3);
+      getDescriptor().getMessageType(4);
     internal_static_tokenway_v1_CreateChatCompletionResponse_fieldAccessorTable = new
       com.google.protobuf.GeneratedMessage.FieldAccessorTable(
         internal_static_tokenway_v1_CreateChatCompletionResponse_descriptor,
         new java.lang.String[] { "Id", "Object", "Created", "Model", "Choices", "Usage", "SystemFingerprint", });
     internal_static_tokenway_v1_StreamChatCompletionRequest_descriptor =
-      getDescriptor().getMessageType(4);
+      getDescriptor().getMessageType(5);
     internal_static_tokenway_v1_StreamChatCompletionRequest_fieldAccessorTable = new
       com.google.protobuf.GeneratedMessage.FieldAccessorTable(
         internal_static_tokenway_v1_StreamChatCompletionRequest_descriptor,
@@ -230,25 +256,33 @@ public final class ChatProto extends com.google.protobuf.GeneratedFile {
         internal_static_tokenway_v1_StreamChatCompletionRequest_LogitBiasEntry_descriptor,
         new java.lang.String[] { "Key", "Value", });
     internal_static_tokenway_v1_ChatDelta_descriptor =
-      getDescriptor().getMessageType(5);
+      getDescriptor().getMessageType(6);
     internal_static_tokenway_v1_ChatDelta_fieldAccessorTable = new
       com.google.protobuf.GeneratedMessage.FieldAccessorTable(
         internal_static_tokenway_v1_ChatDelta_descriptor,
         new java.lang.String[] { "Role", "Content", });
     internal_static_tokenway_v1_ChatChunkChoice_descriptor =
-      getDescriptor().getMessageType(6);
+      getDescriptor().getMessageType(7);
     internal_static_tokenway_v1_ChatChunkChoice_fieldAccessorTable = new
       com.google.protobuf.GeneratedMessage.FieldAccessorTable(
         internal_static_tokenway_v1_ChatChunkChoice_descriptor,
         new java.lang.String[] { "Index", "Delta", "FinishReason", "Logprobs", "StopReason", });
     internal_static_tokenway_v1_StreamChatCompletionResponse_descriptor =
-      getDescriptor().getMessageType(7);
+      getDescriptor().getMessageType(8);
     internal_static_tokenway_v1_StreamChatCompletionResponse_fieldAccessorTable = new
       com.google.protobuf.GeneratedMessage.FieldAccessorTable(
         internal_static_tokenway_v1_StreamChatCompletionResponse_descriptor,
-        new java.lang.String[] { "Id", "Object", "Created", "Model", "Choices", "Usage", "SystemFingerprint", "Error", });
+        new java.lang.String[] { "Id", "Object", "Created", "Model", "Choices", "Usage", "SystemFingerprint", });
+    internal_static_tokenway_v1_StreamChatCompletionEventsRequest_descriptor =
+      getDescriptor().getMessageType(9);
+    internal_static_tokenway_v1_StreamChatCompletionEventsRequest_fieldAccessorTable = new
+      com.google.protobuf.GeneratedMessage.FieldAccessorTable(
+        internal_static_tokenway_v1_StreamChatCompletionEventsRequest_descriptor,
+        new java.lang.String[] { "Request", });
     descriptor.resolveAllFeaturesImmutable();
     com.google.api.AnnotationsProto.getDescriptor();
+    com.google.api.HttpBodyProto.getDescriptor();
+    com.google.protobuf.StructProto.getDescriptor();
     io.tokenway.v1.CommonProto.getDescriptor();
     com.google.protobuf.ExtensionRegistry registry =
         com.google.protobuf.ExtensionRegistry.newInstance();

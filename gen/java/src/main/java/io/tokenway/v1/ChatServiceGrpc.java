@@ -78,6 +78,37 @@ public final class ChatServiceGrpc {
     return getStreamChatCompletionMethod;
   }
 
+  private static volatile io.grpc.MethodDescriptor<io.tokenway.v1.StreamChatCompletionEventsRequest,
+      com.google.api.HttpBody> getStreamChatCompletionEventsMethod;
+
+  @io.grpc.stub.annotations.RpcMethod(
+      fullMethodName = SERVICE_NAME + '/' + "StreamChatCompletionEvents",
+      requestType = io.tokenway.v1.StreamChatCompletionEventsRequest.class,
+      responseType = com.google.api.HttpBody.class,
+      methodType = io.grpc.MethodDescriptor.MethodType.SERVER_STREAMING)
+  public static io.grpc.MethodDescriptor<io.tokenway.v1.StreamChatCompletionEventsRequest,
+      com.google.api.HttpBody> getStreamChatCompletionEventsMethod() {
+    io.grpc.MethodDescriptor<io.tokenway.v1.StreamChatCompletionEventsRequest, com.google.api.HttpBody> getStreamChatCompletionEventsMethod;
+    if ((getStreamChatCompletionEventsMethod = ChatServiceGrpc.getStreamChatCompletionEventsMethod) == null) {
+      synchronized (ChatServiceGrpc.class) {
+        if ((getStreamChatCompletionEventsMethod = ChatServiceGrpc.getStreamChatCompletionEventsMethod) == null) {
+          ChatServiceGrpc.getStreamChatCompletionEventsMethod = getStreamChatCompletionEventsMethod =
+              io.grpc.MethodDescriptor.<io.tokenway.v1.StreamChatCompletionEventsRequest, com.google.api.HttpBody>newBuilder()
+              .setType(io.grpc.MethodDescriptor.MethodType.SERVER_STREAMING)
+              .setFullMethodName(generateFullMethodName(SERVICE_NAME, "StreamChatCompletionEvents"))
+              .setSampledToLocalTracing(true)
+              .setRequestMarshaller(io.grpc.protobuf.ProtoUtils.marshaller(
+                  io.tokenway.v1.StreamChatCompletionEventsRequest.getDefaultInstance()))
+              .setResponseMarshaller(io.grpc.protobuf.ProtoUtils.marshaller(
+                  com.google.api.HttpBody.getDefaultInstance()))
+              .setSchemaDescriptor(new ChatServiceMethodDescriptorSupplier("StreamChatCompletionEvents"))
+              .build();
+        }
+      }
+    }
+    return getStreamChatCompletionEventsMethod;
+  }
+
   /**
    * Creates a new async stub that supports all call types for the service
    */
@@ -166,6 +197,22 @@ public final class ChatServiceGrpc {
         io.grpc.stub.StreamObserver<io.tokenway.v1.StreamChatCompletionResponse> responseObserver) {
       io.grpc.stub.ServerCalls.asyncUnimplementedUnaryCall(getStreamChatCompletionMethod(), responseObserver);
     }
+
+    /**
+     * <pre>
+     * StreamChatCompletionEvents is StreamChatCompletion for the REST edge, as
+     * Server-Sent Events written by the server: one `data: {json}` frame per
+     * chunk (the JSON of StreamChatCompletionResponse), a last `data:
+     * {"error": {...}}` frame if the stream fails after it started, and
+     * `data: [DONE]` at the end. Envoy routes `"stream": true` here.
+     * buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+     * buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
+     * </pre>
+     */
+    default void streamChatCompletionEvents(io.tokenway.v1.StreamChatCompletionEventsRequest request,
+        io.grpc.stub.StreamObserver<com.google.api.HttpBody> responseObserver) {
+      io.grpc.stub.ServerCalls.asyncUnimplementedUnaryCall(getStreamChatCompletionEventsMethod(), responseObserver);
+    }
   }
 
   /**
@@ -226,6 +273,23 @@ public final class ChatServiceGrpc {
       io.grpc.stub.ClientCalls.asyncServerStreamingCall(
           getChannel().newCall(getStreamChatCompletionMethod(), getCallOptions()), request, responseObserver);
     }
+
+    /**
+     * <pre>
+     * StreamChatCompletionEvents is StreamChatCompletion for the REST edge, as
+     * Server-Sent Events written by the server: one `data: {json}` frame per
+     * chunk (the JSON of StreamChatCompletionResponse), a last `data:
+     * {"error": {...}}` frame if the stream fails after it started, and
+     * `data: [DONE]` at the end. Envoy routes `"stream": true` here.
+     * buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+     * buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
+     * </pre>
+     */
+    public void streamChatCompletionEvents(io.tokenway.v1.StreamChatCompletionEventsRequest request,
+        io.grpc.stub.StreamObserver<com.google.api.HttpBody> responseObserver) {
+      io.grpc.stub.ClientCalls.asyncServerStreamingCall(
+          getChannel().newCall(getStreamChatCompletionEventsMethod(), getCallOptions()), request, responseObserver);
+    }
   }
 
   /**
@@ -271,6 +335,24 @@ public final class ChatServiceGrpc {
       return io.grpc.stub.ClientCalls.blockingV2ServerStreamingCall(
           getChannel(), getStreamChatCompletionMethod(), getCallOptions(), request);
     }
+
+    /**
+     * <pre>
+     * StreamChatCompletionEvents is StreamChatCompletion for the REST edge, as
+     * Server-Sent Events written by the server: one `data: {json}` frame per
+     * chunk (the JSON of StreamChatCompletionResponse), a last `data:
+     * {"error": {...}}` frame if the stream fails after it started, and
+     * `data: [DONE]` at the end. Envoy routes `"stream": true` here.
+     * buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+     * buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
+     * </pre>
+     */
+    @io.grpc.ExperimentalApi("https://github.com/grpc/grpc-java/issues/10918")
+    public io.grpc.stub.BlockingClientCall<?, com.google.api.HttpBody>
+        streamChatCompletionEvents(io.tokenway.v1.StreamChatCompletionEventsRequest request) {
+      return io.grpc.stub.ClientCalls.blockingV2ServerStreamingCall(
+          getChannel(), getStreamChatCompletionEventsMethod(), getCallOptions(), request);
+    }
   }
 
   /**
@@ -315,6 +397,23 @@ public final class ChatServiceGrpc {
       return io.grpc.stub.ClientCalls.blockingServerStreamingCall(
           getChannel(), getStreamChatCompletionMethod(), getCallOptions(), request);
     }
+
+    /**
+     * <pre>
+     * StreamChatCompletionEvents is StreamChatCompletion for the REST edge, as
+     * Server-Sent Events written by the server: one `data: {json}` frame per
+     * chunk (the JSON of StreamChatCompletionResponse), a last `data:
+     * {"error": {...}}` frame if the stream fails after it started, and
+     * `data: [DONE]` at the end. Envoy routes `"stream": true` here.
+     * buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+     * buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
+     * </pre>
+     */
+    public java.util.Iterator<com.google.api.HttpBody> streamChatCompletionEvents(
+        io.tokenway.v1.StreamChatCompletionEventsRequest request) {
+      return io.grpc.stub.ClientCalls.blockingServerStreamingCall(
+          getChannel(), getStreamChatCompletionEventsMethod(), getCallOptions(), request);
+    }
   }
 
   /**
@@ -352,6 +451,7 @@ public final class ChatServiceGrpc {
 
   private static final int METHODID_CREATE_CHAT_COMPLETION = 0;
   private static final int METHODID_STREAM_CHAT_COMPLETION = 1;
+  private static final int METHODID_STREAM_CHAT_COMPLETION_EVENTS = 2;
 
   private static final class MethodHandlers<Req, Resp> implements
       io.grpc.stub.ServerCalls.UnaryMethod<Req, Resp>,
@@ -377,6 +477,10 @@ public final class ChatServiceGrpc {
         case METHODID_STREAM_CHAT_COMPLETION:
           serviceImpl.streamChatCompletion((io.tokenway.v1.StreamChatCompletionRequest) request,
               (io.grpc.stub.StreamObserver<io.tokenway.v1.StreamChatCompletionResponse>) responseObserver);
+          break;
+        case METHODID_STREAM_CHAT_COMPLETION_EVENTS:
+          serviceImpl.streamChatCompletionEvents((io.tokenway.v1.StreamChatCompletionEventsRequest) request,
+              (io.grpc.stub.StreamObserver<com.google.api.HttpBody>) responseObserver);
           break;
         default:
           throw new AssertionError();
@@ -410,6 +514,13 @@ public final class ChatServiceGrpc {
               io.tokenway.v1.StreamChatCompletionRequest,
               io.tokenway.v1.StreamChatCompletionResponse>(
                 service, METHODID_STREAM_CHAT_COMPLETION)))
+        .addMethod(
+          getStreamChatCompletionEventsMethod(),
+          io.grpc.stub.ServerCalls.asyncServerStreamingCall(
+            new MethodHandlers<
+              io.tokenway.v1.StreamChatCompletionEventsRequest,
+              com.google.api.HttpBody>(
+                service, METHODID_STREAM_CHAT_COMPLETION_EVENTS)))
         .build();
   }
 
@@ -460,6 +571,7 @@ public final class ChatServiceGrpc {
               .setSchemaDescriptor(new ChatServiceFileDescriptorSupplier())
               .addMethod(getCreateChatCompletionMethod())
               .addMethod(getStreamChatCompletionMethod())
+              .addMethod(getStreamChatCompletionEventsMethod())
               .build();
         }
       }

@@ -78,6 +78,37 @@ public final class CompletionServiceGrpc {
     return getStreamCompletionMethod;
   }
 
+  private static volatile io.grpc.MethodDescriptor<io.tokenway.v1.StreamCompletionEventsRequest,
+      com.google.api.HttpBody> getStreamCompletionEventsMethod;
+
+  @io.grpc.stub.annotations.RpcMethod(
+      fullMethodName = SERVICE_NAME + '/' + "StreamCompletionEvents",
+      requestType = io.tokenway.v1.StreamCompletionEventsRequest.class,
+      responseType = com.google.api.HttpBody.class,
+      methodType = io.grpc.MethodDescriptor.MethodType.SERVER_STREAMING)
+  public static io.grpc.MethodDescriptor<io.tokenway.v1.StreamCompletionEventsRequest,
+      com.google.api.HttpBody> getStreamCompletionEventsMethod() {
+    io.grpc.MethodDescriptor<io.tokenway.v1.StreamCompletionEventsRequest, com.google.api.HttpBody> getStreamCompletionEventsMethod;
+    if ((getStreamCompletionEventsMethod = CompletionServiceGrpc.getStreamCompletionEventsMethod) == null) {
+      synchronized (CompletionServiceGrpc.class) {
+        if ((getStreamCompletionEventsMethod = CompletionServiceGrpc.getStreamCompletionEventsMethod) == null) {
+          CompletionServiceGrpc.getStreamCompletionEventsMethod = getStreamCompletionEventsMethod =
+              io.grpc.MethodDescriptor.<io.tokenway.v1.StreamCompletionEventsRequest, com.google.api.HttpBody>newBuilder()
+              .setType(io.grpc.MethodDescriptor.MethodType.SERVER_STREAMING)
+              .setFullMethodName(generateFullMethodName(SERVICE_NAME, "StreamCompletionEvents"))
+              .setSampledToLocalTracing(true)
+              .setRequestMarshaller(io.grpc.protobuf.ProtoUtils.marshaller(
+                  io.tokenway.v1.StreamCompletionEventsRequest.getDefaultInstance()))
+              .setResponseMarshaller(io.grpc.protobuf.ProtoUtils.marshaller(
+                  com.google.api.HttpBody.getDefaultInstance()))
+              .setSchemaDescriptor(new CompletionServiceMethodDescriptorSupplier("StreamCompletionEvents"))
+              .build();
+        }
+      }
+    }
+    return getStreamCompletionEventsMethod;
+  }
+
   /**
    * Creates a new async stub that supports all call types for the service
    */
@@ -164,6 +195,21 @@ public final class CompletionServiceGrpc {
         io.grpc.stub.StreamObserver<io.tokenway.v1.StreamCompletionResponse> responseObserver) {
       io.grpc.stub.ServerCalls.asyncUnimplementedUnaryCall(getStreamCompletionMethod(), responseObserver);
     }
+
+    /**
+     * <pre>
+     * StreamCompletionEvents is StreamCompletion for the REST edge, as
+     * Server-Sent Events written by the server (see
+     * ChatService.StreamChatCompletionEvents). Envoy routes `"stream": true`
+     * here.
+     * buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+     * buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
+     * </pre>
+     */
+    default void streamCompletionEvents(io.tokenway.v1.StreamCompletionEventsRequest request,
+        io.grpc.stub.StreamObserver<com.google.api.HttpBody> responseObserver) {
+      io.grpc.stub.ServerCalls.asyncUnimplementedUnaryCall(getStreamCompletionEventsMethod(), responseObserver);
+    }
   }
 
   /**
@@ -222,6 +268,22 @@ public final class CompletionServiceGrpc {
       io.grpc.stub.ClientCalls.asyncServerStreamingCall(
           getChannel().newCall(getStreamCompletionMethod(), getCallOptions()), request, responseObserver);
     }
+
+    /**
+     * <pre>
+     * StreamCompletionEvents is StreamCompletion for the REST edge, as
+     * Server-Sent Events written by the server (see
+     * ChatService.StreamChatCompletionEvents). Envoy routes `"stream": true`
+     * here.
+     * buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+     * buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
+     * </pre>
+     */
+    public void streamCompletionEvents(io.tokenway.v1.StreamCompletionEventsRequest request,
+        io.grpc.stub.StreamObserver<com.google.api.HttpBody> responseObserver) {
+      io.grpc.stub.ClientCalls.asyncServerStreamingCall(
+          getChannel().newCall(getStreamCompletionEventsMethod(), getCallOptions()), request, responseObserver);
+    }
   }
 
   /**
@@ -265,6 +327,23 @@ public final class CompletionServiceGrpc {
       return io.grpc.stub.ClientCalls.blockingV2ServerStreamingCall(
           getChannel(), getStreamCompletionMethod(), getCallOptions(), request);
     }
+
+    /**
+     * <pre>
+     * StreamCompletionEvents is StreamCompletion for the REST edge, as
+     * Server-Sent Events written by the server (see
+     * ChatService.StreamChatCompletionEvents). Envoy routes `"stream": true`
+     * here.
+     * buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+     * buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
+     * </pre>
+     */
+    @io.grpc.ExperimentalApi("https://github.com/grpc/grpc-java/issues/10918")
+    public io.grpc.stub.BlockingClientCall<?, com.google.api.HttpBody>
+        streamCompletionEvents(io.tokenway.v1.StreamCompletionEventsRequest request) {
+      return io.grpc.stub.ClientCalls.blockingV2ServerStreamingCall(
+          getChannel(), getStreamCompletionEventsMethod(), getCallOptions(), request);
+    }
   }
 
   /**
@@ -307,6 +386,22 @@ public final class CompletionServiceGrpc {
       return io.grpc.stub.ClientCalls.blockingServerStreamingCall(
           getChannel(), getStreamCompletionMethod(), getCallOptions(), request);
     }
+
+    /**
+     * <pre>
+     * StreamCompletionEvents is StreamCompletion for the REST edge, as
+     * Server-Sent Events written by the server (see
+     * ChatService.StreamChatCompletionEvents). Envoy routes `"stream": true`
+     * here.
+     * buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+     * buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
+     * </pre>
+     */
+    public java.util.Iterator<com.google.api.HttpBody> streamCompletionEvents(
+        io.tokenway.v1.StreamCompletionEventsRequest request) {
+      return io.grpc.stub.ClientCalls.blockingServerStreamingCall(
+          getChannel(), getStreamCompletionEventsMethod(), getCallOptions(), request);
+    }
   }
 
   /**
@@ -343,6 +438,7 @@ public final class CompletionServiceGrpc {
 
   private static final int METHODID_CREATE_COMPLETION = 0;
   private static final int METHODID_STREAM_COMPLETION = 1;
+  private static final int METHODID_STREAM_COMPLETION_EVENTS = 2;
 
   private static final class MethodHandlers<Req, Resp> implements
       io.grpc.stub.ServerCalls.UnaryMethod<Req, Resp>,
@@ -368,6 +464,10 @@ public final class CompletionServiceGrpc {
         case METHODID_STREAM_COMPLETION:
           serviceImpl.streamCompletion((io.tokenway.v1.StreamCompletionRequest) request,
               (io.grpc.stub.StreamObserver<io.tokenway.v1.StreamCompletionResponse>) responseObserver);
+          break;
+        case METHODID_STREAM_COMPLETION_EVENTS:
+          serviceImpl.streamCompletionEvents((io.tokenway.v1.StreamCompletionEventsRequest) request,
+              (io.grpc.stub.StreamObserver<com.google.api.HttpBody>) responseObserver);
           break;
         default:
           throw new AssertionError();
@@ -401,6 +501,13 @@ public final class CompletionServiceGrpc {
               io.tokenway.v1.StreamCompletionRequest,
               io.tokenway.v1.StreamCompletionResponse>(
                 service, METHODID_STREAM_COMPLETION)))
+        .addMethod(
+          getStreamCompletionEventsMethod(),
+          io.grpc.stub.ServerCalls.asyncServerStreamingCall(
+            new MethodHandlers<
+              io.tokenway.v1.StreamCompletionEventsRequest,
+              com.google.api.HttpBody>(
+                service, METHODID_STREAM_COMPLETION_EVENTS)))
         .build();
   }
 
@@ -451,6 +558,7 @@ public final class CompletionServiceGrpc {
               .setSchemaDescriptor(new CompletionServiceFileDescriptorSupplier())
               .addMethod(getCreateCompletionMethod())
               .addMethod(getStreamCompletionMethod())
+              .addMethod(getStreamCompletionEventsMethod())
               .build();
         }
       }

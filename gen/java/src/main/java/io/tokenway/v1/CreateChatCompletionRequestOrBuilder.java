@@ -35,24 +35,24 @@ public interface CreateChatCompletionRequestOrBuilder extends
    * Required. The conversation, at least one message.
    * </pre>
    *
-   * <code>repeated .tokenway.v1.ChatMessage messages = 2;</code>
+   * <code>repeated .tokenway.v1.ChatRequestMessage messages = 2;</code>
    */
-  java.util.List<io.tokenway.v1.ChatMessage> 
+  java.util.List<io.tokenway.v1.ChatRequestMessage> 
       getMessagesList();
   /**
    * <pre>
    * Required. The conversation, at least one message.
    * </pre>
    *
-   * <code>repeated .tokenway.v1.ChatMessage messages = 2;</code>
+   * <code>repeated .tokenway.v1.ChatRequestMessage messages = 2;</code>
    */
-  io.tokenway.v1.ChatMessage getMessages(int index);
+  io.tokenway.v1.ChatRequestMessage getMessages(int index);
   /**
    * <pre>
    * Required. The conversation, at least one message.
    * </pre>
    *
-   * <code>repeated .tokenway.v1.ChatMessage messages = 2;</code>
+   * <code>repeated .tokenway.v1.ChatRequestMessage messages = 2;</code>
    */
   int getMessagesCount();
   /**
@@ -60,18 +60,18 @@ public interface CreateChatCompletionRequestOrBuilder extends
    * Required. The conversation, at least one message.
    * </pre>
    *
-   * <code>repeated .tokenway.v1.ChatMessage messages = 2;</code>
+   * <code>repeated .tokenway.v1.ChatRequestMessage messages = 2;</code>
    */
-  java.util.List<? extends io.tokenway.v1.ChatMessageOrBuilder> 
+  java.util.List<? extends io.tokenway.v1.ChatRequestMessageOrBuilder> 
       getMessagesOrBuilderList();
   /**
    * <pre>
    * Required. The conversation, at least one message.
    * </pre>
    *
-   * <code>repeated .tokenway.v1.ChatMessage messages = 2;</code>
+   * <code>repeated .tokenway.v1.ChatRequestMessage messages = 2;</code>
    */
-  io.tokenway.v1.ChatMessageOrBuilder getMessagesOrBuilder(
+  io.tokenway.v1.ChatRequestMessageOrBuilder getMessagesOrBuilder(
       int index);
 
   /**

@@ -32,52 +32,46 @@ public interface CreateCompletionRequestOrBuilder extends
 
   /**
    * <pre>
-   * Optional. Prompt texts (one string or a list); each gets n choices.
-   * Exactly one of prompt and prompt_token_ids is set.
+   * Optional. The prompt(s), as OpenAI takes them: a string, a list of
+   * strings, a list of token ids, or a list of lists of token ids; each
+   * prompt gets n choices. Text is encoded as is: special-token text in a
+   * prompt is the special token. Exactly one of prompt and prompt_token_ids
+   * is set.
    * </pre>
    *
-   * <code>repeated string prompt = 2;</code>
-   * @return A list containing the prompt.
+   * <code>.google.protobuf.Value prompt = 27;</code>
+   * @return Whether the prompt field is set.
    */
-  java.util.List<java.lang.String>
-      getPromptList();
+  boolean hasPrompt();
   /**
    * <pre>
-   * Optional. Prompt texts (one string or a list); each gets n choices.
-   * Exactly one of prompt and prompt_token_ids is set.
+   * Optional. The prompt(s), as OpenAI takes them: a string, a list of
+   * strings, a list of token ids, or a list of lists of token ids; each
+   * prompt gets n choices. Text is encoded as is: special-token text in a
+   * prompt is the special token. Exactly one of prompt and prompt_token_ids
+   * is set.
    * </pre>
    *
-   * <code>repeated string prompt = 2;</code>
-   * @return The count of prompt.
+   * <code>.google.protobuf.Value prompt = 27;</code>
+   * @return The prompt.
    */
-  int getPromptCount();
+  com.google.protobuf.Value getPrompt();
   /**
    * <pre>
-   * Optional. Prompt texts (one string or a list); each gets n choices.
-   * Exactly one of prompt and prompt_token_ids is set.
+   * Optional. The prompt(s), as OpenAI takes them: a string, a list of
+   * strings, a list of token ids, or a list of lists of token ids; each
+   * prompt gets n choices. Text is encoded as is: special-token text in a
+   * prompt is the special token. Exactly one of prompt and prompt_token_ids
+   * is set.
    * </pre>
    *
-   * <code>repeated string prompt = 2;</code>
-   * @param index The index of the element to return.
-   * @return The prompt at the given index.
+   * <code>.google.protobuf.Value prompt = 27;</code>
    */
-  java.lang.String getPrompt(int index);
-  /**
-   * <pre>
-   * Optional. Prompt texts (one string or a list); each gets n choices.
-   * Exactly one of prompt and prompt_token_ids is set.
-   * </pre>
-   *
-   * <code>repeated string prompt = 2;</code>
-   * @param index The index of the value to return.
-   * @return The bytes of the prompt at the given index.
-   */
-  com.google.protobuf.ByteString
-      getPromptBytes(int index);
+  com.google.protobuf.ValueOrBuilder getPromptOrBuilder();
 
   /**
    * <pre>
-   * Optional. A prompt given as token ids, used as is.
+   * Optional. One prompt given as token ids, used as is.
    * </pre>
    *
    * <code>repeated int32 prompt_token_ids = 3;</code>
@@ -86,7 +80,7 @@ public interface CreateCompletionRequestOrBuilder extends
   java.util.List<java.lang.Integer> getPromptTokenIdsList();
   /**
    * <pre>
-   * Optional. A prompt given as token ids, used as is.
+   * Optional. One prompt given as token ids, used as is.
    * </pre>
    *
    * <code>repeated int32 prompt_token_ids = 3;</code>
@@ -95,7 +89,7 @@ public interface CreateCompletionRequestOrBuilder extends
   int getPromptTokenIdsCount();
   /**
    * <pre>
-   * Optional. A prompt given as token ids, used as is.
+   * Optional. One prompt given as token ids, used as is.
    * </pre>
    *
    * <code>repeated int32 prompt_token_ids = 3;</code>

@@ -7,8 +7,9 @@ package io.tokenway.v1;
 
 /**
  * <pre>
- * Error is an OpenAI-shaped error object, sent in-band only to callers that
- * asked for it (the REST edge); gRPC callers get a status instead.
+ * Error is an OpenAI-shaped error object: the last Server-Sent Event of a
+ * REST stream that failed after it started is `{"error": Error}`. gRPC
+ * callers get a status instead.
  * </pre>
  *
  * Protobuf type {@code tokenway.v1.Error}
@@ -472,8 +473,9 @@ private static final long serialVersionUID = 0L;
   }
   /**
    * <pre>
-   * Error is an OpenAI-shaped error object, sent in-band only to callers that
-   * asked for it (the REST edge); gRPC callers get a status instead.
+   * Error is an OpenAI-shaped error object: the last Server-Sent Event of a
+   * REST stream that failed after it started is `{"error": Error}`. gRPC
+   * callers get a status instead.
    * </pre>
    *
    * Protobuf type {@code tokenway.v1.Error}

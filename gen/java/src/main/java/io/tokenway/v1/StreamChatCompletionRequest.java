@@ -120,16 +120,16 @@ private static final long serialVersionUID = 0L;
 
   public static final int MESSAGES_FIELD_NUMBER = 2;
   @SuppressWarnings("serial")
-  private java.util.List<io.tokenway.v1.ChatMessage> messages_;
+  private java.util.List<io.tokenway.v1.ChatRequestMessage> messages_;
   /**
    * <pre>
    * Required. The conversation, at least one message.
    * </pre>
    *
-   * <code>repeated .tokenway.v1.ChatMessage messages = 2;</code>
+   * <code>repeated .tokenway.v1.ChatRequestMessage messages = 2;</code>
    */
   @java.lang.Override
-  public java.util.List<io.tokenway.v1.ChatMessage> getMessagesList() {
+  public java.util.List<io.tokenway.v1.ChatRequestMessage> getMessagesList() {
     return messages_;
   }
   /**
@@ -137,10 +137,10 @@ private static final long serialVersionUID = 0L;
    * Required. The conversation, at least one message.
    * </pre>
    *
-   * <code>repeated .tokenway.v1.ChatMessage messages = 2;</code>
+   * <code>repeated .tokenway.v1.ChatRequestMessage messages = 2;</code>
    */
   @java.lang.Override
-  public java.util.List<? extends io.tokenway.v1.ChatMessageOrBuilder> 
+  public java.util.List<? extends io.tokenway.v1.ChatRequestMessageOrBuilder> 
       getMessagesOrBuilderList() {
     return messages_;
   }
@@ -149,7 +149,7 @@ private static final long serialVersionUID = 0L;
    * Required. The conversation, at least one message.
    * </pre>
    *
-   * <code>repeated .tokenway.v1.ChatMessage messages = 2;</code>
+   * <code>repeated .tokenway.v1.ChatRequestMessage messages = 2;</code>
    */
   @java.lang.Override
   public int getMessagesCount() {
@@ -160,10 +160,10 @@ private static final long serialVersionUID = 0L;
    * Required. The conversation, at least one message.
    * </pre>
    *
-   * <code>repeated .tokenway.v1.ChatMessage messages = 2;</code>
+   * <code>repeated .tokenway.v1.ChatRequestMessage messages = 2;</code>
    */
   @java.lang.Override
-  public io.tokenway.v1.ChatMessage getMessages(int index) {
+  public io.tokenway.v1.ChatRequestMessage getMessages(int index) {
     return messages_.get(index);
   }
   /**
@@ -171,10 +171,10 @@ private static final long serialVersionUID = 0L;
    * Required. The conversation, at least one message.
    * </pre>
    *
-   * <code>repeated .tokenway.v1.ChatMessage messages = 2;</code>
+   * <code>repeated .tokenway.v1.ChatRequestMessage messages = 2;</code>
    */
   @java.lang.Override
-  public io.tokenway.v1.ChatMessageOrBuilder getMessagesOrBuilder(
+  public io.tokenway.v1.ChatRequestMessageOrBuilder getMessagesOrBuilder(
       int index) {
     return messages_.get(index);
   }
@@ -1943,9 +1943,9 @@ private static final long serialVersionUID = 0L;
               break;
             } // case 10
             case 18: {
-              io.tokenway.v1.ChatMessage m =
+              io.tokenway.v1.ChatRequestMessage m =
                   input.readMessage(
-                      io.tokenway.v1.ChatMessage.parser(),
+                      io.tokenway.v1.ChatRequestMessage.parser(),
                       extensionRegistry);
               if (messagesBuilder_ == null) {
                 ensureMessagesIsMutable();
@@ -2196,26 +2196,26 @@ private static final long serialVersionUID = 0L;
       return this;
     }
 
-    private java.util.List<io.tokenway.v1.ChatMessage> messages_ =
+    private java.util.List<io.tokenway.v1.ChatRequestMessage> messages_ =
       java.util.Collections.emptyList();
     private void ensureMessagesIsMutable() {
       if (!((bitField0_ & 0x00000002) != 0)) {
-        messages_ = new java.util.ArrayList<io.tokenway.v1.ChatMessage>(messages_);
+        messages_ = new java.util.ArrayList<io.tokenway.v1.ChatRequestMessage>(messages_);
         bitField0_ |= 0x00000002;
        }
     }
 
     private com.google.protobuf.RepeatedFieldBuilder<
-        io.tokenway.v1.ChatMessage, io.tokenway.v1.ChatMessage.Builder, io.tokenway.v1.ChatMessageOrBuilder> messagesBuilder_;
+        io.tokenway.v1.ChatRequestMessage, io.tokenway.v1.ChatRequestMessage.Builder, io.tokenway.v1.ChatRequestMessageOrBuilder> messagesBuilder_;
 
     /**
      * <pre>
      * Required. The conversation, at least one message.
      * </pre>
      *
-     * <code>repeated .tokenway.v1.ChatMessage messages = 2;</code>
+     * <code>repeated .tokenway.v1.ChatRequestMessage messages = 2;</code>
      */
-    public java.util.List<io.tokenway.v1.ChatMessage> getMessagesList() {
+    public java.util.List<io.tokenway.v1.ChatRequestMessage> getMessagesList() {
       if (messagesBuilder_ == null) {
         return java.util.Collections.unmodifiableList(messages_);
       } else {
@@ -2227,7 +2227,7 @@ private static final long serialVersionUID = 0L;
      * Required. The conversation, at least one message.
      * </pre>
      *
-     * <code>repeated .tokenway.v1.ChatMessage messages = 2;</code>
+     * <code>repeated .tokenway.v1.ChatRequestMessage messages = 2;</code>
      */
     public int getMessagesCount() {
       if (messagesBuilder_ == null) {
@@ -2241,9 +2241,9 @@ private static final long serialVersionUID = 0L;
      * Required. The conversation, at least one message.
      * </pre>
      *
-     * <code>repeated .tokenway.v1.ChatMessage messages = 2;</code>
+     * <code>repeated .tokenway.v1.ChatRequestMessage messages = 2;</code>
      */
-    public io.tokenway.v1.ChatMessage getMessages(int index) {
+    public io.tokenway.v1.ChatRequestMessage getMessages(int index) {
       if (messagesBuilder_ == null) {
         return messages_.get(index);
       } else {
@@ -2255,10 +2255,10 @@ private static final long serialVersionUID = 0L;
      * Required. The conversation, at least one message.
      * </pre>
      *
-     * <code>repeated .tokenway.v1.ChatMessage messages = 2;</code>
+     * <code>repeated .tokenway.v1.ChatRequestMessage messages = 2;</code>
      */
     public Builder setMessages(
-        int index, io.tokenway.v1.ChatMessage value) {
+        int index, io.tokenway.v1.ChatRequestMessage value) {
       if (messagesBuilder_ == null) {
         if (value == null) {
           throw new NullPointerException();
@@ -2276,10 +2276,10 @@ private static final long serialVersionUID = 0L;
      * Required. The conversation, at least one message.
      * </pre>
      *
-     * <code>repeated .tokenway.v1.ChatMessage messages = 2;</code>
+     * <code>repeated .tokenway.v1.ChatRequestMessage messages = 2;</code>
      */
     public Builder setMessages(
-        int index, io.tokenway.v1.ChatMessage.Builder builderForValue) {
+        int index, io.tokenway.v1.ChatRequestMessage.Builder builderForValue) {
       if (messagesBuilder_ == null) {
         ensureMessagesIsMutable();
         messages_.set(index, builderForValue.build());
@@ -2294,9 +2294,9 @@ private static final long serialVersionUID = 0L;
      * Required. The conversation, at least one message.
      * </pre>
      *
-     * <code>repeated .tokenway.v1.ChatMessage messages = 2;</code>
+     * <code>repeated .tokenway.v1.ChatRequestMessage messages = 2;</code>
      */
-    public Builder addMessages(io.tokenway.v1.ChatMessage value) {
+    public Builder addMessages(io.tokenway.v1.ChatRequestMessage value) {
       if (messagesBuilder_ == null) {
         if (value == null) {
           throw new NullPointerException();
@@ -2314,10 +2314,10 @@ private static final long serialVersionUID = 0L;
      * Required. The conversation, at least one message.
      * </pre>
      *
-     * <code>repeated .tokenway.v1.ChatMessage messages = 2;</code>
+     * <code>repeated .tokenway.v1.ChatRequestMessage messages = 2;</code>
      */
     public Builder addMessages(
-        int index, io.tokenway.v1.ChatMessage value) {
+        int index, io.tokenway.v1.ChatRequestMessage value) {
       if (messagesBuilder_ == null) {
         if (value == null) {
           throw new NullPointerException();
@@ -2335,10 +2335,10 @@ private static final long serialVersionUID = 0L;
      * Required. The conversation, at least one message.
      * </pre>
      *
-     * <code>repeated .tokenway.v1.ChatMessage messages = 2;</code>
+     * <code>repeated .tokenway.v1.ChatRequestMessage messages = 2;</code>
      */
     public Builder addMessages(
-        io.tokenway.v1.ChatMessage.Builder builderForValue) {
+        io.tokenway.v1.ChatRequestMessage.Builder builderForValue) {
       if (messagesBuilder_ == null) {
         ensureMessagesIsMutable();
         messages_.add(builderForValue.build());
@@ -2353,10 +2353,10 @@ private static final long serialVersionUID = 0L;
      * Required. The conversation, at least one message.
      * </pre>
      *
-     * <code>repeated .tokenway.v1.ChatMessage messages = 2;</code>
+     * <code>repeated .tokenway.v1.ChatRequestMessage messages = 2;</code>
      */
     public Builder addMessages(
-        int index, io.tokenway.v1.ChatMessage.Builder builderForValue) {
+        int index, io.tokenway.v1.ChatRequestMessage.Builder builderForValue) {
       if (messagesBuilder_ == null) {
         ensureMessagesIsMutable();
         messages_.add(index, builderForValue.build());
@@ -2371,10 +2371,10 @@ private static final long serialVersionUID = 0L;
      * Required. The conversation, at least one message.
      * </pre>
      *
-     * <code>repeated .tokenway.v1.ChatMessage messages = 2;</code>
+     * <code>repeated .tokenway.v1.ChatRequestMessage messages = 2;</code>
      */
     public Builder addAllMessages(
-        java.lang.Iterable<? extends io.tokenway.v1.ChatMessage> values) {
+        java.lang.Iterable<? extends io.tokenway.v1.ChatRequestMessage> values) {
       if (messagesBuilder_ == null) {
         ensureMessagesIsMutable();
         com.google.protobuf.AbstractMessageLite.Builder.addAll(
@@ -2390,7 +2390,7 @@ private static final long serialVersionUID = 0L;
      * Required. The conversation, at least one message.
      * </pre>
      *
-     * <code>repeated .tokenway.v1.ChatMessage messages = 2;</code>
+     * <code>repeated .tokenway.v1.ChatRequestMessage messages = 2;</code>
      */
     public Builder clearMessages() {
       if (messagesBuilder_ == null) {
@@ -2407,7 +2407,7 @@ private static final long serialVersionUID = 0L;
      * Required. The conversation, at least one message.
      * </pre>
      *
-     * <code>repeated .tokenway.v1.ChatMessage messages = 2;</code>
+     * <code>repeated .tokenway.v1.ChatRequestMessage messages = 2;</code>
      */
     public Builder removeMessages(int index) {
       if (messagesBuilder_ == null) {
@@ -2424,9 +2424,9 @@ private static final long serialVersionUID = 0L;
      * Required. The conversation, at least one message.
      * </pre>
      *
-     * <code>repeated .tokenway.v1.ChatMessage messages = 2;</code>
+     * <code>repeated .tokenway.v1.ChatRequestMessage messages = 2;</code>
      */
-    public io.tokenway.v1.ChatMessage.Builder getMessagesBuilder(
+    public io.tokenway.v1.ChatRequestMessage.Builder getMessagesBuilder(
         int index) {
       return internalGetMessagesFieldBuilder().getBuilder(index);
     }
@@ -2435,9 +2435,9 @@ private static final long serialVersionUID = 0L;
      * Required. The conversation, at least one message.
      * </pre>
      *
-     * <code>repeated .tokenway.v1.ChatMessage messages = 2;</code>
+     * <code>repeated .tokenway.v1.ChatRequestMessage messages = 2;</code>
      */
-    public io.tokenway.v1.ChatMessageOrBuilder getMessagesOrBuilder(
+    public io.tokenway.v1.ChatRequestMessageOrBuilder getMessagesOrBuilder(
         int index) {
       if (messagesBuilder_ == null) {
         return messages_.get(index);  } else {
@@ -2449,9 +2449,9 @@ private static final long serialVersionUID = 0L;
      * Required. The conversation, at least one message.
      * </pre>
      *
-     * <code>repeated .tokenway.v1.ChatMessage messages = 2;</code>
+     * <code>repeated .tokenway.v1.ChatRequestMessage messages = 2;</code>
      */
-    public java.util.List<? extends io.tokenway.v1.ChatMessageOrBuilder> 
+    public java.util.List<? extends io.tokenway.v1.ChatRequestMessageOrBuilder> 
          getMessagesOrBuilderList() {
       if (messagesBuilder_ != null) {
         return messagesBuilder_.getMessageOrBuilderList();
@@ -2464,41 +2464,41 @@ private static final long serialVersionUID = 0L;
      * Required. The conversation, at least one message.
      * </pre>
      *
-     * <code>repeated .tokenway.v1.ChatMessage messages = 2;</code>
+     * <code>repeated .tokenway.v1.ChatRequestMessage messages = 2;</code>
      */
-    public io.tokenway.v1.ChatMessage.Builder addMessagesBuilder() {
+    public io.tokenway.v1.ChatRequestMessage.Builder addMessagesBuilder() {
       return internalGetMessagesFieldBuilder().addBuilder(
-          io.tokenway.v1.ChatMessage.getDefaultInstance());
+          io.tokenway.v1.ChatRequestMessage.getDefaultInstance());
     }
     /**
      * <pre>
      * Required. The conversation, at least one message.
      * </pre>
      *
-     * <code>repeated .tokenway.v1.ChatMessage messages = 2;</code>
+     * <code>repeated .tokenway.v1.ChatRequestMessage messages = 2;</code>
      */
-    public io.tokenway.v1.ChatMessage.Builder addMessagesBuilder(
+    public io.tokenway.v1.ChatRequestMessage.Builder addMessagesBuilder(
         int index) {
       return internalGetMessagesFieldBuilder().addBuilder(
-          index, io.tokenway.v1.ChatMessage.getDefaultInstance());
+          index, io.tokenway.v1.ChatRequestMessage.getDefaultInstance());
     }
     /**
      * <pre>
      * Required. The conversation, at least one message.
      * </pre>
      *
-     * <code>repeated .tokenway.v1.ChatMessage messages = 2;</code>
+     * <code>repeated .tokenway.v1.ChatRequestMessage messages = 2;</code>
      */
-    public java.util.List<io.tokenway.v1.ChatMessage.Builder> 
+    public java.util.List<io.tokenway.v1.ChatRequestMessage.Builder> 
          getMessagesBuilderList() {
       return internalGetMessagesFieldBuilder().getBuilderList();
     }
     private com.google.protobuf.RepeatedFieldBuilder<
-        io.tokenway.v1.ChatMessage, io.tokenway.v1.ChatMessage.Builder, io.tokenway.v1.ChatMessageOrBuilder> 
+        io.tokenway.v1.ChatRequestMessage, io.tokenway.v1.ChatRequestMessage.Builder, io.tokenway.v1.ChatRequestMessageOrBuilder> 
         internalGetMessagesFieldBuilder() {
       if (messagesBuilder_ == null) {
         messagesBuilder_ = new com.google.protobuf.RepeatedFieldBuilder<
-            io.tokenway.v1.ChatMessage, io.tokenway.v1.ChatMessage.Builder, io.tokenway.v1.ChatMessageOrBuilder>(
+            io.tokenway.v1.ChatRequestMessage, io.tokenway.v1.ChatRequestMessage.Builder, io.tokenway.v1.ChatRequestMessageOrBuilder>(
                 messages_,
                 ((bitField0_ & 0x00000002) != 0),
                 getParentForChildren(),

@@ -372,47 +372,6 @@ private static final long serialVersionUID = 0L;
     }
   }
 
-  public static final int ERROR_FIELD_NUMBER = 8;
-  private io.tokenway.v1.Error error_;
-  /**
-   * <pre>
-   * Optional. Only for callers that asked for in-band errors (the REST edge):
-   * the failure that ended the stream after it had started.
-   * </pre>
-   *
-   * <code>.tokenway.v1.Error error = 8;</code>
-   * @return Whether the error field is set.
-   */
-  @java.lang.Override
-  public boolean hasError() {
-    return ((bitField0_ & 0x00000004) != 0);
-  }
-  /**
-   * <pre>
-   * Optional. Only for callers that asked for in-band errors (the REST edge):
-   * the failure that ended the stream after it had started.
-   * </pre>
-   *
-   * <code>.tokenway.v1.Error error = 8;</code>
-   * @return The error.
-   */
-  @java.lang.Override
-  public io.tokenway.v1.Error getError() {
-    return error_ == null ? io.tokenway.v1.Error.getDefaultInstance() : error_;
-  }
-  /**
-   * <pre>
-   * Optional. Only for callers that asked for in-band errors (the REST edge):
-   * the failure that ended the stream after it had started.
-   * </pre>
-   *
-   * <code>.tokenway.v1.Error error = 8;</code>
-   */
-  @java.lang.Override
-  public io.tokenway.v1.ErrorOrBuilder getErrorOrBuilder() {
-    return error_ == null ? io.tokenway.v1.Error.getDefaultInstance() : error_;
-  }
-
   private byte memoizedIsInitialized = -1;
   @java.lang.Override
   public final boolean isInitialized() {
@@ -448,9 +407,6 @@ private static final long serialVersionUID = 0L;
     if (((bitField0_ & 0x00000002) != 0)) {
       com.google.protobuf.GeneratedMessage.writeString(output, 7, systemFingerprint_);
     }
-    if (((bitField0_ & 0x00000004) != 0)) {
-      output.writeMessage(8, getError());
-    }
     getUnknownFields().writeTo(output);
   }
   private int computeSerializedSize_0() {
@@ -483,10 +439,6 @@ private static final long serialVersionUID = 0L;
     }
     if (((bitField0_ & 0x00000002) != 0)) {
       size += com.google.protobuf.GeneratedMessage.computeStringSize(7, systemFingerprint_);
-    }
-    if (((bitField0_ & 0x00000004) != 0)) {
-      size += com.google.protobuf.CodedOutputStream
-        .computeMessageSize(8, getError());
     }
     return size;
   }
@@ -532,11 +484,6 @@ private static final long serialVersionUID = 0L;
       if (!getSystemFingerprint()
           .equals(other.getSystemFingerprint())) return false;
     }
-    if (hasError() != other.hasError()) return false;
-    if (hasError()) {
-      if (!getError()
-          .equals(other.getError())) return false;
-    }
     if (!getUnknownFields().equals(other.getUnknownFields())) return false;
     return true;
   }
@@ -567,10 +514,6 @@ private static final long serialVersionUID = 0L;
     if (hasSystemFingerprint()) {
       hash = (37 * hash) + SYSTEM_FINGERPRINT_FIELD_NUMBER;
       hash = (53 * hash) + getSystemFingerprint().hashCode();
-    }
-    if (hasError()) {
-      hash = (37 * hash) + ERROR_FIELD_NUMBER;
-      hash = (53 * hash) + getError().hashCode();
     }
     hash = (29 * hash) + getUnknownFields().hashCode();
     memoizedHashCode = hash;
@@ -708,7 +651,6 @@ private static final long serialVersionUID = 0L;
               .alwaysUseFieldBuilders) {
         internalGetChoicesFieldBuilder();
         internalGetUsageFieldBuilder();
-        internalGetErrorFieldBuilder();
       }
     }
     @java.lang.Override
@@ -732,11 +674,6 @@ private static final long serialVersionUID = 0L;
         usageBuilder_ = null;
       }
       systemFingerprint_ = "";
-      error_ = null;
-      if (errorBuilder_ != null) {
-        errorBuilder_.dispose();
-        errorBuilder_ = null;
-      }
       return this;
     }
 
@@ -806,12 +743,6 @@ private static final long serialVersionUID = 0L;
         result.systemFingerprint_ = systemFingerprint_;
         to_bitField0_ |= 0x00000002;
       }
-      if (((from_bitField0_ & 0x00000080) != 0)) {
-        result.error_ = errorBuilder_ == null
-            ? error_
-            : errorBuilder_.build();
-        to_bitField0_ |= 0x00000004;
-      }
       result.bitField0_ |= to_bitField0_;
     }
 
@@ -878,9 +809,6 @@ private static final long serialVersionUID = 0L;
         systemFingerprint_ = other.systemFingerprint_;
         bitField0_ |= 0x00000040;
         onChanged();
-      }
-      if (other.hasError()) {
-        mergeError(other.getError());
       }
       this.mergeUnknownFields(other.getUnknownFields());
       onChanged();
@@ -953,13 +881,6 @@ private static final long serialVersionUID = 0L;
               bitField0_ |= 0x00000040;
               break;
             } // case 58
-            case 66: {
-              input.readMessage(
-                  internalGetErrorFieldBuilder().getBuilder(),
-                  extensionRegistry);
-              bitField0_ |= 0x00000080;
-              break;
-            } // case 66
             default: {
               if (!super.parseUnknownField(input, extensionRegistry, tag)) {
                 done = true; // was an endgroup tag
@@ -1867,172 +1788,6 @@ private static final long serialVersionUID = 0L;
       bitField0_ |= 0x00000040;
       onChanged();
       return this;
-    }
-
-    private io.tokenway.v1.Error error_;
-    private com.google.protobuf.SingleFieldBuilder<
-        io.tokenway.v1.Error, io.tokenway.v1.Error.Builder, io.tokenway.v1.ErrorOrBuilder> errorBuilder_;
-    /**
-     * <pre>
-     * Optional. Only for callers that asked for in-band errors (the REST edge):
-     * the failure that ended the stream after it had started.
-     * </pre>
-     *
-     * <code>.tokenway.v1.Error error = 8;</code>
-     * @return Whether the error field is set.
-     */
-    public boolean hasError() {
-      return ((bitField0_ & 0x00000080) != 0);
-    }
-    /**
-     * <pre>
-     * Optional. Only for callers that asked for in-band errors (the REST edge):
-     * the failure that ended the stream after it had started.
-     * </pre>
-     *
-     * <code>.tokenway.v1.Error error = 8;</code>
-     * @return The error.
-     */
-    public io.tokenway.v1.Error getError() {
-      if (errorBuilder_ == null) {
-        return error_ == null ? io.tokenway.v1.Error.getDefaultInstance() : error_;
-      } else {
-        return errorBuilder_.getMessage();
-      }
-    }
-    /**
-     * <pre>
-     * Optional. Only for callers that asked for in-band errors (the REST edge):
-     * the failure that ended the stream after it had started.
-     * </pre>
-     *
-     * <code>.tokenway.v1.Error error = 8;</code>
-     */
-    public Builder setError(io.tokenway.v1.Error value) {
-      if (errorBuilder_ == null) {
-        if (value == null) {
-          throw new NullPointerException();
-        }
-        error_ = value;
-      } else {
-        errorBuilder_.setMessage(value);
-      }
-      bitField0_ |= 0x00000080;
-      onChanged();
-      return this;
-    }
-    /**
-     * <pre>
-     * Optional. Only for callers that asked for in-band errors (the REST edge):
-     * the failure that ended the stream after it had started.
-     * </pre>
-     *
-     * <code>.tokenway.v1.Error error = 8;</code>
-     */
-    public Builder setError(
-        io.tokenway.v1.Error.Builder builderForValue) {
-      if (errorBuilder_ == null) {
-        error_ = builderForValue.build();
-      } else {
-        errorBuilder_.setMessage(builderForValue.build());
-      }
-      bitField0_ |= 0x00000080;
-      onChanged();
-      return this;
-    }
-    /**
-     * <pre>
-     * Optional. Only for callers that asked for in-band errors (the REST edge):
-     * the failure that ended the stream after it had started.
-     * </pre>
-     *
-     * <code>.tokenway.v1.Error error = 8;</code>
-     */
-    public Builder mergeError(io.tokenway.v1.Error value) {
-      if (errorBuilder_ == null) {
-        if (((bitField0_ & 0x00000080) != 0) &&
-          error_ != null &&
-          error_ != io.tokenway.v1.Error.getDefaultInstance()) {
-          getErrorBuilder().mergeFrom(value);
-        } else {
-          error_ = value;
-        }
-      } else {
-        errorBuilder_.mergeFrom(value);
-      }
-      if (error_ != null) {
-        bitField0_ |= 0x00000080;
-        onChanged();
-      }
-      return this;
-    }
-    /**
-     * <pre>
-     * Optional. Only for callers that asked for in-band errors (the REST edge):
-     * the failure that ended the stream after it had started.
-     * </pre>
-     *
-     * <code>.tokenway.v1.Error error = 8;</code>
-     */
-    public Builder clearError() {
-      bitField0_ = (bitField0_ & ~0x00000080);
-      error_ = null;
-      if (errorBuilder_ != null) {
-        errorBuilder_.dispose();
-        errorBuilder_ = null;
-      }
-      onChanged();
-      return this;
-    }
-    /**
-     * <pre>
-     * Optional. Only for callers that asked for in-band errors (the REST edge):
-     * the failure that ended the stream after it had started.
-     * </pre>
-     *
-     * <code>.tokenway.v1.Error error = 8;</code>
-     */
-    public io.tokenway.v1.Error.Builder getErrorBuilder() {
-      bitField0_ |= 0x00000080;
-      onChanged();
-      return internalGetErrorFieldBuilder().getBuilder();
-    }
-    /**
-     * <pre>
-     * Optional. Only for callers that asked for in-band errors (the REST edge):
-     * the failure that ended the stream after it had started.
-     * </pre>
-     *
-     * <code>.tokenway.v1.Error error = 8;</code>
-     */
-    public io.tokenway.v1.ErrorOrBuilder getErrorOrBuilder() {
-      if (errorBuilder_ != null) {
-        return errorBuilder_.getMessageOrBuilder();
-      } else {
-        return error_ == null ?
-            io.tokenway.v1.Error.getDefaultInstance() : error_;
-      }
-    }
-    /**
-     * <pre>
-     * Optional. Only for callers that asked for in-band errors (the REST edge):
-     * the failure that ended the stream after it had started.
-     * </pre>
-     *
-     * <code>.tokenway.v1.Error error = 8;</code>
-     */
-    private com.google.protobuf.SingleFieldBuilder<
-        io.tokenway.v1.Error, io.tokenway.v1.Error.Builder, io.tokenway.v1.ErrorOrBuilder> 
-        internalGetErrorFieldBuilder() {
-      if (errorBuilder_ == null) {
-        errorBuilder_ = new com.google.protobuf.SingleFieldBuilder<
-            io.tokenway.v1.Error, io.tokenway.v1.Error.Builder, io.tokenway.v1.ErrorOrBuilder>(
-                getError(),
-                getParentForChildren(),
-                isClean());
-        error_ = null;
-      }
-      return errorBuilder_;
     }
 
     // @@protoc_insertion_point(builder_scope:tokenway.v1.StreamChatCompletionResponse)

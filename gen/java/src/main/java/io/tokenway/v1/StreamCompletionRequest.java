@@ -33,8 +33,6 @@ private static final long serialVersionUID = 0L;
   }
   private StreamCompletionRequest() {
     model_ = "";
-    prompt_ =
-        com.google.protobuf.LazyStringArrayList.emptyList();
     promptTokenIds_ = emptyIntList();
     stop_ =
         com.google.protobuf.LazyStringArrayList.emptyList();
@@ -120,57 +118,54 @@ private static final long serialVersionUID = 0L;
     }
   }
 
-  public static final int PROMPT_FIELD_NUMBER = 2;
-  @SuppressWarnings("serial")
-  private com.google.protobuf.LazyStringArrayList prompt_ =
-      com.google.protobuf.LazyStringArrayList.emptyList();
+  public static final int PROMPT_FIELD_NUMBER = 27;
+  private com.google.protobuf.Value prompt_;
   /**
    * <pre>
-   * Optional. Prompt texts; exactly one of prompt and prompt_token_ids.
+   * Optional. The prompt(s), as OpenAI takes them: a string, a list of
+   * strings, a list of token ids, or a list of lists of token ids; each
+   * prompt gets n choices. Text is encoded as is: special-token text in a
+   * prompt is the special token. Exactly one of prompt and prompt_token_ids
+   * is set.
    * </pre>
    *
-   * <code>repeated string prompt = 2;</code>
-   * @return A list containing the prompt.
+   * <code>.google.protobuf.Value prompt = 27;</code>
+   * @return Whether the prompt field is set.
    */
-  public com.google.protobuf.ProtocolStringList
-      getPromptList() {
-    return prompt_;
+  @java.lang.Override
+  public boolean hasPrompt() {
+    return ((bitField0_ & 0x00000001) != 0);
   }
   /**
    * <pre>
-   * Optional. Prompt texts; exactly one of prompt and prompt_token_ids.
+   * Optional. The prompt(s), as OpenAI takes them: a string, a list of
+   * strings, a list of token ids, or a list of lists of token ids; each
+   * prompt gets n choices. Text is encoded as is: special-token text in a
+   * prompt is the special token. Exactly one of prompt and prompt_token_ids
+   * is set.
    * </pre>
    *
-   * <code>repeated string prompt = 2;</code>
-   * @return The count of prompt.
+   * <code>.google.protobuf.Value prompt = 27;</code>
+   * @return The prompt.
    */
-  public int getPromptCount() {
-    return prompt_.size();
+  @java.lang.Override
+  public com.google.protobuf.Value getPrompt() {
+    return prompt_ == null ? com.google.protobuf.Value.getDefaultInstance() : prompt_;
   }
   /**
    * <pre>
-   * Optional. Prompt texts; exactly one of prompt and prompt_token_ids.
+   * Optional. The prompt(s), as OpenAI takes them: a string, a list of
+   * strings, a list of token ids, or a list of lists of token ids; each
+   * prompt gets n choices. Text is encoded as is: special-token text in a
+   * prompt is the special token. Exactly one of prompt and prompt_token_ids
+   * is set.
    * </pre>
    *
-   * <code>repeated string prompt = 2;</code>
-   * @param index The index of the element to return.
-   * @return The prompt at the given index.
+   * <code>.google.protobuf.Value prompt = 27;</code>
    */
-  public java.lang.String getPrompt(int index) {
-    return prompt_.get(index);
-  }
-  /**
-   * <pre>
-   * Optional. Prompt texts; exactly one of prompt and prompt_token_ids.
-   * </pre>
-   *
-   * <code>repeated string prompt = 2;</code>
-   * @param index The index of the value to return.
-   * @return The bytes of the prompt at the given index.
-   */
-  public com.google.protobuf.ByteString
-      getPromptBytes(int index) {
-    return prompt_.getByteString(index);
+  @java.lang.Override
+  public com.google.protobuf.ValueOrBuilder getPromptOrBuilder() {
+    return prompt_ == null ? com.google.protobuf.Value.getDefaultInstance() : prompt_;
   }
 
   public static final int PROMPT_TOKEN_IDS_FIELD_NUMBER = 3;
@@ -179,7 +174,7 @@ private static final long serialVersionUID = 0L;
       emptyIntList();
   /**
    * <pre>
-   * Optional. A prompt given as token ids, used as is.
+   * Optional. One prompt given as token ids, used as is.
    * </pre>
    *
    * <code>repeated int32 prompt_token_ids = 3;</code>
@@ -192,7 +187,7 @@ private static final long serialVersionUID = 0L;
   }
   /**
    * <pre>
-   * Optional. A prompt given as token ids, used as is.
+   * Optional. One prompt given as token ids, used as is.
    * </pre>
    *
    * <code>repeated int32 prompt_token_ids = 3;</code>
@@ -203,7 +198,7 @@ private static final long serialVersionUID = 0L;
   }
   /**
    * <pre>
-   * Optional. A prompt given as token ids, used as is.
+   * Optional. One prompt given as token ids, used as is.
    * </pre>
    *
    * <code>repeated int32 prompt_token_ids = 3;</code>
@@ -227,7 +222,7 @@ private static final long serialVersionUID = 0L;
    */
   @java.lang.Override
   public boolean hasMaxTokens() {
-    return ((bitField0_ & 0x00000001) != 0);
+    return ((bitField0_ & 0x00000002) != 0);
   }
   /**
    * <pre>
@@ -254,7 +249,7 @@ private static final long serialVersionUID = 0L;
    */
   @java.lang.Override
   public boolean hasTemperature() {
-    return ((bitField0_ & 0x00000002) != 0);
+    return ((bitField0_ & 0x00000004) != 0);
   }
   /**
    * <pre>
@@ -281,7 +276,7 @@ private static final long serialVersionUID = 0L;
    */
   @java.lang.Override
   public boolean hasTopP() {
-    return ((bitField0_ & 0x00000004) != 0);
+    return ((bitField0_ & 0x00000008) != 0);
   }
   /**
    * <pre>
@@ -308,7 +303,7 @@ private static final long serialVersionUID = 0L;
    */
   @java.lang.Override
   public boolean hasTopK() {
-    return ((bitField0_ & 0x00000008) != 0);
+    return ((bitField0_ & 0x00000010) != 0);
   }
   /**
    * <pre>
@@ -335,7 +330,7 @@ private static final long serialVersionUID = 0L;
    */
   @java.lang.Override
   public boolean hasMinP() {
-    return ((bitField0_ & 0x00000010) != 0);
+    return ((bitField0_ & 0x00000020) != 0);
   }
   /**
    * <pre>
@@ -362,7 +357,7 @@ private static final long serialVersionUID = 0L;
    */
   @java.lang.Override
   public boolean hasN() {
-    return ((bitField0_ & 0x00000020) != 0);
+    return ((bitField0_ & 0x00000040) != 0);
   }
   /**
    * <pre>
@@ -389,7 +384,7 @@ private static final long serialVersionUID = 0L;
    */
   @java.lang.Override
   public boolean hasSeed() {
-    return ((bitField0_ & 0x00000040) != 0);
+    return ((bitField0_ & 0x00000080) != 0);
   }
   /**
    * <pre>
@@ -469,7 +464,7 @@ private static final long serialVersionUID = 0L;
    */
   @java.lang.Override
   public boolean hasPresencePenalty() {
-    return ((bitField0_ & 0x00000080) != 0);
+    return ((bitField0_ & 0x00000100) != 0);
   }
   /**
    * <pre>
@@ -496,7 +491,7 @@ private static final long serialVersionUID = 0L;
    */
   @java.lang.Override
   public boolean hasFrequencyPenalty() {
-    return ((bitField0_ & 0x00000100) != 0);
+    return ((bitField0_ & 0x00000200) != 0);
   }
   /**
    * <pre>
@@ -523,7 +518,7 @@ private static final long serialVersionUID = 0L;
    */
   @java.lang.Override
   public boolean hasRepetitionPenalty() {
-    return ((bitField0_ & 0x00000200) != 0);
+    return ((bitField0_ & 0x00000400) != 0);
   }
   /**
    * <pre>
@@ -643,7 +638,7 @@ private static final long serialVersionUID = 0L;
    */
   @java.lang.Override
   public boolean hasLogprobs() {
-    return ((bitField0_ & 0x00000400) != 0);
+    return ((bitField0_ & 0x00000800) != 0);
   }
   /**
    * <pre>
@@ -670,7 +665,7 @@ private static final long serialVersionUID = 0L;
    */
   @java.lang.Override
   public boolean hasIgnoreEos() {
-    return ((bitField0_ & 0x00000800) != 0);
+    return ((bitField0_ & 0x00001000) != 0);
   }
   /**
    * <pre>
@@ -697,7 +692,7 @@ private static final long serialVersionUID = 0L;
    */
   @java.lang.Override
   public boolean hasMinTokens() {
-    return ((bitField0_ & 0x00001000) != 0);
+    return ((bitField0_ & 0x00002000) != 0);
   }
   /**
    * <pre>
@@ -724,7 +719,7 @@ private static final long serialVersionUID = 0L;
    */
   @java.lang.Override
   public boolean hasStreamOptions() {
-    return ((bitField0_ & 0x00002000) != 0);
+    return ((bitField0_ & 0x00004000) != 0);
   }
   /**
    * <pre>
@@ -763,7 +758,7 @@ private static final long serialVersionUID = 0L;
    */
   @java.lang.Override
   public boolean hasUser() {
-    return ((bitField0_ & 0x00004000) != 0);
+    return ((bitField0_ & 0x00008000) != 0);
   }
   /**
    * <pre>
@@ -821,7 +816,7 @@ private static final long serialVersionUID = 0L;
    */
   @java.lang.Override
   public boolean hasStream() {
-    return ((bitField0_ & 0x00008000) != 0);
+    return ((bitField0_ & 0x00010000) != 0);
   }
   /**
    * <pre>
@@ -848,7 +843,7 @@ private static final long serialVersionUID = 0L;
    */
   @java.lang.Override
   public boolean hasIncludeStopStrInOutput() {
-    return ((bitField0_ & 0x00010000) != 0);
+    return ((bitField0_ & 0x00020000) != 0);
   }
   /**
    * <pre>
@@ -917,7 +912,7 @@ private static final long serialVersionUID = 0L;
    */
   @java.lang.Override
   public boolean hasSkipSpecialTokens() {
-    return ((bitField0_ & 0x00020000) != 0);
+    return ((bitField0_ & 0x00040000) != 0);
   }
   /**
    * <pre>
@@ -944,7 +939,7 @@ private static final long serialVersionUID = 0L;
    */
   @java.lang.Override
   public boolean hasEcho() {
-    return ((bitField0_ & 0x00040000) != 0);
+    return ((bitField0_ & 0x00080000) != 0);
   }
   /**
    * <pre>
@@ -977,9 +972,6 @@ private static final long serialVersionUID = 0L;
     if (!com.google.protobuf.GeneratedMessage.isStringEmpty(model_)) {
       com.google.protobuf.GeneratedMessage.writeString(output, 1, model_);
     }
-    for (int i = 0; i < prompt_.size(); i++) {
-      com.google.protobuf.GeneratedMessage.writeString(output, 2, prompt_.getRaw(i));
-    }
     if (getPromptTokenIdsList().size() > 0) {
       output.writeUInt32NoTag(26);
       output.writeUInt32NoTag(promptTokenIdsMemoizedSerializedSize);
@@ -987,37 +979,37 @@ private static final long serialVersionUID = 0L;
     for (int i = 0; i < promptTokenIds_.size(); i++) {
       output.writeInt32NoTag(promptTokenIds_.getInt(i));
     }
-    if (((bitField0_ & 0x00000001) != 0)) {
+    if (((bitField0_ & 0x00000002) != 0)) {
       output.writeInt32(4, maxTokens_);
     }
-    if (((bitField0_ & 0x00000002) != 0)) {
+    if (((bitField0_ & 0x00000004) != 0)) {
       output.writeFloat(5, temperature_);
     }
-    if (((bitField0_ & 0x00000004) != 0)) {
+    if (((bitField0_ & 0x00000008) != 0)) {
       output.writeFloat(6, topP_);
     }
-    if (((bitField0_ & 0x00000008) != 0)) {
+    if (((bitField0_ & 0x00000010) != 0)) {
       output.writeInt32(7, topK_);
     }
-    if (((bitField0_ & 0x00000010) != 0)) {
+    if (((bitField0_ & 0x00000020) != 0)) {
       output.writeFloat(8, minP_);
     }
-    if (((bitField0_ & 0x00000020) != 0)) {
+    if (((bitField0_ & 0x00000040) != 0)) {
       output.writeInt32(9, n_);
     }
-    if (((bitField0_ & 0x00000040) != 0)) {
+    if (((bitField0_ & 0x00000080) != 0)) {
       output.writeInt64(10, seed_);
     }
     for (int i = 0; i < stop_.size(); i++) {
       com.google.protobuf.GeneratedMessage.writeString(output, 11, stop_.getRaw(i));
     }
-    if (((bitField0_ & 0x00000080) != 0)) {
+    if (((bitField0_ & 0x00000100) != 0)) {
       output.writeFloat(12, presencePenalty_);
     }
-    if (((bitField0_ & 0x00000100) != 0)) {
+    if (((bitField0_ & 0x00000200) != 0)) {
       output.writeFloat(13, frequencyPenalty_);
     }
-    if (((bitField0_ & 0x00000200) != 0)) {
+    if (((bitField0_ & 0x00000400) != 0)) {
       output.writeFloat(14, repetitionPenalty_);
     }
     com.google.protobuf.GeneratedMessage
@@ -1026,25 +1018,25 @@ private static final long serialVersionUID = 0L;
         internalGetLogitBias(),
         LogitBiasDefaultEntryHolder.defaultEntry,
         15);
-    if (((bitField0_ & 0x00000400) != 0)) {
+    if (((bitField0_ & 0x00000800) != 0)) {
       output.writeInt32(16, logprobs_);
     }
-    if (((bitField0_ & 0x00000800) != 0)) {
+    if (((bitField0_ & 0x00001000) != 0)) {
       output.writeBool(18, ignoreEos_);
     }
-    if (((bitField0_ & 0x00001000) != 0)) {
+    if (((bitField0_ & 0x00002000) != 0)) {
       output.writeInt32(19, minTokens_);
     }
-    if (((bitField0_ & 0x00002000) != 0)) {
+    if (((bitField0_ & 0x00004000) != 0)) {
       output.writeMessage(20, getStreamOptions());
     }
-    if (((bitField0_ & 0x00004000) != 0)) {
+    if (((bitField0_ & 0x00008000) != 0)) {
       com.google.protobuf.GeneratedMessage.writeString(output, 21, user_);
     }
-    if (((bitField0_ & 0x00008000) != 0)) {
+    if (((bitField0_ & 0x00010000) != 0)) {
       output.writeBool(22, stream_);
     }
-    if (((bitField0_ & 0x00010000) != 0)) {
+    if (((bitField0_ & 0x00020000) != 0)) {
       output.writeBool(23, includeStopStrInOutput_);
     }
     if (getStopTokenIdsList().size() > 0) {
@@ -1054,11 +1046,14 @@ private static final long serialVersionUID = 0L;
     for (int i = 0; i < stopTokenIds_.size(); i++) {
       output.writeInt32NoTag(stopTokenIds_.getInt(i));
     }
-    if (((bitField0_ & 0x00020000) != 0)) {
+    if (((bitField0_ & 0x00040000) != 0)) {
       output.writeBool(25, skipSpecialTokens_);
     }
-    if (((bitField0_ & 0x00040000) != 0)) {
+    if (((bitField0_ & 0x00080000) != 0)) {
       output.writeBool(26, echo_);
+    }
+    if (((bitField0_ & 0x00000001) != 0)) {
+      output.writeMessage(27, getPrompt());
     }
     getUnknownFields().writeTo(output);
   }
@@ -1066,14 +1061,6 @@ private static final long serialVersionUID = 0L;
     int size = 0;
     if (!com.google.protobuf.GeneratedMessage.isStringEmpty(model_)) {
       size += com.google.protobuf.GeneratedMessage.computeStringSize(1, model_);
-    }
-    {
-      int dataSize = 0;
-      for (int i = 0; i < prompt_.size(); i++) {
-        dataSize += computeStringSizeNoTag(prompt_.getRaw(i));
-      }
-      size += dataSize;
-      size += 1 * getPromptList().size();
     }
     {
       int dataSize = 0;
@@ -1089,31 +1076,31 @@ private static final long serialVersionUID = 0L;
       }
       promptTokenIdsMemoizedSerializedSize = dataSize;
     }
-    if (((bitField0_ & 0x00000001) != 0)) {
+    if (((bitField0_ & 0x00000002) != 0)) {
       size += com.google.protobuf.CodedOutputStream
         .computeInt32Size(4, maxTokens_);
     }
-    if (((bitField0_ & 0x00000002) != 0)) {
+    if (((bitField0_ & 0x00000004) != 0)) {
       size += com.google.protobuf.CodedOutputStream
         .computeFloatSize(5, temperature_);
     }
-    if (((bitField0_ & 0x00000004) != 0)) {
+    if (((bitField0_ & 0x00000008) != 0)) {
       size += com.google.protobuf.CodedOutputStream
         .computeFloatSize(6, topP_);
     }
-    if (((bitField0_ & 0x00000008) != 0)) {
+    if (((bitField0_ & 0x00000010) != 0)) {
       size += com.google.protobuf.CodedOutputStream
         .computeInt32Size(7, topK_);
     }
-    if (((bitField0_ & 0x00000010) != 0)) {
+    if (((bitField0_ & 0x00000020) != 0)) {
       size += com.google.protobuf.CodedOutputStream
         .computeFloatSize(8, minP_);
     }
-    if (((bitField0_ & 0x00000020) != 0)) {
+    if (((bitField0_ & 0x00000040) != 0)) {
       size += com.google.protobuf.CodedOutputStream
         .computeInt32Size(9, n_);
     }
-    if (((bitField0_ & 0x00000040) != 0)) {
+    if (((bitField0_ & 0x00000080) != 0)) {
       size += com.google.protobuf.CodedOutputStream
         .computeInt64Size(10, seed_);
     }
@@ -1125,15 +1112,15 @@ private static final long serialVersionUID = 0L;
       size += dataSize;
       size += 1 * getStopList().size();
     }
-    if (((bitField0_ & 0x00000080) != 0)) {
+    if (((bitField0_ & 0x00000100) != 0)) {
       size += com.google.protobuf.CodedOutputStream
         .computeFloatSize(12, presencePenalty_);
     }
-    if (((bitField0_ & 0x00000100) != 0)) {
+    if (((bitField0_ & 0x00000200) != 0)) {
       size += com.google.protobuf.CodedOutputStream
         .computeFloatSize(13, frequencyPenalty_);
     }
-    if (((bitField0_ & 0x00000200) != 0)) {
+    if (((bitField0_ & 0x00000400) != 0)) {
       size += com.google.protobuf.CodedOutputStream
         .computeFloatSize(14, repetitionPenalty_);
     }
@@ -1147,30 +1134,30 @@ private static final long serialVersionUID = 0L;
       size += com.google.protobuf.CodedOutputStream
           .computeMessageSize(15, logitBias__);
     }
-    if (((bitField0_ & 0x00000400) != 0)) {
+    if (((bitField0_ & 0x00000800) != 0)) {
       size += com.google.protobuf.CodedOutputStream
         .computeInt32Size(16, logprobs_);
     }
-    if (((bitField0_ & 0x00000800) != 0)) {
+    if (((bitField0_ & 0x00001000) != 0)) {
       size += com.google.protobuf.CodedOutputStream
         .computeBoolSize(18, ignoreEos_);
     }
-    if (((bitField0_ & 0x00001000) != 0)) {
+    if (((bitField0_ & 0x00002000) != 0)) {
       size += com.google.protobuf.CodedOutputStream
         .computeInt32Size(19, minTokens_);
     }
-    if (((bitField0_ & 0x00002000) != 0)) {
+    if (((bitField0_ & 0x00004000) != 0)) {
       size += com.google.protobuf.CodedOutputStream
         .computeMessageSize(20, getStreamOptions());
     }
-    if (((bitField0_ & 0x00004000) != 0)) {
+    if (((bitField0_ & 0x00008000) != 0)) {
       size += com.google.protobuf.GeneratedMessage.computeStringSize(21, user_);
     }
-    if (((bitField0_ & 0x00008000) != 0)) {
+    if (((bitField0_ & 0x00010000) != 0)) {
       size += com.google.protobuf.CodedOutputStream
         .computeBoolSize(22, stream_);
     }
-    if (((bitField0_ & 0x00010000) != 0)) {
+    if (((bitField0_ & 0x00020000) != 0)) {
       size += com.google.protobuf.CodedOutputStream
         .computeBoolSize(23, includeStopStrInOutput_);
     }
@@ -1188,13 +1175,17 @@ private static final long serialVersionUID = 0L;
       }
       stopTokenIdsMemoizedSerializedSize = dataSize;
     }
-    if (((bitField0_ & 0x00020000) != 0)) {
+    if (((bitField0_ & 0x00040000) != 0)) {
       size += com.google.protobuf.CodedOutputStream
         .computeBoolSize(25, skipSpecialTokens_);
     }
-    if (((bitField0_ & 0x00040000) != 0)) {
+    if (((bitField0_ & 0x00080000) != 0)) {
       size += com.google.protobuf.CodedOutputStream
         .computeBoolSize(26, echo_);
+    }
+    if (((bitField0_ & 0x00000001) != 0)) {
+      size += com.google.protobuf.CodedOutputStream
+        .computeMessageSize(27, getPrompt());
     }
     return size;
   }
@@ -1222,8 +1213,11 @@ private static final long serialVersionUID = 0L;
 
     if (!getModel()
         .equals(other.getModel())) return false;
-    if (!getPromptList()
-        .equals(other.getPromptList())) return false;
+    if (hasPrompt() != other.hasPrompt()) return false;
+    if (hasPrompt()) {
+      if (!getPrompt()
+          .equals(other.getPrompt())) return false;
+    }
     if (!getPromptTokenIdsList()
         .equals(other.getPromptTokenIdsList())) return false;
     if (hasMaxTokens() != other.hasMaxTokens()) return false;
@@ -1346,9 +1340,9 @@ private static final long serialVersionUID = 0L;
     hash = (19 * hash) + getDescriptor().hashCode();
     hash = (37 * hash) + MODEL_FIELD_NUMBER;
     hash = (53 * hash) + getModel().hashCode();
-    if (getPromptCount() > 0) {
+    if (hasPrompt()) {
       hash = (37 * hash) + PROMPT_FIELD_NUMBER;
-      hash = (53 * hash) + getPromptList().hashCode();
+      hash = (53 * hash) + getPrompt().hashCode();
     }
     if (getPromptTokenIdsCount() > 0) {
       hash = (37 * hash) + PROMPT_TOKEN_IDS_FIELD_NUMBER;
@@ -1610,6 +1604,7 @@ private static final long serialVersionUID = 0L;
     private void maybeForceBuilderInitialization() {
       if (com.google.protobuf.GeneratedMessage
               .alwaysUseFieldBuilders) {
+        internalGetPromptFieldBuilder();
         internalGetStreamOptionsFieldBuilder();
       }
     }
@@ -1618,8 +1613,11 @@ private static final long serialVersionUID = 0L;
       super.clear();
       bitField0_ = 0;
       model_ = "";
-      prompt_ =
-          com.google.protobuf.LazyStringArrayList.emptyList();
+      prompt_ = null;
+      if (promptBuilder_ != null) {
+        promptBuilder_.dispose();
+        promptBuilder_ = null;
+      }
       promptTokenIds_ = emptyIntList();
       maxTokens_ = 0;
       temperature_ = 0F;
@@ -1684,42 +1682,44 @@ private static final long serialVersionUID = 0L;
       if (((from_bitField0_ & 0x00000001) != 0)) {
         result.model_ = model_;
       }
+      int to_bitField0_ = 0;
       if (((from_bitField0_ & 0x00000002) != 0)) {
-        prompt_.makeImmutable();
-        result.prompt_ = prompt_;
+        result.prompt_ = promptBuilder_ == null
+            ? prompt_
+            : promptBuilder_.build();
+        to_bitField0_ |= 0x00000001;
       }
       if (((from_bitField0_ & 0x00000004) != 0)) {
         promptTokenIds_.makeImmutable();
         result.promptTokenIds_ = promptTokenIds_;
       }
-      int to_bitField0_ = 0;
       if (((from_bitField0_ & 0x00000008) != 0)) {
         result.maxTokens_ = maxTokens_;
-        to_bitField0_ |= 0x00000001;
+        to_bitField0_ |= 0x00000002;
       }
       if (((from_bitField0_ & 0x00000010) != 0)) {
         result.temperature_ = temperature_;
-        to_bitField0_ |= 0x00000002;
+        to_bitField0_ |= 0x00000004;
       }
       if (((from_bitField0_ & 0x00000020) != 0)) {
         result.topP_ = topP_;
-        to_bitField0_ |= 0x00000004;
+        to_bitField0_ |= 0x00000008;
       }
       if (((from_bitField0_ & 0x00000040) != 0)) {
         result.topK_ = topK_;
-        to_bitField0_ |= 0x00000008;
+        to_bitField0_ |= 0x00000010;
       }
       if (((from_bitField0_ & 0x00000080) != 0)) {
         result.minP_ = minP_;
-        to_bitField0_ |= 0x00000010;
+        to_bitField0_ |= 0x00000020;
       }
       if (((from_bitField0_ & 0x00000100) != 0)) {
         result.n_ = n_;
-        to_bitField0_ |= 0x00000020;
+        to_bitField0_ |= 0x00000040;
       }
       if (((from_bitField0_ & 0x00000200) != 0)) {
         result.seed_ = seed_;
-        to_bitField0_ |= 0x00000040;
+        to_bitField0_ |= 0x00000080;
       }
       if (((from_bitField0_ & 0x00000400) != 0)) {
         stop_.makeImmutable();
@@ -1727,15 +1727,15 @@ private static final long serialVersionUID = 0L;
       }
       if (((from_bitField0_ & 0x00000800) != 0)) {
         result.presencePenalty_ = presencePenalty_;
-        to_bitField0_ |= 0x00000080;
+        to_bitField0_ |= 0x00000100;
       }
       if (((from_bitField0_ & 0x00001000) != 0)) {
         result.frequencyPenalty_ = frequencyPenalty_;
-        to_bitField0_ |= 0x00000100;
+        to_bitField0_ |= 0x00000200;
       }
       if (((from_bitField0_ & 0x00002000) != 0)) {
         result.repetitionPenalty_ = repetitionPenalty_;
-        to_bitField0_ |= 0x00000200;
+        to_bitField0_ |= 0x00000400;
       }
       if (((from_bitField0_ & 0x00004000) != 0)) {
         result.logitBias_ = internalGetLogitBias();
@@ -1743,33 +1743,33 @@ private static final long serialVersionUID = 0L;
       }
       if (((from_bitField0_ & 0x00008000) != 0)) {
         result.logprobs_ = logprobs_;
-        to_bitField0_ |= 0x00000400;
+        to_bitField0_ |= 0x00000800;
       }
       if (((from_bitField0_ & 0x00010000) != 0)) {
         result.ignoreEos_ = ignoreEos_;
-        to_bitField0_ |= 0x00000800;
+        to_bitField0_ |= 0x00001000;
       }
       if (((from_bitField0_ & 0x00020000) != 0)) {
         result.minTokens_ = minTokens_;
-        to_bitField0_ |= 0x00001000;
+        to_bitField0_ |= 0x00002000;
       }
       if (((from_bitField0_ & 0x00040000) != 0)) {
         result.streamOptions_ = streamOptionsBuilder_ == null
             ? streamOptions_
             : streamOptionsBuilder_.build();
-        to_bitField0_ |= 0x00002000;
+        to_bitField0_ |= 0x00004000;
       }
       if (((from_bitField0_ & 0x00080000) != 0)) {
         result.user_ = user_;
-        to_bitField0_ |= 0x00004000;
+        to_bitField0_ |= 0x00008000;
       }
       if (((from_bitField0_ & 0x00100000) != 0)) {
         result.stream_ = stream_;
-        to_bitField0_ |= 0x00008000;
+        to_bitField0_ |= 0x00010000;
       }
       if (((from_bitField0_ & 0x00200000) != 0)) {
         result.includeStopStrInOutput_ = includeStopStrInOutput_;
-        to_bitField0_ |= 0x00010000;
+        to_bitField0_ |= 0x00020000;
       }
       if (((from_bitField0_ & 0x00400000) != 0)) {
         stopTokenIds_.makeImmutable();
@@ -1777,11 +1777,11 @@ private static final long serialVersionUID = 0L;
       }
       if (((from_bitField0_ & 0x00800000) != 0)) {
         result.skipSpecialTokens_ = skipSpecialTokens_;
-        to_bitField0_ |= 0x00020000;
+        to_bitField0_ |= 0x00040000;
       }
       if (((from_bitField0_ & 0x01000000) != 0)) {
         result.echo_ = echo_;
-        to_bitField0_ |= 0x00040000;
+        to_bitField0_ |= 0x00080000;
       }
       result.bitField0_ |= to_bitField0_;
     }
@@ -1803,15 +1803,8 @@ private static final long serialVersionUID = 0L;
         bitField0_ |= 0x00000001;
         onChanged();
       }
-      if (!other.prompt_.isEmpty()) {
-        if (prompt_.isEmpty()) {
-          prompt_ = other.prompt_;
-          bitField0_ |= 0x00000002;
-        } else {
-          ensurePromptIsMutable();
-          prompt_.addAll(other.prompt_);
-        }
-        onChanged();
+      if (other.hasPrompt()) {
+        mergePrompt(other.getPrompt());
       }
       if (!other.promptTokenIds_.isEmpty()) {
         if (promptTokenIds_.isEmpty()) {
@@ -1938,11 +1931,6 @@ private static final long serialVersionUID = 0L;
               bitField0_ |= 0x00000001;
               break;
             } // case 10
-            case 18: {
-              ensurePromptIsMutable();
-              prompt_.add(input.readStringRequireUtf8());
-              break;
-            } // case 18
             case 24: {
               int v = input.readInt32();
               ensurePromptTokenIdsIsMutable();
@@ -2086,6 +2074,13 @@ private static final long serialVersionUID = 0L;
               bitField0_ |= 0x01000000;
               break;
             } // case 208
+            case 218: {
+              input.readMessage(
+                  internalGetPromptFieldBuilder().getBuilder(),
+                  extensionRegistry);
+              bitField0_ |= 0x00000002;
+              break;
+            } // case 218
             default: {
               if (!super.parseUnknownField(input, extensionRegistry, tag)) {
                 done = true; // was an endgroup tag
@@ -2195,151 +2190,197 @@ private static final long serialVersionUID = 0L;
       return this;
     }
 
-    private com.google.protobuf.LazyStringArrayList prompt_ =
-        com.google.protobuf.LazyStringArrayList.emptyList();
-    private void ensurePromptIsMutable() {
-      if (!prompt_.isModifiable()) {
-        prompt_ = new com.google.protobuf.LazyStringArrayList(prompt_);
+    private com.google.protobuf.Value prompt_;
+    private com.google.protobuf.SingleFieldBuilder<
+        com.google.protobuf.Value, com.google.protobuf.Value.Builder, com.google.protobuf.ValueOrBuilder> promptBuilder_;
+    /**
+     * <pre>
+     * Optional. The prompt(s), as OpenAI takes them: a string, a list of
+     * strings, a list of token ids, or a list of lists of token ids; each
+     * prompt gets n choices. Text is encoded as is: special-token text in a
+     * prompt is the special token. Exactly one of prompt and prompt_token_ids
+     * is set.
+     * </pre>
+     *
+     * <code>.google.protobuf.Value prompt = 27;</code>
+     * @return Whether the prompt field is set.
+     */
+    public boolean hasPrompt() {
+      return ((bitField0_ & 0x00000002) != 0);
+    }
+    /**
+     * <pre>
+     * Optional. The prompt(s), as OpenAI takes them: a string, a list of
+     * strings, a list of token ids, or a list of lists of token ids; each
+     * prompt gets n choices. Text is encoded as is: special-token text in a
+     * prompt is the special token. Exactly one of prompt and prompt_token_ids
+     * is set.
+     * </pre>
+     *
+     * <code>.google.protobuf.Value prompt = 27;</code>
+     * @return The prompt.
+     */
+    public com.google.protobuf.Value getPrompt() {
+      if (promptBuilder_ == null) {
+        return prompt_ == null ? com.google.protobuf.Value.getDefaultInstance() : prompt_;
+      } else {
+        return promptBuilder_.getMessage();
+      }
+    }
+    /**
+     * <pre>
+     * Optional. The prompt(s), as OpenAI takes them: a string, a list of
+     * strings, a list of token ids, or a list of lists of token ids; each
+     * prompt gets n choices. Text is encoded as is: special-token text in a
+     * prompt is the special token. Exactly one of prompt and prompt_token_ids
+     * is set.
+     * </pre>
+     *
+     * <code>.google.protobuf.Value prompt = 27;</code>
+     */
+    public Builder setPrompt(com.google.protobuf.Value value) {
+      if (promptBuilder_ == null) {
+        if (value == null) {
+          throw new NullPointerException();
+        }
+        prompt_ = value;
+      } else {
+        promptBuilder_.setMessage(value);
       }
       bitField0_ |= 0x00000002;
+      onChanged();
+      return this;
     }
     /**
      * <pre>
-     * Optional. Prompt texts; exactly one of prompt and prompt_token_ids.
+     * Optional. The prompt(s), as OpenAI takes them: a string, a list of
+     * strings, a list of token ids, or a list of lists of token ids; each
+     * prompt gets n choices. Text is encoded as is: special-token text in a
+     * prompt is the special token. Exactly one of prompt and prompt_token_ids
+     * is set.
      * </pre>
      *
-     * <code>repeated string prompt = 2;</code>
-     * @return A list containing the prompt.
-     */
-    public com.google.protobuf.ProtocolStringList
-        getPromptList() {
-      prompt_.makeImmutable();
-      return prompt_;
-    }
-    /**
-     * <pre>
-     * Optional. Prompt texts; exactly one of prompt and prompt_token_ids.
-     * </pre>
-     *
-     * <code>repeated string prompt = 2;</code>
-     * @return The count of prompt.
-     */
-    public int getPromptCount() {
-      return prompt_.size();
-    }
-    /**
-     * <pre>
-     * Optional. Prompt texts; exactly one of prompt and prompt_token_ids.
-     * </pre>
-     *
-     * <code>repeated string prompt = 2;</code>
-     * @param index The index of the element to return.
-     * @return The prompt at the given index.
-     */
-    public java.lang.String getPrompt(int index) {
-      return prompt_.get(index);
-    }
-    /**
-     * <pre>
-     * Optional. Prompt texts; exactly one of prompt and prompt_token_ids.
-     * </pre>
-     *
-     * <code>repeated string prompt = 2;</code>
-     * @param index The index of the value to return.
-     * @return The bytes of the prompt at the given index.
-     */
-    public com.google.protobuf.ByteString
-        getPromptBytes(int index) {
-      return prompt_.getByteString(index);
-    }
-    /**
-     * <pre>
-     * Optional. Prompt texts; exactly one of prompt and prompt_token_ids.
-     * </pre>
-     *
-     * <code>repeated string prompt = 2;</code>
-     * @param index The index to set the value at.
-     * @param value The prompt to set.
-     * @return This builder for chaining.
+     * <code>.google.protobuf.Value prompt = 27;</code>
      */
     public Builder setPrompt(
-        int index, java.lang.String value) {
-      if (value == null) { throw new NullPointerException(); }
-      ensurePromptIsMutable();
-      prompt_.set(index, value);
+        com.google.protobuf.Value.Builder builderForValue) {
+      if (promptBuilder_ == null) {
+        prompt_ = builderForValue.build();
+      } else {
+        promptBuilder_.setMessage(builderForValue.build());
+      }
       bitField0_ |= 0x00000002;
       onChanged();
       return this;
     }
     /**
      * <pre>
-     * Optional. Prompt texts; exactly one of prompt and prompt_token_ids.
+     * Optional. The prompt(s), as OpenAI takes them: a string, a list of
+     * strings, a list of token ids, or a list of lists of token ids; each
+     * prompt gets n choices. Text is encoded as is: special-token text in a
+     * prompt is the special token. Exactly one of prompt and prompt_token_ids
+     * is set.
      * </pre>
      *
-     * <code>repeated string prompt = 2;</code>
-     * @param value The prompt to add.
-     * @return This builder for chaining.
+     * <code>.google.protobuf.Value prompt = 27;</code>
      */
-    public Builder addPrompt(
-        java.lang.String value) {
-      if (value == null) { throw new NullPointerException(); }
-      ensurePromptIsMutable();
-      prompt_.add(value);
-      bitField0_ |= 0x00000002;
-      onChanged();
+    public Builder mergePrompt(com.google.protobuf.Value value) {
+      if (promptBuilder_ == null) {
+        if (((bitField0_ & 0x00000002) != 0) &&
+          prompt_ != null &&
+          prompt_ != com.google.protobuf.Value.getDefaultInstance()) {
+          getPromptBuilder().mergeFrom(value);
+        } else {
+          prompt_ = value;
+        }
+      } else {
+        promptBuilder_.mergeFrom(value);
+      }
+      if (prompt_ != null) {
+        bitField0_ |= 0x00000002;
+        onChanged();
+      }
       return this;
     }
     /**
      * <pre>
-     * Optional. Prompt texts; exactly one of prompt and prompt_token_ids.
+     * Optional. The prompt(s), as OpenAI takes them: a string, a list of
+     * strings, a list of token ids, or a list of lists of token ids; each
+     * prompt gets n choices. Text is encoded as is: special-token text in a
+     * prompt is the special token. Exactly one of prompt and prompt_token_ids
+     * is set.
      * </pre>
      *
-     * <code>repeated string prompt = 2;</code>
-     * @param values The prompt to add.
-     * @return This builder for chaining.
-     */
-    public Builder addAllPrompt(
-        java.lang.Iterable<java.lang.String> values) {
-      ensurePromptIsMutable();
-      com.google.protobuf.AbstractMessageLite.Builder.addAll(
-          values, prompt_);
-      bitField0_ |= 0x00000002;
-      onChanged();
-      return this;
-    }
-    /**
-     * <pre>
-     * Optional. Prompt texts; exactly one of prompt and prompt_token_ids.
-     * </pre>
-     *
-     * <code>repeated string prompt = 2;</code>
-     * @return This builder for chaining.
+     * <code>.google.protobuf.Value prompt = 27;</code>
      */
     public Builder clearPrompt() {
-      prompt_ =
-        com.google.protobuf.LazyStringArrayList.emptyList();
-      bitField0_ = (bitField0_ & ~0x00000002);;
+      bitField0_ = (bitField0_ & ~0x00000002);
+      prompt_ = null;
+      if (promptBuilder_ != null) {
+        promptBuilder_.dispose();
+        promptBuilder_ = null;
+      }
       onChanged();
       return this;
     }
     /**
      * <pre>
-     * Optional. Prompt texts; exactly one of prompt and prompt_token_ids.
+     * Optional. The prompt(s), as OpenAI takes them: a string, a list of
+     * strings, a list of token ids, or a list of lists of token ids; each
+     * prompt gets n choices. Text is encoded as is: special-token text in a
+     * prompt is the special token. Exactly one of prompt and prompt_token_ids
+     * is set.
      * </pre>
      *
-     * <code>repeated string prompt = 2;</code>
-     * @param value The bytes of the prompt to add.
-     * @return This builder for chaining.
+     * <code>.google.protobuf.Value prompt = 27;</code>
      */
-    public Builder addPromptBytes(
-        com.google.protobuf.ByteString value) {
-      if (value == null) { throw new NullPointerException(); }
-      checkByteStringIsUtf8(value);
-      ensurePromptIsMutable();
-      prompt_.add(value);
+    public com.google.protobuf.Value.Builder getPromptBuilder() {
       bitField0_ |= 0x00000002;
       onChanged();
-      return this;
+      return internalGetPromptFieldBuilder().getBuilder();
+    }
+    /**
+     * <pre>
+     * Optional. The prompt(s), as OpenAI takes them: a string, a list of
+     * strings, a list of token ids, or a list of lists of token ids; each
+     * prompt gets n choices. Text is encoded as is: special-token text in a
+     * prompt is the special token. Exactly one of prompt and prompt_token_ids
+     * is set.
+     * </pre>
+     *
+     * <code>.google.protobuf.Value prompt = 27;</code>
+     */
+    public com.google.protobuf.ValueOrBuilder getPromptOrBuilder() {
+      if (promptBuilder_ != null) {
+        return promptBuilder_.getMessageOrBuilder();
+      } else {
+        return prompt_ == null ?
+            com.google.protobuf.Value.getDefaultInstance() : prompt_;
+      }
+    }
+    /**
+     * <pre>
+     * Optional. The prompt(s), as OpenAI takes them: a string, a list of
+     * strings, a list of token ids, or a list of lists of token ids; each
+     * prompt gets n choices. Text is encoded as is: special-token text in a
+     * prompt is the special token. Exactly one of prompt and prompt_token_ids
+     * is set.
+     * </pre>
+     *
+     * <code>.google.protobuf.Value prompt = 27;</code>
+     */
+    private com.google.protobuf.SingleFieldBuilder<
+        com.google.protobuf.Value, com.google.protobuf.Value.Builder, com.google.protobuf.ValueOrBuilder> 
+        internalGetPromptFieldBuilder() {
+      if (promptBuilder_ == null) {
+        promptBuilder_ = new com.google.protobuf.SingleFieldBuilder<
+            com.google.protobuf.Value, com.google.protobuf.Value.Builder, com.google.protobuf.ValueOrBuilder>(
+                getPrompt(),
+                getParentForChildren(),
+                isClean());
+        prompt_ = null;
+      }
+      return promptBuilder_;
     }
 
     private com.google.protobuf.Internal.IntList promptTokenIds_ = emptyIntList();
@@ -2351,7 +2392,7 @@ private static final long serialVersionUID = 0L;
     }
     /**
      * <pre>
-     * Optional. A prompt given as token ids, used as is.
+     * Optional. One prompt given as token ids, used as is.
      * </pre>
      *
      * <code>repeated int32 prompt_token_ids = 3;</code>
@@ -2364,7 +2405,7 @@ private static final long serialVersionUID = 0L;
     }
     /**
      * <pre>
-     * Optional. A prompt given as token ids, used as is.
+     * Optional. One prompt given as token ids, used as is.
      * </pre>
      *
      * <code>repeated int32 prompt_token_ids = 3;</code>
@@ -2375,7 +2416,7 @@ private static final long serialVersionUID = 0L;
     }
     /**
      * <pre>
-     * Optional. A prompt given as token ids, used as is.
+     * Optional. One prompt given as token ids, used as is.
      * </pre>
      *
      * <code>repeated int32 prompt_token_ids = 3;</code>
@@ -2387,7 +2428,7 @@ private static final long serialVersionUID = 0L;
     }
     /**
      * <pre>
-     * Optional. A prompt given as token ids, used as is.
+     * Optional. One prompt given as token ids, used as is.
      * </pre>
      *
      * <code>repeated int32 prompt_token_ids = 3;</code>
@@ -2406,7 +2447,7 @@ private static final long serialVersionUID = 0L;
     }
     /**
      * <pre>
-     * Optional. A prompt given as token ids, used as is.
+     * Optional. One prompt given as token ids, used as is.
      * </pre>
      *
      * <code>repeated int32 prompt_token_ids = 3;</code>
@@ -2423,7 +2464,7 @@ private static final long serialVersionUID = 0L;
     }
     /**
      * <pre>
-     * Optional. A prompt given as token ids, used as is.
+     * Optional. One prompt given as token ids, used as is.
      * </pre>
      *
      * <code>repeated int32 prompt_token_ids = 3;</code>
@@ -2441,7 +2482,7 @@ private static final long serialVersionUID = 0L;
     }
     /**
      * <pre>
-     * Optional. A prompt given as token ids, used as is.
+     * Optional. One prompt given as token ids, used as is.
      * </pre>
      *
      * <code>repeated int32 prompt_token_ids = 3;</code>

@@ -179,31 +179,4 @@ public interface StreamCompletionResponseOrBuilder extends
    */
   com.google.protobuf.ByteString
       getSystemFingerprintBytes();
-
-  /**
-   * <pre>
-   * Optional. Only for callers that asked for in-band errors (the REST edge).
-   * </pre>
-   *
-   * <code>.tokenway.v1.Error error = 8;</code>
-   * @return Whether the error field is set.
-   */
-  boolean hasError();
-  /**
-   * <pre>
-   * Optional. Only for callers that asked for in-band errors (the REST edge).
-   * </pre>
-   *
-   * <code>.tokenway.v1.Error error = 8;</code>
-   * @return The error.
-   */
-  io.tokenway.v1.Error getError();
-  /**
-   * <pre>
-   * Optional. Only for callers that asked for in-band errors (the REST edge).
-   * </pre>
-   *
-   * <code>.tokenway.v1.Error error = 8;</code>
-   */
-  io.tokenway.v1.ErrorOrBuilder getErrorOrBuilder();
 }
