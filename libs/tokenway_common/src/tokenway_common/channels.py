@@ -1,13 +1,38 @@
-"""Outbound channels and deadlines: every downstream call carries the caller's remaining time."""
+"""Outbound channels, deadlines and peer readiness.
+
+Every downstream call carries the caller's remaining time; every channel pings its peer so a hung
+peer (a stopped process, a dead host that sent no RST) is found within ~2 s and its calls fail with
+UNAVAILABLE instead of waiting for their deadlines; reconnects are fast (backoff capped at 0.5 s).
+`ReadinessFollower` follows a peer's grpc.health.v1 Watch and tells its owner when it changes.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
+from collections.abc import Callable
 
 import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from . import config
 from .server import server_options
+
+log = logging.getLogger("tokenway.channels")
+
+#: HTTP/2 keepalive: ping every KEEPALIVE_MS even with no call in flight; a ping unanswered for
+#: KEEPALIVE_TIMEOUT_MS closes the connection and fails its calls with UNAVAILABLE. The servers
+#: (server.server_options) accept pings this frequent.
+KEEPALIVE_MS = 1_000
+KEEPALIVE_TIMEOUT_MS = 1_000
+#: Reconnect backoff: first retry after 100 ms, never more than 500 ms apart. The minimum is also
+#: gRPC's floor for one connection attempt (a peer that accepts TCP but never answers HTTP/2).
+RECONNECT_INITIAL_MS = 100
+RECONNECT_MIN_MS = 250
+RECONNECT_MAX_MS = 500
+#: Pause before a health Watch is re-opened after it broke (the channel's own backoff does the rest).
+WATCH_RETRY_SECONDS = 0.05
 
 
 def _service_config(services: tuple[str, ...]) -> str:
@@ -21,12 +46,25 @@ def _service_config(services: tuple[str, ...]) -> str:
     })
 
 
-def insecure_channel(address: str, settings: config.ServerSettings, services: tuple[str, ...] = ()) -> grpc.aio.Channel:
-    options = [o for o in server_options(settings) if not o[0].startswith("grpc.so_reuseport")]
-    options += [("grpc.keepalive_time_ms", 30_000), ("grpc.enable_retries", 1)]
+def channel_options(settings: config.ServerSettings, services: tuple[str, ...] = ()) -> list[tuple[str, int | str]]:
+    options: list[tuple[str, int | str]] = [o for o in server_options(settings) if not o[0].startswith("grpc.so_reuseport")]
+    options += [
+        ("grpc.keepalive_time_ms", KEEPALIVE_MS),
+        ("grpc.keepalive_timeout_ms", KEEPALIVE_TIMEOUT_MS),
+        ("grpc.keepalive_permit_without_calls", 1),
+        ("grpc.http2.max_pings_without_data", 0),
+        ("grpc.initial_reconnect_backoff_ms", RECONNECT_INITIAL_MS),
+        ("grpc.min_reconnect_backoff_ms", RECONNECT_MIN_MS),
+        ("grpc.max_reconnect_backoff_ms", RECONNECT_MAX_MS),
+        ("grpc.enable_retries", 1),
+    ]
     if services:
         options.append(("grpc.service_config", _service_config(services)))
-    return grpc.aio.insecure_channel(address, options=options)
+    return options
+
+
+def insecure_channel(address: str, settings: config.ServerSettings, services: tuple[str, ...] = ()) -> grpc.aio.Channel:
+    return grpc.aio.insecure_channel(address, options=channel_options(settings, services))
 
 
 def remaining(context: grpc.aio.ServicerContext | None, default: float | None) -> float | None:
@@ -39,19 +77,89 @@ def remaining(context: grpc.aio.ServicerContext | None, default: float | None) -
     return max(min(left, default), 0.0)
 
 
+class ReadinessFollower:
+    """Follows one peer's readiness for `service` (grpc.health.v1 Watch), reconnecting forever.
+
+    `ready` is True while the peer's last word was SERVING on a live connection: a NOT_SERVING
+    update, a broken Watch (peer gone, or silent past the channel's keepalive timeout) or a closed
+    connection makes it False at once. Every change sets `changed` (an asyncio.Event that consumers
+    clear) and calls each `on_change` callback with the new value; `wait_for(state)` waits for one.
+    """
+
+    def __init__(self, channel: grpc.aio.Channel, service: str, name: str,
+                 on_change: Callable[[bool], None] | None = None) -> None:
+        self.channel, self.service, self.name = channel, service, name
+        self.ready = False
+        self.changed = asyncio.Event()
+        self._callbacks: list[Callable[[bool], None]] = [on_change] if on_change else []
+        self._waiters: list[tuple[bool, asyncio.Future]] = []
+        self._task: asyncio.Task | None = None
+
+    def add_callback(self, callback: Callable[[bool], None]) -> None:
+        self._callbacks.append(callback)
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._follow(), name=f"readiness:{self.name}")
+
+    async def wait_for(self, ready: bool = True) -> None:
+        """Returns once `ready` has this value (at once if it has it now)."""
+        if self.ready == ready:
+            return
+        fut = asyncio.get_running_loop().create_future()
+        self._waiters.append((ready, fut))
+        try:
+            await fut
+        finally:
+            if (ready, fut) in self._waiters:
+                self._waiters.remove((ready, fut))
+
+    def _set(self, ready: bool, why: str) -> None:
+        if ready == self.ready:
+            return
+        self.ready = ready
+        (log.info if ready else log.warning)("%s is %s (%s)", self.name, "ready" if ready else "not ready", why)
+        self.changed.set()
+        for state, fut in list(self._waiters):
+            if state == ready and not fut.done():
+                fut.set_result(None)
+        for callback in list(self._callbacks):
+            try:
+                callback(ready)
+            except Exception:  # noqa: BLE001 - one bad listener must not stop the follower
+                log.exception("readiness callback for %s failed", self.name)
+
+    async def _follow(self) -> None:
+        stub = health_pb2_grpc.HealthStub(self.channel)
+        request = health_pb2.HealthCheckRequest(service=self.service)
+        while True:
+            try:
+                # wait_for_ready: the Watch waits for the (re)connection instead of failing at once.
+                async for resp in stub.Watch(request, wait_for_ready=True):
+                    self._set(resp.status == health_pb2.HealthCheckResponse.SERVING,
+                              health_pb2.HealthCheckResponse.ServingStatus.Name(resp.status))
+                self._set(False, "health watch ended")
+            except grpc.aio.AioRpcError as e:
+                self._set(False, f"health watch failed: {e.code().name}")
+            await asyncio.sleep(WATCH_RETRY_SECONDS)  # reconnect pacing, not synchronisation
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                if asyncio.current_task().cancelling():
+                    raise  # we are cancelled ourselves, not just the follower
+            finally:
+                self._task = None
+
+
 async def wait_serving(channel: grpc.aio.Channel, service: str) -> None:
     """Returns once the peer's readiness for `service` is SERVING (grpc.health.v1 Watch, reconnecting)."""
-    import asyncio
-
-    from grpc_health.v1 import health_pb2, health_pb2_grpc
-
-    stub = health_pb2_grpc.HealthStub(channel)
-    while True:
-        try:
-            async for resp in stub.Watch(health_pb2.HealthCheckRequest(service=service), wait_for_ready=True):
-                if resp.status == health_pb2.HealthCheckResponse.SERVING:
-                    return
-        except grpc.aio.AioRpcError as e:
-            if e.code() in (grpc.StatusCode.CANCELLED, grpc.StatusCode.DEADLINE_EXCEEDED):
-                raise
-        await asyncio.sleep(0.2)  # the peer restarted or closed the watch: reconnect pacing
+    follower = ReadinessFollower(channel, service, service)
+    follower.start()
+    try:
+        await follower.wait_for(True)
+    finally:
+        await follower.close()

@@ -1,4 +1,10 @@
-"""The one place where exceptions become gRPC statuses, for every handler kind."""
+"""The one place where exceptions become gRPC statuses, for every handler kind.
+
+Requests that do not decode (malformed protobuf, invalid UTF-8 in a string field) never reach a
+servicer: the wrapped deserializer turns the failure into a marker and the call ends with
+INVALID_ARGUMENT, reason MALFORMED_REQUEST, logged at most once per MALFORMED_LOG_SECONDS with a
+count (a flood of garbage must not flood the log).
+"""
 
 from __future__ import annotations
 
@@ -14,6 +20,65 @@ from . import errors, logs
 
 log = logging.getLogger("tokenway.rpc")
 REQUEST_ID_KEY = "x-request-id"
+MALFORMED_REASON = "MALFORMED_REQUEST"
+MALFORMED_LOG_SECONDS = 10.0
+
+
+class _Malformed:
+    """What the wrapped deserializer returns for bytes that are not a valid request message."""
+
+    __slots__ = ("error",)
+
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+
+
+class MalformedRequest(errors.InvalidArgument):
+    default_reason = MALFORMED_REASON
+
+
+class _RateLimitedLog:
+    """One warning per `interval` seconds at most, counting what it did not print."""
+
+    def __init__(self, interval: float) -> None:
+        self.interval, self.count, self.last = interval, 0, float("-inf")
+
+    def hit(self, method: str, error: BaseException) -> None:
+        self.count += 1
+        now = time.monotonic()
+        if now - self.last >= self.interval:
+            log.warning("%d malformed request(s) refused in the last %.0fs; latest: %s: %s", self.count,
+                        self.interval, method, f"{type(error).__name__}: {error}"[:200])
+            self.count, self.last = 0, now
+
+
+_malformed_log = _RateLimitedLog(MALFORMED_LOG_SECONDS)
+
+
+def _safe(deserializer: Callable[[bytes], object] | None) -> Callable[[bytes], object] | None:
+    if deserializer is None:
+        return None
+
+    def deserialize(data: bytes) -> object:
+        try:
+            return deserializer(data)
+        except Exception as exc:  # noqa: BLE001 - any failure to decode is the caller's malformed input
+            return _Malformed(exc)
+    return deserialize
+
+
+def _malformed(method: str, marker: _Malformed) -> MalformedRequest:
+    _malformed_log.hit(method, marker.error)
+    return MalformedRequest("the request is not a valid protobuf message of the method's request type "
+                            "(bad encoding, or invalid UTF-8 in a string field)", metadata={"method": method})
+
+
+async def _checked(requests, method: str):
+    """A client stream whose malformed message raises MalformedRequest in the servicer's loop."""
+    async for request in requests:
+        if isinstance(request, _Malformed):
+            raise _malformed(method, request)
+        yield request
 
 
 def _request_id(details: grpc.HandlerCallDetails) -> str:
@@ -24,7 +89,9 @@ def _request_id(details: grpc.HandlerCallDetails) -> str:
 
 
 async def _abort(context: grpc.aio.ServicerContext, method: str, exc: BaseException, started: float) -> None:
-    if isinstance(exc, errors.TokenwayError):
+    if isinstance(exc, MalformedRequest):
+        err = exc  # already counted by the rate-limited log
+    elif isinstance(exc, errors.TokenwayError):
         err = exc
         log.info("%s failed", method, extra={"fields": {"code": err.code.name, "reason": err.reason,
                                                          "ms": round((time.monotonic() - started) * 1e3, 1),
@@ -45,22 +112,27 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
         if handler is None:
             return handler
         method, rid = details.method, _request_id(details)
+        handler = handler._replace(request_deserializer=_safe(handler.request_deserializer))
         if handler.unary_unary:
             return handler._replace(unary_unary=self._unary(handler.unary_unary, method, rid))
         if handler.unary_stream:
             return handler._replace(unary_stream=self._stream(handler.unary_stream, method, rid))
         if handler.stream_stream:
-            return handler._replace(stream_stream=self._stream(handler.stream_stream, method, rid))
+            return handler._replace(stream_stream=self._stream(handler.stream_stream, method, rid, client_stream=True))
         if handler.stream_unary:
-            return handler._replace(stream_unary=self._unary(handler.stream_unary, method, rid))
+            return handler._replace(stream_unary=self._unary(handler.stream_unary, method, rid, client_stream=True))
         return handler
 
     @staticmethod
-    def _unary(behavior, method: str, rid: str):
+    def _unary(behavior, method: str, rid: str, client_stream: bool = False):
         async def wrapper(request, context):
             logs.request_id.set(rid)
             started = time.monotonic()
             try:
+                if client_stream:
+                    request = _checked(request, method)
+                elif isinstance(request, _Malformed):
+                    raise _malformed(method, request)
                 return await behavior(request, context)
             except (asyncio.CancelledError, grpc.aio.AbortError):
                 raise
@@ -69,11 +141,15 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
         return wrapper
 
     @staticmethod
-    def _stream(behavior, method: str, rid: str):
+    def _stream(behavior, method: str, rid: str, client_stream: bool = False):
         async def wrapper(request, context):
             logs.request_id.set(rid)
             started = time.monotonic()
             try:
+                if client_stream:
+                    request = _checked(request, method)
+                elif isinstance(request, _Malformed):
+                    raise _malformed(method, request)
                 result = behavior(request, context)
                 if hasattr(result, "__aiter__"):
                     async for message in result:

@@ -2,7 +2,8 @@
 
 An `App` registers its servicers, loads what it needs in `start()` (readiness stays NOT_SERVING
 until it returns) and releases it in `close()`. `serve()` runs one until SIGTERM/SIGINT:
-NOT_SERVING -> drain period -> `server.stop(grace)` -> `app.close()`.
+NOT_SERVING -> drain period -> `server.stop(grace)` (with the App's `on_shutdown(grace)` running
+alongside) -> `app.close()`.
 """
 
 from __future__ import annotations
@@ -25,7 +26,23 @@ NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 
 
 class App(Protocol):
-    """What a service plugs into the shared server."""
+    """What a service plugs into the shared server.
+
+    Optional hooks, found by name (an App without them needs nothing more):
+
+    `def follow_readiness(self, set_ready: Callable[[bool], None]) -> None`
+        Called once, before `start()`. The App keeps `set_ready` and calls it, from the event loop,
+        whenever its own readiness changes (e.g. a peer it needs went away or came back). Each of
+        `service_names` reports SERVING iff `start()` returned, the App's last word is True (the
+        default) and shutdown has not begun; once shutdown began, calls change nothing. Liveness
+        ("") is never affected.
+
+    `async def on_shutdown(self, grace: float) -> None`
+        Called once when shutdown begins, after NOT_SERVING and the drain period, as a task that runs
+        concurrently with `server.stop(grace)` (which refuses new calls and lets in-flight ones run
+        for up to `grace` seconds): the place to end long streams cleanly before the grace runs out.
+        It is cancelled if still running when `server.stop` returns; `close()` follows.
+    """
 
     #: Fully qualified gRPC service names this app serves (readiness is reported for each).
     service_names: tuple[str, ...]
@@ -43,8 +60,11 @@ def server_options(settings: config.ServerSettings) -> list[tuple[str, int]]:
         ("grpc.max_send_message_length", size),
         ("grpc.max_receive_message_length", size),
         ("grpc.so_reuseport", 0),  # a second server on a taken port must fail, not share it
+        # Accept the peers' keepalive pings (channels.py pings every second so that a hung peer is
+        # found fast): a ping every 0.5 s or slower is fine, and never answered with GOAWAY.
         ("grpc.keepalive_permit_without_calls", 1),
-        ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+        ("grpc.http2.min_ping_interval_without_data_ms", 500),
+        ("grpc.http2.max_ping_strikes", 0),
     ]
 
 
@@ -54,21 +74,56 @@ class RunningServer:
     port: int
     health: health.aio.HealthServicer
     app: App
+    started: bool = False  # app.start() returned
+    app_ready: bool = True  # the App's own word (follow_readiness)
+    stopping: bool = False
+    _lock: asyncio.Lock = dataclasses.field(default_factory=asyncio.Lock)
+    _tasks: set[asyncio.Task] = dataclasses.field(default_factory=set)
 
     @property
     def address(self) -> str:
         return f"127.0.0.1:{self.port}"
 
+    @property
+    def ready(self) -> bool:
+        return self.started and self.app_ready and not self.stopping
+
     async def set_ready(self, ready: bool) -> None:
-        for name in self.app.service_names:
-            await self.health.set(name, SERVING if ready else NOT_SERVING)
+        """Marks the App started (True) or not (False) and publishes the readiness that follows."""
+        self.started = ready
+        await self._publish()
+
+    def set_app_ready(self, ready: bool) -> None:
+        """The setter handed to `App.follow_readiness`: callable from sync code on the event loop."""
+        if ready == self.app_ready:
+            return
+        self.app_ready = ready
+        task = asyncio.get_running_loop().create_task(self._publish())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _publish(self) -> None:
+        async with self._lock:  # each publish writes the state as of now: the last one wins
+            status = SERVING if self.ready else NOT_SERVING
+            for name in self.app.service_names:
+                await self.health.set(name, status)
 
     async def stop(self, grace: float | None = 0.0, drain: float = 0.0) -> None:
-        """NOT_SERVING everywhere, optional drain period, stop with grace, close the app."""
+        """NOT_SERVING everywhere, optional drain period, stop with grace (and `app.on_shutdown`), close."""
+        self.stopping = True
         await self.health.enter_graceful_shutdown()
         if drain > 0:
             await asyncio.sleep(drain)  # let load balancers see NOT_SERVING before we refuse calls
-        await self.server.stop(grace)
+        hook = getattr(self.app, "on_shutdown", None)
+        shutdown = asyncio.create_task(hook(grace or 0.0), name="on_shutdown") if hook is not None else None
+        try:
+            await self.server.stop(grace)
+        finally:
+            if shutdown is not None:
+                shutdown.cancel()  # no-op when it finished
+                result = (await asyncio.gather(shutdown, return_exceptions=True))[0]
+                if isinstance(result, Exception):
+                    log.error("on_shutdown failed: %s", result, exc_info=result)
         await self.app.close()
 
 
@@ -91,6 +146,9 @@ async def start_server(settings: config.ServerSettings, app: App, *, wait_ready:
     running = RunningServer(server, port, health_servicer, app)
     await health_servicer.set("", SERVING)
     await running.set_ready(False)
+    follow = getattr(app, "follow_readiness", None)
+    if follow is not None:
+        follow(running.set_app_ready)
     if wait_ready:
         await app.start()
         await running.set_ready(True)
