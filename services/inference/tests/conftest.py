@@ -17,7 +17,8 @@ GREEDY = SamplingOptions(temperature=0.0)
 
 
 def settings(**kw) -> InferenceSettings:
-    return InferenceSettings(port=0, model=MODEL_DIR, **kw)
+    kw.setdefault("model", MODEL_DIR)
+    return InferenceSettings(port=0, **kw)
 
 
 @pytest.fixture(scope="session")

@@ -11,12 +11,15 @@ import abc
 import dataclasses
 import enum
 import json
+import logging
 import math
 from collections.abc import AsyncIterator, Iterable, Mapping
 from pathlib import Path
 
 from tokenway_common.errors import InvalidArgument
 from tokenway_common.modeldir import served_name, tokenizer_fingerprint
+
+log = logging.getLogger("tokenway.inference.engine")
 
 #: Most alternatives per token a request may ask for (OpenAI's top_logprobs limit).
 MAX_LOGPROBS = 20
@@ -116,13 +119,43 @@ class ModelInfo:
     default_sampling: SamplingOptions
     tokenizer_fingerprint: str
     engine: str
-    vocab_size: int
+    vocab_size: int  # the decodable vocabulary, ModelFacts.vocab_size
     default_max_tokens: int
+
+
+def tokenizer_vocab_size(model_dir: str) -> int | None:
+    """How many ids the model directory's tokenizer knows, added tokens included: `len(tokenizer)`,
+    the bound the tokenizer service checks decode ids against. None when the directory holds no
+    tokenizer. Reads tokenizer.json with the `tokenizers` library (no transformers import); only a
+    directory without one (sentencepiece / vocab.json only) goes through transformers' AutoTokenizer."""
+    root = Path(model_dir)
+    path = root / "tokenizer.json"
+    if path.is_file():
+        from tokenizers import Tokenizer  # noqa: PLC0415 - only the engines need it
+
+        vocab = Tokenizer.from_file(str(path)).get_vocab(with_added_tokens=True)
+        # transformers adds tokenizer_config.json's added_tokens_decoder entries the file lacks
+        cfg_path = root / "tokenizer_config.json"
+        added = json.loads(cfg_path.read_text()).get("added_tokens_decoder") if cfg_path.is_file() else None
+        for tid, tok in (added or {}).items():
+            vocab.setdefault(tok["content"], int(tid))
+        return len(vocab)
+    if any((root / f).is_file() for f in ("tokenizer.model", "vocab.json")):
+        from transformers import AutoTokenizer  # noqa: PLC0415 - rare: no tokenizer.json
+
+        return len(AutoTokenizer.from_pretrained(model_dir, local_files_only=True))
+    return None
 
 
 @dataclasses.dataclass(frozen=True)
 class ModelFacts:
-    """What config.json and generation_config.json say, read without importing transformers."""
+    """What config.json, generation_config.json and the tokenizer say, read without importing transformers.
+
+    `vocab_size` is the *decodable* vocabulary: ids in [0, vocab_size) are what requests may name and
+    what the engines may generate. It is min(tokenizer size with added tokens, the model's logit rows):
+    checkpoints often pad the embedding past the tokenizer (Qwen2.5: 152064 rows for 151665 tokens), and
+    a padded row's id cannot be decoded. `logit_rows` is config.json's vocab_size, the logits' width.
+    """
 
     vocab_size: int
     max_context_length: int
@@ -131,6 +164,7 @@ class ModelFacts:
     pad_token_id: int | None
     default_sampling: SamplingOptions
     default_max_tokens: int
+    logit_rows: int = 0  # 0: the same as vocab_size
 
     @classmethod
     def read(cls, model_dir: str, max_model_len: int = 0) -> ModelFacts:
@@ -160,10 +194,23 @@ class ModelFacts:
             repetition_penalty=float(gen.get("repetition_penalty") or 1.0),
         )
         default_max = int(gen.get("max_new_tokens") or 0)
-        return cls(vocab_size=int(cfg["vocab_size"]), max_context_length=context, eos_token_ids=eos,
+        rows = int(cfg["vocab_size"])
+        tokens = tokenizer_vocab_size(model_dir)
+        if tokens is None:
+            log.warning("no tokenizer in the model directory: the vocabulary is the model's %d logit rows", rows)
+        vocab = rows if tokens is None else min(tokens, rows)
+        if vocab < rows:
+            log.info("the model has %d logit rows for %d tokenizer ids: the %d padded rows are never sampled",
+                     rows, vocab, rows - vocab)
+        return cls(vocab_size=vocab, max_context_length=context, eos_token_ids=eos,
                    bos_token_id=gen.get("bos_token_id", cfg.get("bos_token_id")),
                    pad_token_id=gen.get("pad_token_id", cfg.get("pad_token_id")),
-                   default_sampling=sampling, default_max_tokens=default_max)
+                   default_sampling=sampling, default_max_tokens=default_max, logit_rows=rows)
+
+    @property
+    def padded(self) -> bool:
+        """The model has logit rows past the decodable vocabulary."""
+        return self.logit_rows > self.vocab_size
 
     def model_info(self, model_dir: str, model_name: str, engine: str) -> ModelInfo:
         """What GetModelInfo reports for this model served by `engine`."""

@@ -13,6 +13,11 @@ row, and prefill is unpadded, so a greedy sequence gives the same tokens alone o
 
 Logprobs are the log-softmax of the *raw* model logits (before penalties, logit bias, temperature
 and truncation), like vLLM's default `raw_logprobs`: they describe the model, not the sampler.
+
+Only the decodable vocabulary is ever considered: when the checkpoint pads its embedding past the
+tokenizer (`ModelFacts.padded`), each step's logits are cut to their first `vocab_size` columns (a
+view, no copy) before anything else, so no padded id is sampled, named in top logprobs or counted in
+a logprob's normalisation.
 """
 
 from __future__ import annotations
@@ -73,7 +78,7 @@ class _Seq:
     """One sequence; its fields below `stream` are touched by the scheduler thread only."""
 
     def __init__(self, req: GenerateRequest, params: ResolvedParams, stream: _Stream, eos: tuple[int, ...],
-                 context: int) -> None:
+                 context: int, vocab: int) -> None:
         self.req, self.params, self.stream = req, params, stream
         self.rid = req.request_id
         self.prompt_len = len(req.prompt_token_ids)
@@ -86,8 +91,8 @@ class _Seq:
         self.generator = gen
         stops = set(params.stop_token_ids) | (set() if params.ignore_eos else set(eos))
         self.stop_ids = frozenset(stops)
-        # ids masked while min_tokens is not reached: every id that could end the sequence
-        self.min_mask = torch.tensor(sorted(stops | set(eos)), dtype=torch.long)
+        # ids masked while min_tokens is not reached: every id that could end the sequence (and be sampled)
+        self.min_mask = torch.tensor(sorted(i for i in stops | set(eos) if 0 <= i < vocab), dtype=torch.long)
         if params.logit_bias:
             self.bias_ids = torch.tensor(list(params.logit_bias.keys()), dtype=torch.long)
             self.bias_vals = torch.tensor(list(params.logit_bias.values()), dtype=torch.float32)
@@ -181,6 +186,11 @@ class TransformersEngine(Engine):
         hf_logging.disable_progress_bar()  # a terminal progress bar in a service log is noise
         model = AutoModelForCausalLM.from_pretrained(self.model_dir, dtype=self.dtype)
         model.eval()
+        head = model.get_output_embeddings()
+        rows = head.weight.shape[0] if head is not None else self.facts.logit_rows
+        if rows < self.facts.vocab_size:
+            raise ValueError(f"{self.model_dir}: the model has {rows} logit rows, fewer than the "
+                             f"{self.facts.vocab_size} ids its config and tokenizer promise")
         self._model = model
 
     async def close(self) -> None:
@@ -213,7 +223,8 @@ class TransformersEngine(Engine):
         params = validate(request, self.facts)
         if self._model is None or self._thread is None:
             raise Unavailable("the model is not loaded", reason="ENGINE_NOT_READY")
-        seq = _Seq(request, params, _Stream(asyncio.get_running_loop()), self._eos, self.facts.max_context_length)
+        seq = _Seq(request, params, _Stream(asyncio.get_running_loop()), self._eos, self.facts.max_context_length,
+                   self.facts.vocab_size)
         with self._lock:
             if request.request_id in self._seqs:
                 from tokenway_common.errors import InvalidArgument  # noqa: PLC0415
@@ -255,6 +266,13 @@ class TransformersEngine(Engine):
 
     def model_info(self) -> ModelInfo:
         return self._info
+
+    def generated_tokens(self, request_id: str) -> int | None:
+        """How many tokens the scheduler has produced so far for a running or waiting sequence, delivered
+        to its stream or not; None once it has finished (or was never submitted). For tests and tools."""
+        with self._lock:
+            seq = self._seqs.get(request_id)
+            return len(seq.generated) if seq is not None else None
 
     def wait_until(self, predicate, timeout: float) -> bool:
         """Blocks the calling thread until predicate(load) holds after a scheduler step (for tests and tools)."""
@@ -481,8 +499,10 @@ class TransformersEngine(Engine):
 
     def _sample(self, logits: torch.Tensor, rows: list[_Seq], counts: torch.Tensor,
                 seen: torch.Tensor) -> list[tuple[int, TokenLogprob | None]]:
-        """One token per row from [B, V] logits, each row with its own parameters and generator."""
-        logits = logits.float()
+        """One token per row from [B, rows] logits, each row with its own parameters and generator.
+
+        Only the decodable columns [0, vocab_size) take part: padded rows are cut off first (a view)."""
+        logits = logits[:, :self.facts.vocab_size].float()
         params = [s.params for s in rows]
         raw_lp = None
         if any(p.logprobs is not None for p in params):

@@ -5,6 +5,11 @@ and sampling; this adapter maps tokenway's request onto `SamplingParams` (token 
 `TokensPrompt`, `output_kind=DELTA` so each output carries only the new tokens, no detokenizing)
 and vLLM's outputs back onto `Chunk`s. It needs a CUDA machine and its own environment (vLLM pins
 torch and transformers versions that differ from the CPU default's); it is not exercised here.
+
+Padded checkpoints (more logit rows than tokenizer ids, `ModelFacts.padded`): vLLM samples over every
+row and, with `skip_tokenizer_init`, knows nothing of the tokenizer. Such a model gets
+`allowed_token_ids = [0, vocab_size)` on every request (one list built once; vLLM masks the rest each
+step), and top-logprob alternatives naming a padded id are dropped. Unpadded models pay nothing.
 """
 
 from __future__ import annotations
@@ -51,6 +56,8 @@ class VllmEngine(Engine):
             gpu_memory_utilization=gpu_memory_utilization, skip_tokenizer_init=True)
         self._llm: AsyncLLM | None = None
         self._active: set[str] = set()
+        # Built once: vLLM copies the ids into its per-request mask row (O(vocab) per request, padded models only).
+        self._allowed = list(range(self.facts.vocab_size)) if self.facts.padded else None
 
     @classmethod
     def from_settings(cls, s) -> VllmEngine:
@@ -72,7 +79,7 @@ class VllmEngine(Engine):
             repetition_penalty=p.repetition_penalty, logit_bias=dict(p.logit_bias) or None,
             max_tokens=p.max_tokens, min_tokens=p.min_tokens, ignore_eos=p.ignore_eos,
             stop_token_ids=list(p.stop_token_ids), logprobs=p.logprobs, detokenize=False,
-            output_kind=RequestOutputKind.DELTA)
+            allowed_token_ids=self._allowed, output_kind=RequestOutputKind.DELTA)
 
     async def generate(self, request: GenerateRequest) -> AsyncIterator[Chunk]:
         params = validate(request, self.facts)
@@ -89,6 +96,7 @@ class VllmEngine(Engine):
         prompt = TokensPrompt(prompt_token_ids=list(request.prompt_token_ids))
         completion, first, finished = 0, True, False
         eos = set(self.facts.eos_token_ids)
+        vocab = self.facts.vocab_size
         try:
             async for out in self._llm.generate(prompt, self._sampling_params(params), rid):
                 comp = out.outputs[0]
@@ -99,7 +107,9 @@ class VllmEngine(Engine):
                     logprobs = []
                     for tid, alts in zip(ids, comp.logprobs or ()):
                         ranked = sorted(alts.items(), key=lambda kv: kv[1].rank or 0)
-                        top = tuple((t, lp.logprob) for t, lp in ranked if lp.rank and lp.rank <= params.logprobs)
+                        # vLLM's raw logprobs precede the allowed_token_ids mask: drop padded alternatives
+                        top = tuple((t, lp.logprob) for t, lp in ranked
+                                    if lp.rank and lp.rank <= params.logprobs and t < vocab)
                         logprobs.append(TokenLogprob(alts[tid].logprob, top[:params.logprobs]))
                 reason = _FINISH.get(comp.finish_reason) if out.finished else None
                 stop_id = None
