@@ -28,6 +28,7 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/structpb"
 )
 
 // codeNames are the canonical status code names (grpc-go's String() says "NotFound").
@@ -119,7 +120,7 @@ func run(address, model, prompt string, maxTokens int32, temperature *float32, s
 
 	req := &tokenwayv1.StreamChatCompletionRequest{
 		Model:         model,
-		Messages:      []*tokenwayv1.ChatMessage{{Role: "user", Content: prompt}},
+		Messages:      []*tokenwayv1.ChatRequestMessage{{Role: "user", Content: structpb.NewStringValue(prompt)}},
 		MaxTokens:     proto.Int32(maxTokens),
 		Temperature:   temperature,
 		Seed:          seed,

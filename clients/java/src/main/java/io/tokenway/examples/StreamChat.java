@@ -1,5 +1,6 @@
 package io.tokenway.examples;
 
+import com.google.protobuf.Value;
 import io.grpc.ManagedChannel;
 import io.grpc.ManagedChannelBuilder;
 import io.grpc.Metadata;
@@ -7,7 +8,7 @@ import io.grpc.Status;
 import io.grpc.StatusRuntimeException;
 import io.grpc.stub.MetadataUtils;
 import io.tokenway.v1.ChatChunkChoice;
-import io.tokenway.v1.ChatMessage;
+import io.tokenway.v1.ChatRequestMessage;
 import io.tokenway.v1.ChatServiceGrpc;
 import io.tokenway.v1.StreamChatCompletionRequest;
 import io.tokenway.v1.StreamChatCompletionResponse;
@@ -93,7 +94,10 @@ public final class StreamChat {
     StreamChatCompletionRequest.Builder req =
         StreamChatCompletionRequest.newBuilder()
             .setModel(flags.get("model"))
-            .addMessages(ChatMessage.newBuilder().setRole("user").setContent(flags.get("prompt")))
+            .addMessages(
+                ChatRequestMessage.newBuilder()
+                    .setRole("user")
+                    .setContent(Value.newBuilder().setStringValue(flags.get("prompt"))))
             .setMaxTokens(Integer.parseInt(flags.get("max-tokens")))
             .setStreamOptions(StreamOptions.newBuilder().setIncludeUsage(true));
     // optional fields: left unset mean "model default"
