@@ -210,8 +210,50 @@ type CreateChatCompletionRequest struct {
 	StopTokenIds []int32 `protobuf:"varint,24,rep,packed,name=stop_token_ids,json=stopTokenIds,proto3" json:"stop_token_ids,omitempty"`
 	// Optional. Drop special tokens from the text (default true).
 	SkipSpecialTokens *bool `protobuf:"varint,25,opt,name=skip_special_tokens,json=skipSpecialTokens,proto3,oneof" json:"skip_special_tokens,omitempty"`
-	unknownFields     protoimpl.UnknownFields
-	sizeCache         protoimpl.SizeCache
+	// Optional. Not supported (OpenAI's `tools`): any value but null is refused
+	// with INVALID_ARGUMENT.
+	Tools *structpb.Value `protobuf:"bytes,26,opt,name=tools,proto3" json:"tools,omitempty"`
+	// Optional. Not supported (OpenAI's `tool_choice`): any value but null is refused
+	// with INVALID_ARGUMENT.
+	ToolChoice *structpb.Value `protobuf:"bytes,27,opt,name=tool_choice,json=toolChoice,proto3" json:"tool_choice,omitempty"`
+	// Optional. Not supported (OpenAI's `functions`): any value but null is refused
+	// with INVALID_ARGUMENT.
+	Functions *structpb.Value `protobuf:"bytes,28,opt,name=functions,proto3" json:"functions,omitempty"`
+	// Optional. Not supported (OpenAI's `function_call`): any value but null is refused
+	// with INVALID_ARGUMENT.
+	FunctionCall *structpb.Value `protobuf:"bytes,29,opt,name=function_call,json=functionCall,proto3" json:"function_call,omitempty"`
+	// Optional. Not supported (OpenAI's `response_format`): any value but null is refused
+	// with INVALID_ARGUMENT.
+	ResponseFormat *structpb.Value `protobuf:"bytes,30,opt,name=response_format,json=responseFormat,proto3" json:"response_format,omitempty"`
+	// Optional. Not supported (OpenAI's `audio`): any value but null is refused
+	// with INVALID_ARGUMENT.
+	Audio *structpb.Value `protobuf:"bytes,31,opt,name=audio,proto3" json:"audio,omitempty"`
+	// Optional. Not supported (OpenAI's `modalities`): any value but null is refused
+	// with INVALID_ARGUMENT.
+	Modalities *structpb.Value `protobuf:"bytes,32,opt,name=modalities,proto3" json:"modalities,omitempty"`
+	// Optional. Not supported (OpenAI's `prediction`): any value but null is refused
+	// with INVALID_ARGUMENT.
+	Prediction *structpb.Value `protobuf:"bytes,33,opt,name=prediction,proto3" json:"prediction,omitempty"`
+	// Optional. Not supported (OpenAI's `web_search_options`): any value but null is refused
+	// with INVALID_ARGUMENT.
+	WebSearchOptions *structpb.Value `protobuf:"bytes,34,opt,name=web_search_options,json=webSearchOptions,proto3" json:"web_search_options,omitempty"`
+	// Optional. Not supported (OpenAI's `parallel_tool_calls`): any value but null is refused
+	// with INVALID_ARGUMENT.
+	ParallelToolCalls *structpb.Value `protobuf:"bytes,35,opt,name=parallel_tool_calls,json=parallelToolCalls,proto3" json:"parallel_tool_calls,omitempty"`
+	// Optional. Not supported (OpenAI's `reasoning_effort`): any value but null is refused
+	// with INVALID_ARGUMENT.
+	ReasoningEffort *structpb.Value `protobuf:"bytes,36,opt,name=reasoning_effort,json=reasoningEffort,proto3" json:"reasoning_effort,omitempty"`
+	// Optional. Not supported (OpenAI's `store`): any value but null is refused
+	// with INVALID_ARGUMENT.
+	Store *structpb.Value `protobuf:"bytes,37,opt,name=store,proto3" json:"store,omitempty"`
+	// Optional. Not supported (OpenAI's `metadata`): any value but null is refused
+	// with INVALID_ARGUMENT.
+	Metadata *structpb.Value `protobuf:"bytes,38,opt,name=metadata,proto3" json:"metadata,omitempty"`
+	// Optional. Not supported (OpenAI's `service_tier`): any value but null is refused
+	// with INVALID_ARGUMENT.
+	ServiceTier   *structpb.Value `protobuf:"bytes,39,opt,name=service_tier,json=serviceTier,proto3" json:"service_tier,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *CreateChatCompletionRequest) Reset() {
@@ -417,6 +459,104 @@ func (x *CreateChatCompletionRequest) GetSkipSpecialTokens() bool {
 		return *x.SkipSpecialTokens
 	}
 	return false
+}
+
+func (x *CreateChatCompletionRequest) GetTools() *structpb.Value {
+	if x != nil {
+		return x.Tools
+	}
+	return nil
+}
+
+func (x *CreateChatCompletionRequest) GetToolChoice() *structpb.Value {
+	if x != nil {
+		return x.ToolChoice
+	}
+	return nil
+}
+
+func (x *CreateChatCompletionRequest) GetFunctions() *structpb.Value {
+	if x != nil {
+		return x.Functions
+	}
+	return nil
+}
+
+func (x *CreateChatCompletionRequest) GetFunctionCall() *structpb.Value {
+	if x != nil {
+		return x.FunctionCall
+	}
+	return nil
+}
+
+func (x *CreateChatCompletionRequest) GetResponseFormat() *structpb.Value {
+	if x != nil {
+		return x.ResponseFormat
+	}
+	return nil
+}
+
+func (x *CreateChatCompletionRequest) GetAudio() *structpb.Value {
+	if x != nil {
+		return x.Audio
+	}
+	return nil
+}
+
+func (x *CreateChatCompletionRequest) GetModalities() *structpb.Value {
+	if x != nil {
+		return x.Modalities
+	}
+	return nil
+}
+
+func (x *CreateChatCompletionRequest) GetPrediction() *structpb.Value {
+	if x != nil {
+		return x.Prediction
+	}
+	return nil
+}
+
+func (x *CreateChatCompletionRequest) GetWebSearchOptions() *structpb.Value {
+	if x != nil {
+		return x.WebSearchOptions
+	}
+	return nil
+}
+
+func (x *CreateChatCompletionRequest) GetParallelToolCalls() *structpb.Value {
+	if x != nil {
+		return x.ParallelToolCalls
+	}
+	return nil
+}
+
+func (x *CreateChatCompletionRequest) GetReasoningEffort() *structpb.Value {
+	if x != nil {
+		return x.ReasoningEffort
+	}
+	return nil
+}
+
+func (x *CreateChatCompletionRequest) GetStore() *structpb.Value {
+	if x != nil {
+		return x.Store
+	}
+	return nil
+}
+
+func (x *CreateChatCompletionRequest) GetMetadata() *structpb.Value {
+	if x != nil {
+		return x.Metadata
+	}
+	return nil
+}
+
+func (x *CreateChatCompletionRequest) GetServiceTier() *structpb.Value {
+	if x != nil {
+		return x.ServiceTier
+	}
+	return nil
 }
 
 // ChatChoice is one complete answer.
@@ -654,8 +794,50 @@ type StreamChatCompletionRequest struct {
 	StopTokenIds []int32 `protobuf:"varint,24,rep,packed,name=stop_token_ids,json=stopTokenIds,proto3" json:"stop_token_ids,omitempty"`
 	// Optional. Drop special tokens from the text (default true).
 	SkipSpecialTokens *bool `protobuf:"varint,25,opt,name=skip_special_tokens,json=skipSpecialTokens,proto3,oneof" json:"skip_special_tokens,omitempty"`
-	unknownFields     protoimpl.UnknownFields
-	sizeCache         protoimpl.SizeCache
+	// Optional. Not supported (OpenAI's `tools`): any value but null is refused
+	// with INVALID_ARGUMENT.
+	Tools *structpb.Value `protobuf:"bytes,26,opt,name=tools,proto3" json:"tools,omitempty"`
+	// Optional. Not supported (OpenAI's `tool_choice`): any value but null is refused
+	// with INVALID_ARGUMENT.
+	ToolChoice *structpb.Value `protobuf:"bytes,27,opt,name=tool_choice,json=toolChoice,proto3" json:"tool_choice,omitempty"`
+	// Optional. Not supported (OpenAI's `functions`): any value but null is refused
+	// with INVALID_ARGUMENT.
+	Functions *structpb.Value `protobuf:"bytes,28,opt,name=functions,proto3" json:"functions,omitempty"`
+	// Optional. Not supported (OpenAI's `function_call`): any value but null is refused
+	// with INVALID_ARGUMENT.
+	FunctionCall *structpb.Value `protobuf:"bytes,29,opt,name=function_call,json=functionCall,proto3" json:"function_call,omitempty"`
+	// Optional. Not supported (OpenAI's `response_format`): any value but null is refused
+	// with INVALID_ARGUMENT.
+	ResponseFormat *structpb.Value `protobuf:"bytes,30,opt,name=response_format,json=responseFormat,proto3" json:"response_format,omitempty"`
+	// Optional. Not supported (OpenAI's `audio`): any value but null is refused
+	// with INVALID_ARGUMENT.
+	Audio *structpb.Value `protobuf:"bytes,31,opt,name=audio,proto3" json:"audio,omitempty"`
+	// Optional. Not supported (OpenAI's `modalities`): any value but null is refused
+	// with INVALID_ARGUMENT.
+	Modalities *structpb.Value `protobuf:"bytes,32,opt,name=modalities,proto3" json:"modalities,omitempty"`
+	// Optional. Not supported (OpenAI's `prediction`): any value but null is refused
+	// with INVALID_ARGUMENT.
+	Prediction *structpb.Value `protobuf:"bytes,33,opt,name=prediction,proto3" json:"prediction,omitempty"`
+	// Optional. Not supported (OpenAI's `web_search_options`): any value but null is refused
+	// with INVALID_ARGUMENT.
+	WebSearchOptions *structpb.Value `protobuf:"bytes,34,opt,name=web_search_options,json=webSearchOptions,proto3" json:"web_search_options,omitempty"`
+	// Optional. Not supported (OpenAI's `parallel_tool_calls`): any value but null is refused
+	// with INVALID_ARGUMENT.
+	ParallelToolCalls *structpb.Value `protobuf:"bytes,35,opt,name=parallel_tool_calls,json=parallelToolCalls,proto3" json:"parallel_tool_calls,omitempty"`
+	// Optional. Not supported (OpenAI's `reasoning_effort`): any value but null is refused
+	// with INVALID_ARGUMENT.
+	ReasoningEffort *structpb.Value `protobuf:"bytes,36,opt,name=reasoning_effort,json=reasoningEffort,proto3" json:"reasoning_effort,omitempty"`
+	// Optional. Not supported (OpenAI's `store`): any value but null is refused
+	// with INVALID_ARGUMENT.
+	Store *structpb.Value `protobuf:"bytes,37,opt,name=store,proto3" json:"store,omitempty"`
+	// Optional. Not supported (OpenAI's `metadata`): any value but null is refused
+	// with INVALID_ARGUMENT.
+	Metadata *structpb.Value `protobuf:"bytes,38,opt,name=metadata,proto3" json:"metadata,omitempty"`
+	// Optional. Not supported (OpenAI's `service_tier`): any value but null is refused
+	// with INVALID_ARGUMENT.
+	ServiceTier   *structpb.Value `protobuf:"bytes,39,opt,name=service_tier,json=serviceTier,proto3" json:"service_tier,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *StreamChatCompletionRequest) Reset() {
@@ -861,6 +1043,104 @@ func (x *StreamChatCompletionRequest) GetSkipSpecialTokens() bool {
 		return *x.SkipSpecialTokens
 	}
 	return false
+}
+
+func (x *StreamChatCompletionRequest) GetTools() *structpb.Value {
+	if x != nil {
+		return x.Tools
+	}
+	return nil
+}
+
+func (x *StreamChatCompletionRequest) GetToolChoice() *structpb.Value {
+	if x != nil {
+		return x.ToolChoice
+	}
+	return nil
+}
+
+func (x *StreamChatCompletionRequest) GetFunctions() *structpb.Value {
+	if x != nil {
+		return x.Functions
+	}
+	return nil
+}
+
+func (x *StreamChatCompletionRequest) GetFunctionCall() *structpb.Value {
+	if x != nil {
+		return x.FunctionCall
+	}
+	return nil
+}
+
+func (x *StreamChatCompletionRequest) GetResponseFormat() *structpb.Value {
+	if x != nil {
+		return x.ResponseFormat
+	}
+	return nil
+}
+
+func (x *StreamChatCompletionRequest) GetAudio() *structpb.Value {
+	if x != nil {
+		return x.Audio
+	}
+	return nil
+}
+
+func (x *StreamChatCompletionRequest) GetModalities() *structpb.Value {
+	if x != nil {
+		return x.Modalities
+	}
+	return nil
+}
+
+func (x *StreamChatCompletionRequest) GetPrediction() *structpb.Value {
+	if x != nil {
+		return x.Prediction
+	}
+	return nil
+}
+
+func (x *StreamChatCompletionRequest) GetWebSearchOptions() *structpb.Value {
+	if x != nil {
+		return x.WebSearchOptions
+	}
+	return nil
+}
+
+func (x *StreamChatCompletionRequest) GetParallelToolCalls() *structpb.Value {
+	if x != nil {
+		return x.ParallelToolCalls
+	}
+	return nil
+}
+
+func (x *StreamChatCompletionRequest) GetReasoningEffort() *structpb.Value {
+	if x != nil {
+		return x.ReasoningEffort
+	}
+	return nil
+}
+
+func (x *StreamChatCompletionRequest) GetStore() *structpb.Value {
+	if x != nil {
+		return x.Store
+	}
+	return nil
+}
+
+func (x *StreamChatCompletionRequest) GetMetadata() *structpb.Value {
+	if x != nil {
+		return x.Metadata
+	}
+	return nil
+}
+
+func (x *StreamChatCompletionRequest) GetServiceTier() *structpb.Value {
+	if x != nil {
+		return x.ServiceTier
+	}
+	return nil
 }
 
 // ChatDelta is the new part of a choice's message.
@@ -1160,7 +1440,7 @@ const file_tokenway_v1_chat_proto_rawDesc = "" +
 	"\x04role\x18\x01 \x01(\tR\x04role\x12\x18\n" +
 	"\acontent\x18\x02 \x01(\tR\acontent\x12\x17\n" +
 	"\x04name\x18\x03 \x01(\tH\x00R\x04name\x88\x01\x01B\a\n" +
-	"\x05_name\"\x83\v\n" +
+	"\x05_name\"\xaa\x11\n" +
 	"\x1bCreateChatCompletionRequest\x12\x14\n" +
 	"\x05model\x18\x01 \x01(\tR\x05model\x12;\n" +
 	"\bmessages\x18\x02 \x03(\v2\x1f.tokenway.v1.ChatRequestMessageR\bmessages\x12\"\n" +
@@ -1192,7 +1472,26 @@ const file_tokenway_v1_chat_proto_rawDesc = "" +
 	"\x06stream\x18\x16 \x01(\bH\x10R\x06stream\x88\x01\x01\x12?\n" +
 	"\x1ainclude_stop_str_in_output\x18\x17 \x01(\bH\x11R\x16includeStopStrInOutput\x88\x01\x01\x12$\n" +
 	"\x0estop_token_ids\x18\x18 \x03(\x05R\fstopTokenIds\x123\n" +
-	"\x13skip_special_tokens\x18\x19 \x01(\bH\x12R\x11skipSpecialTokens\x88\x01\x01\x1a<\n" +
+	"\x13skip_special_tokens\x18\x19 \x01(\bH\x12R\x11skipSpecialTokens\x88\x01\x01\x12,\n" +
+	"\x05tools\x18\x1a \x01(\v2\x16.google.protobuf.ValueR\x05tools\x127\n" +
+	"\vtool_choice\x18\x1b \x01(\v2\x16.google.protobuf.ValueR\n" +
+	"toolChoice\x124\n" +
+	"\tfunctions\x18\x1c \x01(\v2\x16.google.protobuf.ValueR\tfunctions\x12;\n" +
+	"\rfunction_call\x18\x1d \x01(\v2\x16.google.protobuf.ValueR\ffunctionCall\x12?\n" +
+	"\x0fresponse_format\x18\x1e \x01(\v2\x16.google.protobuf.ValueR\x0eresponseFormat\x12,\n" +
+	"\x05audio\x18\x1f \x01(\v2\x16.google.protobuf.ValueR\x05audio\x126\n" +
+	"\n" +
+	"modalities\x18  \x01(\v2\x16.google.protobuf.ValueR\n" +
+	"modalities\x126\n" +
+	"\n" +
+	"prediction\x18! \x01(\v2\x16.google.protobuf.ValueR\n" +
+	"prediction\x12D\n" +
+	"\x12web_search_options\x18\" \x01(\v2\x16.google.protobuf.ValueR\x10webSearchOptions\x12F\n" +
+	"\x13parallel_tool_calls\x18# \x01(\v2\x16.google.protobuf.ValueR\x11parallelToolCalls\x12A\n" +
+	"\x10reasoning_effort\x18$ \x01(\v2\x16.google.protobuf.ValueR\x0freasoningEffort\x12,\n" +
+	"\x05store\x18% \x01(\v2\x16.google.protobuf.ValueR\x05store\x122\n" +
+	"\bmetadata\x18& \x01(\v2\x16.google.protobuf.ValueR\bmetadata\x129\n" +
+	"\fservice_tier\x18' \x01(\v2\x16.google.protobuf.ValueR\vserviceTier\x1a<\n" +
 	"\x0eLogitBiasEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\x05R\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\x02R\x05value:\x028\x01B\r\n" +
@@ -1233,7 +1532,7 @@ const file_tokenway_v1_chat_proto_rawDesc = "" +
 	"\achoices\x18\x05 \x03(\v2\x17.tokenway.v1.ChatChoiceR\achoices\x12(\n" +
 	"\x05usage\x18\x06 \x01(\v2\x12.tokenway.v1.UsageR\x05usage\x122\n" +
 	"\x12system_fingerprint\x18\a \x01(\tH\x00R\x11systemFingerprint\x88\x01\x01B\x15\n" +
-	"\x13_system_fingerprint\"\x83\v\n" +
+	"\x13_system_fingerprint\"\xaa\x11\n" +
 	"\x1bStreamChatCompletionRequest\x12\x14\n" +
 	"\x05model\x18\x01 \x01(\tR\x05model\x12;\n" +
 	"\bmessages\x18\x02 \x03(\v2\x1f.tokenway.v1.ChatRequestMessageR\bmessages\x12\"\n" +
@@ -1265,7 +1564,26 @@ const file_tokenway_v1_chat_proto_rawDesc = "" +
 	"\x06stream\x18\x16 \x01(\bH\x10R\x06stream\x88\x01\x01\x12?\n" +
 	"\x1ainclude_stop_str_in_output\x18\x17 \x01(\bH\x11R\x16includeStopStrInOutput\x88\x01\x01\x12$\n" +
 	"\x0estop_token_ids\x18\x18 \x03(\x05R\fstopTokenIds\x123\n" +
-	"\x13skip_special_tokens\x18\x19 \x01(\bH\x12R\x11skipSpecialTokens\x88\x01\x01\x1a<\n" +
+	"\x13skip_special_tokens\x18\x19 \x01(\bH\x12R\x11skipSpecialTokens\x88\x01\x01\x12,\n" +
+	"\x05tools\x18\x1a \x01(\v2\x16.google.protobuf.ValueR\x05tools\x127\n" +
+	"\vtool_choice\x18\x1b \x01(\v2\x16.google.protobuf.ValueR\n" +
+	"toolChoice\x124\n" +
+	"\tfunctions\x18\x1c \x01(\v2\x16.google.protobuf.ValueR\tfunctions\x12;\n" +
+	"\rfunction_call\x18\x1d \x01(\v2\x16.google.protobuf.ValueR\ffunctionCall\x12?\n" +
+	"\x0fresponse_format\x18\x1e \x01(\v2\x16.google.protobuf.ValueR\x0eresponseFormat\x12,\n" +
+	"\x05audio\x18\x1f \x01(\v2\x16.google.protobuf.ValueR\x05audio\x126\n" +
+	"\n" +
+	"modalities\x18  \x01(\v2\x16.google.protobuf.ValueR\n" +
+	"modalities\x126\n" +
+	"\n" +
+	"prediction\x18! \x01(\v2\x16.google.protobuf.ValueR\n" +
+	"prediction\x12D\n" +
+	"\x12web_search_options\x18\" \x01(\v2\x16.google.protobuf.ValueR\x10webSearchOptions\x12F\n" +
+	"\x13parallel_tool_calls\x18# \x01(\v2\x16.google.protobuf.ValueR\x11parallelToolCalls\x12A\n" +
+	"\x10reasoning_effort\x18$ \x01(\v2\x16.google.protobuf.ValueR\x0freasoningEffort\x12,\n" +
+	"\x05store\x18% \x01(\v2\x16.google.protobuf.ValueR\x05store\x122\n" +
+	"\bmetadata\x18& \x01(\v2\x16.google.protobuf.ValueR\bmetadata\x129\n" +
+	"\fservice_tier\x18' \x01(\v2\x16.google.protobuf.ValueR\vserviceTier\x1a<\n" +
 	"\x0eLogitBiasEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\x05R\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\x02R\x05value:\x028\x01B\r\n" +
@@ -1357,29 +1675,57 @@ var file_tokenway_v1_chat_proto_depIdxs = []int32{
 	0,  // 1: tokenway.v1.CreateChatCompletionRequest.messages:type_name -> tokenway.v1.ChatRequestMessage
 	10, // 2: tokenway.v1.CreateChatCompletionRequest.logit_bias:type_name -> tokenway.v1.CreateChatCompletionRequest.LogitBiasEntry
 	13, // 3: tokenway.v1.CreateChatCompletionRequest.stream_options:type_name -> tokenway.v1.StreamOptions
-	1,  // 4: tokenway.v1.ChatChoice.message:type_name -> tokenway.v1.ChatMessage
-	14, // 5: tokenway.v1.ChatChoice.logprobs:type_name -> tokenway.v1.ChatLogprobs
-	3,  // 6: tokenway.v1.CreateChatCompletionResponse.choices:type_name -> tokenway.v1.ChatChoice
-	15, // 7: tokenway.v1.CreateChatCompletionResponse.usage:type_name -> tokenway.v1.Usage
-	0,  // 8: tokenway.v1.StreamChatCompletionRequest.messages:type_name -> tokenway.v1.ChatRequestMessage
-	11, // 9: tokenway.v1.StreamChatCompletionRequest.logit_bias:type_name -> tokenway.v1.StreamChatCompletionRequest.LogitBiasEntry
-	13, // 10: tokenway.v1.StreamChatCompletionRequest.stream_options:type_name -> tokenway.v1.StreamOptions
-	6,  // 11: tokenway.v1.ChatChunkChoice.delta:type_name -> tokenway.v1.ChatDelta
-	14, // 12: tokenway.v1.ChatChunkChoice.logprobs:type_name -> tokenway.v1.ChatLogprobs
-	7,  // 13: tokenway.v1.StreamChatCompletionResponse.choices:type_name -> tokenway.v1.ChatChunkChoice
-	15, // 14: tokenway.v1.StreamChatCompletionResponse.usage:type_name -> tokenway.v1.Usage
-	5,  // 15: tokenway.v1.StreamChatCompletionEventsRequest.request:type_name -> tokenway.v1.StreamChatCompletionRequest
-	2,  // 16: tokenway.v1.ChatService.CreateChatCompletion:input_type -> tokenway.v1.CreateChatCompletionRequest
-	5,  // 17: tokenway.v1.ChatService.StreamChatCompletion:input_type -> tokenway.v1.StreamChatCompletionRequest
-	9,  // 18: tokenway.v1.ChatService.StreamChatCompletionEvents:input_type -> tokenway.v1.StreamChatCompletionEventsRequest
-	4,  // 19: tokenway.v1.ChatService.CreateChatCompletion:output_type -> tokenway.v1.CreateChatCompletionResponse
-	8,  // 20: tokenway.v1.ChatService.StreamChatCompletion:output_type -> tokenway.v1.StreamChatCompletionResponse
-	16, // 21: tokenway.v1.ChatService.StreamChatCompletionEvents:output_type -> google.api.HttpBody
-	19, // [19:22] is the sub-list for method output_type
-	16, // [16:19] is the sub-list for method input_type
-	16, // [16:16] is the sub-list for extension type_name
-	16, // [16:16] is the sub-list for extension extendee
-	0,  // [0:16] is the sub-list for field type_name
+	12, // 4: tokenway.v1.CreateChatCompletionRequest.tools:type_name -> google.protobuf.Value
+	12, // 5: tokenway.v1.CreateChatCompletionRequest.tool_choice:type_name -> google.protobuf.Value
+	12, // 6: tokenway.v1.CreateChatCompletionRequest.functions:type_name -> google.protobuf.Value
+	12, // 7: tokenway.v1.CreateChatCompletionRequest.function_call:type_name -> google.protobuf.Value
+	12, // 8: tokenway.v1.CreateChatCompletionRequest.response_format:type_name -> google.protobuf.Value
+	12, // 9: tokenway.v1.CreateChatCompletionRequest.audio:type_name -> google.protobuf.Value
+	12, // 10: tokenway.v1.CreateChatCompletionRequest.modalities:type_name -> google.protobuf.Value
+	12, // 11: tokenway.v1.CreateChatCompletionRequest.prediction:type_name -> google.protobuf.Value
+	12, // 12: tokenway.v1.CreateChatCompletionRequest.web_search_options:type_name -> google.protobuf.Value
+	12, // 13: tokenway.v1.CreateChatCompletionRequest.parallel_tool_calls:type_name -> google.protobuf.Value
+	12, // 14: tokenway.v1.CreateChatCompletionRequest.reasoning_effort:type_name -> google.protobuf.Value
+	12, // 15: tokenway.v1.CreateChatCompletionRequest.store:type_name -> google.protobuf.Value
+	12, // 16: tokenway.v1.CreateChatCompletionRequest.metadata:type_name -> google.protobuf.Value
+	12, // 17: tokenway.v1.CreateChatCompletionRequest.service_tier:type_name -> google.protobuf.Value
+	1,  // 18: tokenway.v1.ChatChoice.message:type_name -> tokenway.v1.ChatMessage
+	14, // 19: tokenway.v1.ChatChoice.logprobs:type_name -> tokenway.v1.ChatLogprobs
+	3,  // 20: tokenway.v1.CreateChatCompletionResponse.choices:type_name -> tokenway.v1.ChatChoice
+	15, // 21: tokenway.v1.CreateChatCompletionResponse.usage:type_name -> tokenway.v1.Usage
+	0,  // 22: tokenway.v1.StreamChatCompletionRequest.messages:type_name -> tokenway.v1.ChatRequestMessage
+	11, // 23: tokenway.v1.StreamChatCompletionRequest.logit_bias:type_name -> tokenway.v1.StreamChatCompletionRequest.LogitBiasEntry
+	13, // 24: tokenway.v1.StreamChatCompletionRequest.stream_options:type_name -> tokenway.v1.StreamOptions
+	12, // 25: tokenway.v1.StreamChatCompletionRequest.tools:type_name -> google.protobuf.Value
+	12, // 26: tokenway.v1.StreamChatCompletionRequest.tool_choice:type_name -> google.protobuf.Value
+	12, // 27: tokenway.v1.StreamChatCompletionRequest.functions:type_name -> google.protobuf.Value
+	12, // 28: tokenway.v1.StreamChatCompletionRequest.function_call:type_name -> google.protobuf.Value
+	12, // 29: tokenway.v1.StreamChatCompletionRequest.response_format:type_name -> google.protobuf.Value
+	12, // 30: tokenway.v1.StreamChatCompletionRequest.audio:type_name -> google.protobuf.Value
+	12, // 31: tokenway.v1.StreamChatCompletionRequest.modalities:type_name -> google.protobuf.Value
+	12, // 32: tokenway.v1.StreamChatCompletionRequest.prediction:type_name -> google.protobuf.Value
+	12, // 33: tokenway.v1.StreamChatCompletionRequest.web_search_options:type_name -> google.protobuf.Value
+	12, // 34: tokenway.v1.StreamChatCompletionRequest.parallel_tool_calls:type_name -> google.protobuf.Value
+	12, // 35: tokenway.v1.StreamChatCompletionRequest.reasoning_effort:type_name -> google.protobuf.Value
+	12, // 36: tokenway.v1.StreamChatCompletionRequest.store:type_name -> google.protobuf.Value
+	12, // 37: tokenway.v1.StreamChatCompletionRequest.metadata:type_name -> google.protobuf.Value
+	12, // 38: tokenway.v1.StreamChatCompletionRequest.service_tier:type_name -> google.protobuf.Value
+	6,  // 39: tokenway.v1.ChatChunkChoice.delta:type_name -> tokenway.v1.ChatDelta
+	14, // 40: tokenway.v1.ChatChunkChoice.logprobs:type_name -> tokenway.v1.ChatLogprobs
+	7,  // 41: tokenway.v1.StreamChatCompletionResponse.choices:type_name -> tokenway.v1.ChatChunkChoice
+	15, // 42: tokenway.v1.StreamChatCompletionResponse.usage:type_name -> tokenway.v1.Usage
+	5,  // 43: tokenway.v1.StreamChatCompletionEventsRequest.request:type_name -> tokenway.v1.StreamChatCompletionRequest
+	2,  // 44: tokenway.v1.ChatService.CreateChatCompletion:input_type -> tokenway.v1.CreateChatCompletionRequest
+	5,  // 45: tokenway.v1.ChatService.StreamChatCompletion:input_type -> tokenway.v1.StreamChatCompletionRequest
+	9,  // 46: tokenway.v1.ChatService.StreamChatCompletionEvents:input_type -> tokenway.v1.StreamChatCompletionEventsRequest
+	4,  // 47: tokenway.v1.ChatService.CreateChatCompletion:output_type -> tokenway.v1.CreateChatCompletionResponse
+	8,  // 48: tokenway.v1.ChatService.StreamChatCompletion:output_type -> tokenway.v1.StreamChatCompletionResponse
+	16, // 49: tokenway.v1.ChatService.StreamChatCompletionEvents:output_type -> google.api.HttpBody
+	47, // [47:50] is the sub-list for method output_type
+	44, // [44:47] is the sub-list for method input_type
+	44, // [44:44] is the sub-list for extension type_name
+	44, // [44:44] is the sub-list for extension extendee
+	0,  // [0:44] is the sub-list for field type_name
 }
 
 func init() { file_tokenway_v1_chat_proto_init() }

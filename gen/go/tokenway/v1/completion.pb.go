@@ -83,7 +83,13 @@ type CreateCompletionRequest struct {
 	// Optional. Drop special tokens from the text (default true).
 	SkipSpecialTokens *bool `protobuf:"varint,25,opt,name=skip_special_tokens,json=skipSpecialTokens,proto3,oneof" json:"skip_special_tokens,omitempty"`
 	// Optional. Prepend the prompt to the text of each choice.
-	Echo          *bool `protobuf:"varint,26,opt,name=echo,proto3,oneof" json:"echo,omitempty"`
+	Echo *bool `protobuf:"varint,26,opt,name=echo,proto3,oneof" json:"echo,omitempty"`
+	// Optional. Not supported (OpenAI's `best_of`): any value but null is refused
+	// with INVALID_ARGUMENT, except 1.
+	BestOf *structpb.Value `protobuf:"bytes,28,opt,name=best_of,json=bestOf,proto3" json:"best_of,omitempty"`
+	// Optional. Not supported (OpenAI's `suffix`): any value but null is refused
+	// with INVALID_ARGUMENT.
+	Suffix        *structpb.Value `protobuf:"bytes,29,opt,name=suffix,proto3" json:"suffix,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -291,6 +297,20 @@ func (x *CreateCompletionRequest) GetEcho() bool {
 		return *x.Echo
 	}
 	return false
+}
+
+func (x *CreateCompletionRequest) GetBestOf() *structpb.Value {
+	if x != nil {
+		return x.BestOf
+	}
+	return nil
+}
+
+func (x *CreateCompletionRequest) GetSuffix() *structpb.Value {
+	if x != nil {
+		return x.Suffix
+	}
+	return nil
 }
 
 // CompletionChoice is one continuation.
@@ -531,7 +551,13 @@ type StreamCompletionRequest struct {
 	// Optional. Drop special tokens from the text (default true).
 	SkipSpecialTokens *bool `protobuf:"varint,25,opt,name=skip_special_tokens,json=skipSpecialTokens,proto3,oneof" json:"skip_special_tokens,omitempty"`
 	// Optional. Send the prompt as the first text of each choice.
-	Echo          *bool `protobuf:"varint,26,opt,name=echo,proto3,oneof" json:"echo,omitempty"`
+	Echo *bool `protobuf:"varint,26,opt,name=echo,proto3,oneof" json:"echo,omitempty"`
+	// Optional. Not supported (OpenAI's `best_of`): any value but null is refused
+	// with INVALID_ARGUMENT, except 1.
+	BestOf *structpb.Value `protobuf:"bytes,28,opt,name=best_of,json=bestOf,proto3" json:"best_of,omitempty"`
+	// Optional. Not supported (OpenAI's `suffix`): any value but null is refused
+	// with INVALID_ARGUMENT.
+	Suffix        *structpb.Value `protobuf:"bytes,29,opt,name=suffix,proto3" json:"suffix,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -739,6 +765,20 @@ func (x *StreamCompletionRequest) GetEcho() bool {
 		return *x.Echo
 	}
 	return false
+}
+
+func (x *StreamCompletionRequest) GetBestOf() *structpb.Value {
+	if x != nil {
+		return x.BestOf
+	}
+	return nil
+}
+
+func (x *StreamCompletionRequest) GetSuffix() *structpb.Value {
+	if x != nil {
+		return x.Suffix
+	}
+	return nil
 }
 
 // CompletionChunkChoice is one choice's part of a chunk.
@@ -973,8 +1013,7 @@ var File_tokenway_v1_completion_proto protoreflect.FileDescriptor
 
 const file_tokenway_v1_completion_proto_rawDesc = "" +
 	"\n" +
-	"\x1ctokenway/v1/completion.proto\x12\vtokenway.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x19google/api/httpbody.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x18tokenway/v1/common.proto\"\xb4\n" +
-	"\n" +
+	"\x1ctokenway/v1/completion.proto\x12\vtokenway.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x19google/api/httpbody.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x18tokenway/v1/common.proto\"\x95\v\n" +
 	"\x17CreateCompletionRequest\x12\x14\n" +
 	"\x05model\x18\x01 \x01(\tR\x05model\x12.\n" +
 	"\x06prompt\x18\x1b \x01(\v2\x16.google.protobuf.ValueR\x06prompt\x12(\n" +
@@ -1006,7 +1045,9 @@ const file_tokenway_v1_completion_proto_rawDesc = "" +
 	"\x1ainclude_stop_str_in_output\x18\x17 \x01(\bH\x0fR\x16includeStopStrInOutput\x88\x01\x01\x12$\n" +
 	"\x0estop_token_ids\x18\x18 \x03(\x05R\fstopTokenIds\x123\n" +
 	"\x13skip_special_tokens\x18\x19 \x01(\bH\x10R\x11skipSpecialTokens\x88\x01\x01\x12\x17\n" +
-	"\x04echo\x18\x1a \x01(\bH\x11R\x04echo\x88\x01\x01\x1a<\n" +
+	"\x04echo\x18\x1a \x01(\bH\x11R\x04echo\x88\x01\x01\x12/\n" +
+	"\abest_of\x18\x1c \x01(\v2\x16.google.protobuf.ValueR\x06bestOf\x12.\n" +
+	"\x06suffix\x18\x1d \x01(\v2\x16.google.protobuf.ValueR\x06suffix\x1a<\n" +
 	"\x0eLogitBiasEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\x05R\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\x02R\x05value:\x028\x01B\r\n" +
@@ -1045,8 +1086,7 @@ const file_tokenway_v1_completion_proto_rawDesc = "" +
 	"\achoices\x18\x05 \x03(\v2\x1d.tokenway.v1.CompletionChoiceR\achoices\x12(\n" +
 	"\x05usage\x18\x06 \x01(\v2\x12.tokenway.v1.UsageR\x05usage\x122\n" +
 	"\x12system_fingerprint\x18\a \x01(\tH\x00R\x11systemFingerprint\x88\x01\x01B\x15\n" +
-	"\x13_system_fingerprint\"\xb4\n" +
-	"\n" +
+	"\x13_system_fingerprint\"\x95\v\n" +
 	"\x17StreamCompletionRequest\x12\x14\n" +
 	"\x05model\x18\x01 \x01(\tR\x05model\x12.\n" +
 	"\x06prompt\x18\x1b \x01(\v2\x16.google.protobuf.ValueR\x06prompt\x12(\n" +
@@ -1078,7 +1118,9 @@ const file_tokenway_v1_completion_proto_rawDesc = "" +
 	"\x1ainclude_stop_str_in_output\x18\x17 \x01(\bH\x0fR\x16includeStopStrInOutput\x88\x01\x01\x12$\n" +
 	"\x0estop_token_ids\x18\x18 \x03(\x05R\fstopTokenIds\x123\n" +
 	"\x13skip_special_tokens\x18\x19 \x01(\bH\x10R\x11skipSpecialTokens\x88\x01\x01\x12\x17\n" +
-	"\x04echo\x18\x1a \x01(\bH\x11R\x04echo\x88\x01\x01\x1a<\n" +
+	"\x04echo\x18\x1a \x01(\bH\x11R\x04echo\x88\x01\x01\x12/\n" +
+	"\abest_of\x18\x1c \x01(\v2\x16.google.protobuf.ValueR\x06bestOf\x12.\n" +
+	"\x06suffix\x18\x1d \x01(\v2\x16.google.protobuf.ValueR\x06suffix\x1a<\n" +
 	"\x0eLogitBiasEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\x05R\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\x02R\x05value:\x028\x01B\r\n" +
@@ -1159,27 +1201,31 @@ var file_tokenway_v1_completion_proto_depIdxs = []int32{
 	9,  // 0: tokenway.v1.CreateCompletionRequest.prompt:type_name -> google.protobuf.Value
 	7,  // 1: tokenway.v1.CreateCompletionRequest.logit_bias:type_name -> tokenway.v1.CreateCompletionRequest.LogitBiasEntry
 	10, // 2: tokenway.v1.CreateCompletionRequest.stream_options:type_name -> tokenway.v1.StreamOptions
-	11, // 3: tokenway.v1.CompletionChoice.logprobs:type_name -> tokenway.v1.CompletionLogprobs
-	1,  // 4: tokenway.v1.CreateCompletionResponse.choices:type_name -> tokenway.v1.CompletionChoice
-	12, // 5: tokenway.v1.CreateCompletionResponse.usage:type_name -> tokenway.v1.Usage
-	9,  // 6: tokenway.v1.StreamCompletionRequest.prompt:type_name -> google.protobuf.Value
-	8,  // 7: tokenway.v1.StreamCompletionRequest.logit_bias:type_name -> tokenway.v1.StreamCompletionRequest.LogitBiasEntry
-	10, // 8: tokenway.v1.StreamCompletionRequest.stream_options:type_name -> tokenway.v1.StreamOptions
-	11, // 9: tokenway.v1.CompletionChunkChoice.logprobs:type_name -> tokenway.v1.CompletionLogprobs
-	4,  // 10: tokenway.v1.StreamCompletionResponse.choices:type_name -> tokenway.v1.CompletionChunkChoice
-	12, // 11: tokenway.v1.StreamCompletionResponse.usage:type_name -> tokenway.v1.Usage
-	3,  // 12: tokenway.v1.StreamCompletionEventsRequest.request:type_name -> tokenway.v1.StreamCompletionRequest
-	0,  // 13: tokenway.v1.CompletionService.CreateCompletion:input_type -> tokenway.v1.CreateCompletionRequest
-	3,  // 14: tokenway.v1.CompletionService.StreamCompletion:input_type -> tokenway.v1.StreamCompletionRequest
-	6,  // 15: tokenway.v1.CompletionService.StreamCompletionEvents:input_type -> tokenway.v1.StreamCompletionEventsRequest
-	2,  // 16: tokenway.v1.CompletionService.CreateCompletion:output_type -> tokenway.v1.CreateCompletionResponse
-	5,  // 17: tokenway.v1.CompletionService.StreamCompletion:output_type -> tokenway.v1.StreamCompletionResponse
-	13, // 18: tokenway.v1.CompletionService.StreamCompletionEvents:output_type -> google.api.HttpBody
-	16, // [16:19] is the sub-list for method output_type
-	13, // [13:16] is the sub-list for method input_type
-	13, // [13:13] is the sub-list for extension type_name
-	13, // [13:13] is the sub-list for extension extendee
-	0,  // [0:13] is the sub-list for field type_name
+	9,  // 3: tokenway.v1.CreateCompletionRequest.best_of:type_name -> google.protobuf.Value
+	9,  // 4: tokenway.v1.CreateCompletionRequest.suffix:type_name -> google.protobuf.Value
+	11, // 5: tokenway.v1.CompletionChoice.logprobs:type_name -> tokenway.v1.CompletionLogprobs
+	1,  // 6: tokenway.v1.CreateCompletionResponse.choices:type_name -> tokenway.v1.CompletionChoice
+	12, // 7: tokenway.v1.CreateCompletionResponse.usage:type_name -> tokenway.v1.Usage
+	9,  // 8: tokenway.v1.StreamCompletionRequest.prompt:type_name -> google.protobuf.Value
+	8,  // 9: tokenway.v1.StreamCompletionRequest.logit_bias:type_name -> tokenway.v1.StreamCompletionRequest.LogitBiasEntry
+	10, // 10: tokenway.v1.StreamCompletionRequest.stream_options:type_name -> tokenway.v1.StreamOptions
+	9,  // 11: tokenway.v1.StreamCompletionRequest.best_of:type_name -> google.protobuf.Value
+	9,  // 12: tokenway.v1.StreamCompletionRequest.suffix:type_name -> google.protobuf.Value
+	11, // 13: tokenway.v1.CompletionChunkChoice.logprobs:type_name -> tokenway.v1.CompletionLogprobs
+	4,  // 14: tokenway.v1.StreamCompletionResponse.choices:type_name -> tokenway.v1.CompletionChunkChoice
+	12, // 15: tokenway.v1.StreamCompletionResponse.usage:type_name -> tokenway.v1.Usage
+	3,  // 16: tokenway.v1.StreamCompletionEventsRequest.request:type_name -> tokenway.v1.StreamCompletionRequest
+	0,  // 17: tokenway.v1.CompletionService.CreateCompletion:input_type -> tokenway.v1.CreateCompletionRequest
+	3,  // 18: tokenway.v1.CompletionService.StreamCompletion:input_type -> tokenway.v1.StreamCompletionRequest
+	6,  // 19: tokenway.v1.CompletionService.StreamCompletionEvents:input_type -> tokenway.v1.StreamCompletionEventsRequest
+	2,  // 20: tokenway.v1.CompletionService.CreateCompletion:output_type -> tokenway.v1.CreateCompletionResponse
+	5,  // 21: tokenway.v1.CompletionService.StreamCompletion:output_type -> tokenway.v1.StreamCompletionResponse
+	13, // 22: tokenway.v1.CompletionService.StreamCompletionEvents:output_type -> google.api.HttpBody
+	20, // [20:23] is the sub-list for method output_type
+	17, // [17:20] is the sub-list for method input_type
+	17, // [17:17] is the sub-list for extension type_name
+	17, // [17:17] is the sub-list for extension extendee
+	0,  // [0:17] is the sub-list for field type_name
 }
 
 func init() { file_tokenway_v1_completion_proto_init() }

@@ -46,7 +46,8 @@ class TokenizerApp:
 
         def load() -> None:
             try:
-                result, exc = Tokenizer.load(self.settings.model, self.settings.workers), None
+                result, exc = Tokenizer.load(self.settings.model, self.settings.workers,
+                                             self.settings.max_input_tokens), None
             except BaseException as e:  # noqa: BLE001 - handed to the awaiting coroutine
                 result, exc = None, e
             try:

@@ -17,6 +17,9 @@ class TokenizerSettings(ServerSettings):
     model: str = setting(default_model_dir(), "Hugging Face model or tokenizer directory (local, read offline)",
                          check=check_model_dir)
     workers: int = setting(2, "threads running the tokenizer's batch calls (they release the GIL)", minimum=1)
+    max_input_tokens: int = setting(
+        0, "most tokens one Tokenize text or RenderChat prompt may encode into, whatever the caller asks; "
+           "0 = the tokenizer's model_max_length when below 10**7, else 1048576", minimum=0)
 
     def __post_init__(self) -> None:
         # `load` only checks values that were set; the default directory must exist too.

@@ -30,8 +30,14 @@ type TokenizeRequest struct {
 	AddSpecialTokens bool `protobuf:"varint,2,opt,name=add_special_tokens,json=addSpecialTokens,proto3" json:"add_special_tokens,omitempty"`
 	// Optional. Return character offsets of each token.
 	ReturnOffsets bool `protobuf:"varint,3,opt,name=return_offsets,json=returnOffsets,proto3" json:"return_offsets,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	// Optional. The most tokens any one text may encode into (special tokens
+	// added by add_special_tokens included). A text over it fails the call with
+	// INVALID_ARGUMENT, reason CONTEXT_LENGTH_EXCEEDED, as soon as that is
+	// known, without encoding the rest. Unset: the service's own bound applies;
+	// set: the smaller of the two applies.
+	MaxTokensPerText *uint32 `protobuf:"varint,4,opt,name=max_tokens_per_text,json=maxTokensPerText,proto3,oneof" json:"max_tokens_per_text,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *TokenizeRequest) Reset() {
@@ -83,6 +89,13 @@ func (x *TokenizeRequest) GetReturnOffsets() bool {
 		return x.ReturnOffsets
 	}
 	return false
+}
+
+func (x *TokenizeRequest) GetMaxTokensPerText() uint32 {
+	if x != nil && x.MaxTokensPerText != nil {
+		return *x.MaxTokensPerText
+	}
+	return 0
 }
 
 // Offset is a [start, end) character span of the input text.
@@ -461,9 +474,14 @@ type RenderChatRequest struct {
 	// true.
 	AddGenerationPrompt *bool `protobuf:"varint,2,opt,name=add_generation_prompt,json=addGenerationPrompt,proto3,oneof" json:"add_generation_prompt,omitempty"`
 	// Optional. Also return the rendered text.
-	ReturnText    bool `protobuf:"varint,3,opt,name=return_text,json=returnText,proto3" json:"return_text,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	ReturnText bool `protobuf:"varint,3,opt,name=return_text,json=returnText,proto3" json:"return_text,omitempty"`
+	// Optional. The most tokens the rendered prompt may have. A longer prompt
+	// fails the call with INVALID_ARGUMENT, reason CONTEXT_LENGTH_EXCEEDED, as
+	// soon as that is known, without encoding (or rendering) the rest. Unset:
+	// the service's own bound applies; set: the smaller of the two applies.
+	MaxPromptTokens *uint32 `protobuf:"varint,4,opt,name=max_prompt_tokens,json=maxPromptTokens,proto3,oneof" json:"max_prompt_tokens,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *RenderChatRequest) Reset() {
@@ -515,6 +533,13 @@ func (x *RenderChatRequest) GetReturnText() bool {
 		return x.ReturnText
 	}
 	return false
+}
+
+func (x *RenderChatRequest) GetMaxPromptTokens() uint32 {
+	if x != nil && x.MaxPromptTokens != nil {
+		return *x.MaxPromptTokens
+	}
+	return 0
 }
 
 // RenderChatResponse is the rendered prompt.
@@ -992,8 +1017,13 @@ type GetTokenizerInfoResponse struct {
 	Name string `protobuf:"bytes,6,opt,name=name,proto3" json:"name,omitempty"`
 	// Required. Every special (added) token id.
 	AllSpecialIds []int32 `protobuf:"varint,7,rep,packed,name=all_special_ids,json=allSpecialIds,proto3" json:"all_special_ids,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	// Optional. 0 = no such bound is known. Otherwise any text of more than
+	// N * max_chars_per_token characters (Unicode code points) encodes into more
+	// than N tokens, so a caller may reject it without calling Tokenize or
+	// RenderChat (contents counted, template markup not needed).
+	MaxCharsPerToken uint32 `protobuf:"varint,8,opt,name=max_chars_per_token,json=maxCharsPerToken,proto3" json:"max_chars_per_token,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *GetTokenizerInfoResponse) Reset() {
@@ -1075,15 +1105,124 @@ func (x *GetTokenizerInfoResponse) GetAllSpecialIds() []int32 {
 	return nil
 }
 
+func (x *GetTokenizerInfoResponse) GetMaxCharsPerToken() uint32 {
+	if x != nil {
+		return x.MaxCharsPerToken
+	}
+	return 0
+}
+
+// GetVocabularyRequest takes no parameters.
+type GetVocabularyRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetVocabularyRequest) Reset() {
+	*x = GetVocabularyRequest{}
+	mi := &file_tokenway_tokenizer_v1_tokenizer_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetVocabularyRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetVocabularyRequest) ProtoMessage() {}
+
+func (x *GetVocabularyRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_tokenway_tokenizer_v1_tokenizer_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetVocabularyRequest.ProtoReflect.Descriptor instead.
+func (*GetVocabularyRequest) Descriptor() ([]byte, []int) {
+	return file_tokenway_tokenizer_v1_tokenizer_proto_rawDescGZIP(), []int{17}
+}
+
+// GetVocabularyResponse is the byte string of every token id.
+type GetVocabularyResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Required. Index = token id, for every id in [0, vocab_size): the bytes
+	// the token decodes to on its own (skip_special_tokens=false). Byte-level
+	// BPE: the token's real bytes, a lone byte token is that one byte, and the
+	// concatenation of a sequence's entries is the UTF-8 that Detokenize
+	// decodes (with replacement). Special and added tokens: the UTF-8 of their
+	// text as the tokenizer decodes it. Other tokenizers: byte-fallback tokens
+	// such as <0xE2> are that one byte; other tokens the UTF-8 of the token
+	// decoded alone, "▁" counted as a leading space.
+	TokenBytes [][]byte `protobuf:"bytes,1,rep,name=token_bytes,json=tokenBytes,proto3" json:"token_bytes,omitempty"`
+	// Required. The tokenizer's fingerprint (as GetTokenizerInfo's): a client
+	// caches the table under it.
+	Fingerprint   string `protobuf:"bytes,2,opt,name=fingerprint,proto3" json:"fingerprint,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetVocabularyResponse) Reset() {
+	*x = GetVocabularyResponse{}
+	mi := &file_tokenway_tokenizer_v1_tokenizer_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetVocabularyResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetVocabularyResponse) ProtoMessage() {}
+
+func (x *GetVocabularyResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_tokenway_tokenizer_v1_tokenizer_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetVocabularyResponse.ProtoReflect.Descriptor instead.
+func (*GetVocabularyResponse) Descriptor() ([]byte, []int) {
+	return file_tokenway_tokenizer_v1_tokenizer_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *GetVocabularyResponse) GetTokenBytes() [][]byte {
+	if x != nil {
+		return x.TokenBytes
+	}
+	return nil
+}
+
+func (x *GetVocabularyResponse) GetFingerprint() string {
+	if x != nil {
+		return x.Fingerprint
+	}
+	return ""
+}
+
 var File_tokenway_tokenizer_v1_tokenizer_proto protoreflect.FileDescriptor
 
 const file_tokenway_tokenizer_v1_tokenizer_proto_rawDesc = "" +
 	"\n" +
-	"%tokenway/tokenizer/v1/tokenizer.proto\x12\x15tokenway.tokenizer.v1\"|\n" +
+	"%tokenway/tokenizer/v1/tokenizer.proto\x12\x15tokenway.tokenizer.v1\"\xc8\x01\n" +
 	"\x0fTokenizeRequest\x12\x14\n" +
 	"\x05texts\x18\x01 \x03(\tR\x05texts\x12,\n" +
 	"\x12add_special_tokens\x18\x02 \x01(\bR\x10addSpecialTokens\x12%\n" +
-	"\x0ereturn_offsets\x18\x03 \x01(\bR\rreturnOffsets\"0\n" +
+	"\x0ereturn_offsets\x18\x03 \x01(\bR\rreturnOffsets\x122\n" +
+	"\x13max_tokens_per_text\x18\x04 \x01(\rH\x00R\x10maxTokensPerText\x88\x01\x01B\x16\n" +
+	"\x14_max_tokens_per_text\"0\n" +
 	"\x06Offset\x12\x14\n" +
 	"\x05start\x18\x01 \x01(\rR\x05start\x12\x10\n" +
 	"\x03end\x18\x02 \x01(\rR\x03end\"`\n" +
@@ -1103,13 +1242,15 @@ const file_tokenway_tokenizer_v1_tokenizer_proto_rawDesc = "" +
 	"\x04role\x18\x01 \x01(\tR\x04role\x12\x18\n" +
 	"\acontent\x18\x02 \x01(\tR\acontent\x12\x17\n" +
 	"\x04name\x18\x03 \x01(\tH\x00R\x04name\x88\x01\x01B\a\n" +
-	"\x05_name\"\xc4\x01\n" +
+	"\x05_name\"\x8b\x02\n" +
 	"\x11RenderChatRequest\x12;\n" +
 	"\bmessages\x18\x01 \x03(\v2\x1f.tokenway.tokenizer.v1.ChatTurnR\bmessages\x127\n" +
 	"\x15add_generation_prompt\x18\x02 \x01(\bH\x00R\x13addGenerationPrompt\x88\x01\x01\x12\x1f\n" +
 	"\vreturn_text\x18\x03 \x01(\bR\n" +
-	"returnTextB\x18\n" +
-	"\x16_add_generation_prompt\"\x85\x01\n" +
+	"returnText\x12/\n" +
+	"\x11max_prompt_tokens\x18\x04 \x01(\rH\x01R\x0fmaxPromptTokens\x88\x01\x01B\x18\n" +
+	"\x16_add_generation_promptB\x14\n" +
+	"\x12_max_prompt_tokens\"\x85\x01\n" +
 	"\x12RenderChatResponse\x12(\n" +
 	"\x10prompt_token_ids\x18\x01 \x03(\x05R\x0epromptTokenIds\x12\x1f\n" +
 	"\vprompt_text\x18\x02 \x01(\tR\n" +
@@ -1140,7 +1281,7 @@ const file_tokenway_tokenizer_v1_tokenizer_proto_rawDesc = "" +
 	"\fSpecialToken\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\acontent\x18\x02 \x01(\tR\acontent\x12\x0e\n" +
-	"\x02id\x18\x03 \x01(\x05R\x02id\"\xb2\x02\n" +
+	"\x02id\x18\x03 \x01(\x05R\x02id\"\xe1\x02\n" +
 	"\x18GetTokenizerInfoResponse\x12\x1d\n" +
 	"\n" +
 	"vocab_size\x18\x01 \x01(\rR\tvocabSize\x12J\n" +
@@ -1149,7 +1290,13 @@ const file_tokenway_tokenizer_v1_tokenizer_proto_rawDesc = "" +
 	"\vfingerprint\x18\x04 \x01(\tR\vfingerprint\x12(\n" +
 	"\x10model_max_length\x18\x05 \x01(\x04R\x0emodelMaxLength\x12\x12\n" +
 	"\x04name\x18\x06 \x01(\tR\x04name\x12&\n" +
-	"\x0fall_special_ids\x18\a \x03(\x05R\rallSpecialIds2\xa3\x04\n" +
+	"\x0fall_special_ids\x18\a \x03(\x05R\rallSpecialIds\x12-\n" +
+	"\x13max_chars_per_token\x18\b \x01(\rR\x10maxCharsPerToken\"\x16\n" +
+	"\x14GetVocabularyRequest\"Z\n" +
+	"\x15GetVocabularyResponse\x12\x1f\n" +
+	"\vtoken_bytes\x18\x01 \x03(\fR\n" +
+	"tokenBytes\x12 \n" +
+	"\vfingerprint\x18\x02 \x01(\tR\vfingerprint2\x8f\x05\n" +
 	"\x10TokenizerService\x12[\n" +
 	"\bTokenize\x12&.tokenway.tokenizer.v1.TokenizeRequest\x1a'.tokenway.tokenizer.v1.TokenizeResponse\x12a\n" +
 	"\n" +
@@ -1157,7 +1304,8 @@ const file_tokenway_tokenizer_v1_tokenizer_proto_rawDesc = "" +
 	"\n" +
 	"RenderChat\x12(.tokenway.tokenizer.v1.RenderChatRequest\x1a).tokenway.tokenizer.v1.RenderChatResponse\x12w\n" +
 	"\x10DetokenizeStream\x12..tokenway.tokenizer.v1.DetokenizeStreamRequest\x1a/.tokenway.tokenizer.v1.DetokenizeStreamResponse(\x010\x01\x12s\n" +
-	"\x10GetTokenizerInfo\x12..tokenway.tokenizer.v1.GetTokenizerInfoRequest\x1a/.tokenway.tokenizer.v1.GetTokenizerInfoResponseBs\n" +
+	"\x10GetTokenizerInfo\x12..tokenway.tokenizer.v1.GetTokenizerInfoRequest\x1a/.tokenway.tokenizer.v1.GetTokenizerInfoResponse\x12j\n" +
+	"\rGetVocabulary\x12+.tokenway.tokenizer.v1.GetVocabularyRequest\x1a,.tokenway.tokenizer.v1.GetVocabularyResponseBs\n" +
 	"\x18io.tokenway.tokenizer.v1B\x0eTokenizerProtoP\x01ZEgithub.com/tokenway/tokenway/gen/go/tokenway/tokenizer/v1;tokenizerv1b\x06proto3"
 
 var (
@@ -1172,7 +1320,7 @@ func file_tokenway_tokenizer_v1_tokenizer_proto_rawDescGZIP() []byte {
 	return file_tokenway_tokenizer_v1_tokenizer_proto_rawDescData
 }
 
-var file_tokenway_tokenizer_v1_tokenizer_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
+var file_tokenway_tokenizer_v1_tokenizer_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
 var file_tokenway_tokenizer_v1_tokenizer_proto_goTypes = []any{
 	(*TokenizeRequest)(nil),          // 0: tokenway.tokenizer.v1.TokenizeRequest
 	(*Offset)(nil),                   // 1: tokenway.tokenizer.v1.Offset
@@ -1191,6 +1339,8 @@ var file_tokenway_tokenizer_v1_tokenizer_proto_goTypes = []any{
 	(*GetTokenizerInfoRequest)(nil),  // 14: tokenway.tokenizer.v1.GetTokenizerInfoRequest
 	(*SpecialToken)(nil),             // 15: tokenway.tokenizer.v1.SpecialToken
 	(*GetTokenizerInfoResponse)(nil), // 16: tokenway.tokenizer.v1.GetTokenizerInfoResponse
+	(*GetVocabularyRequest)(nil),     // 17: tokenway.tokenizer.v1.GetVocabularyRequest
+	(*GetVocabularyResponse)(nil),    // 18: tokenway.tokenizer.v1.GetVocabularyResponse
 }
 var file_tokenway_tokenizer_v1_tokenizer_proto_depIdxs = []int32{
 	1,  // 0: tokenway.tokenizer.v1.Encoding.offsets:type_name -> tokenway.tokenizer.v1.Offset
@@ -1205,13 +1355,15 @@ var file_tokenway_tokenizer_v1_tokenizer_proto_depIdxs = []int32{
 	8,  // 9: tokenway.tokenizer.v1.TokenizerService.RenderChat:input_type -> tokenway.tokenizer.v1.RenderChatRequest
 	12, // 10: tokenway.tokenizer.v1.TokenizerService.DetokenizeStream:input_type -> tokenway.tokenizer.v1.DetokenizeStreamRequest
 	14, // 11: tokenway.tokenizer.v1.TokenizerService.GetTokenizerInfo:input_type -> tokenway.tokenizer.v1.GetTokenizerInfoRequest
-	3,  // 12: tokenway.tokenizer.v1.TokenizerService.Tokenize:output_type -> tokenway.tokenizer.v1.TokenizeResponse
-	6,  // 13: tokenway.tokenizer.v1.TokenizerService.Detokenize:output_type -> tokenway.tokenizer.v1.DetokenizeResponse
-	9,  // 14: tokenway.tokenizer.v1.TokenizerService.RenderChat:output_type -> tokenway.tokenizer.v1.RenderChatResponse
-	13, // 15: tokenway.tokenizer.v1.TokenizerService.DetokenizeStream:output_type -> tokenway.tokenizer.v1.DetokenizeStreamResponse
-	16, // 16: tokenway.tokenizer.v1.TokenizerService.GetTokenizerInfo:output_type -> tokenway.tokenizer.v1.GetTokenizerInfoResponse
-	12, // [12:17] is the sub-list for method output_type
-	7,  // [7:12] is the sub-list for method input_type
+	17, // 12: tokenway.tokenizer.v1.TokenizerService.GetVocabulary:input_type -> tokenway.tokenizer.v1.GetVocabularyRequest
+	3,  // 13: tokenway.tokenizer.v1.TokenizerService.Tokenize:output_type -> tokenway.tokenizer.v1.TokenizeResponse
+	6,  // 14: tokenway.tokenizer.v1.TokenizerService.Detokenize:output_type -> tokenway.tokenizer.v1.DetokenizeResponse
+	9,  // 15: tokenway.tokenizer.v1.TokenizerService.RenderChat:output_type -> tokenway.tokenizer.v1.RenderChatResponse
+	13, // 16: tokenway.tokenizer.v1.TokenizerService.DetokenizeStream:output_type -> tokenway.tokenizer.v1.DetokenizeStreamResponse
+	16, // 17: tokenway.tokenizer.v1.TokenizerService.GetTokenizerInfo:output_type -> tokenway.tokenizer.v1.GetTokenizerInfoResponse
+	18, // 18: tokenway.tokenizer.v1.TokenizerService.GetVocabulary:output_type -> tokenway.tokenizer.v1.GetVocabularyResponse
+	13, // [13:19] is the sub-list for method output_type
+	7,  // [7:13] is the sub-list for method input_type
 	7,  // [7:7] is the sub-list for extension type_name
 	7,  // [7:7] is the sub-list for extension extendee
 	0,  // [0:7] is the sub-list for field type_name
@@ -1222,6 +1374,7 @@ func file_tokenway_tokenizer_v1_tokenizer_proto_init() {
 	if File_tokenway_tokenizer_v1_tokenizer_proto != nil {
 		return
 	}
+	file_tokenway_tokenizer_v1_tokenizer_proto_msgTypes[0].OneofWrappers = []any{}
 	file_tokenway_tokenizer_v1_tokenizer_proto_msgTypes[7].OneofWrappers = []any{}
 	file_tokenway_tokenizer_v1_tokenizer_proto_msgTypes[8].OneofWrappers = []any{}
 	file_tokenway_tokenizer_v1_tokenizer_proto_msgTypes[10].OneofWrappers = []any{}
@@ -1236,7 +1389,7 @@ func file_tokenway_tokenizer_v1_tokenizer_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_tokenway_tokenizer_v1_tokenizer_proto_rawDesc), len(file_tokenway_tokenizer_v1_tokenizer_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   17,
+			NumMessages:   19,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -24,6 +24,7 @@ const (
 	TokenizerService_RenderChat_FullMethodName       = "/tokenway.tokenizer.v1.TokenizerService/RenderChat"
 	TokenizerService_DetokenizeStream_FullMethodName = "/tokenway.tokenizer.v1.TokenizerService/DetokenizeStream"
 	TokenizerService_GetTokenizerInfo_FullMethodName = "/tokenway.tokenizer.v1.TokenizerService/GetTokenizerInfo"
+	TokenizerService_GetVocabulary_FullMethodName    = "/tokenway.tokenizer.v1.TokenizerService/GetVocabulary"
 )
 
 // TokenizerServiceClient is the client API for TokenizerService service.
@@ -33,12 +34,17 @@ const (
 // TokenizerService owns the model's Hugging Face tokenizer: encoding,
 // decoding, chat templates and streaming detokenization with stop strings.
 type TokenizerServiceClient interface {
-	// Tokenize encodes a batch of texts.
+	// Tokenize encodes a batch of texts. The texts are raw prompts: special
+	// token strings in them become the special tokens (a completions prompt may
+	// contain them on purpose). Each text is bounded: see max_tokens_per_text.
 	Tokenize(ctx context.Context, in *TokenizeRequest, opts ...grpc.CallOption) (*TokenizeResponse, error)
 	// Detokenize decodes a batch of token id sequences.
 	Detokenize(ctx context.Context, in *DetokenizeRequest, opts ...grpc.CallOption) (*DetokenizeResponse, error)
 	// RenderChat applies the chat template and returns prompt token ids ready
-	// for generation (exactly one BOS) and the model's stop token ids.
+	// for generation (exactly one BOS) and the model's stop token ids. Message
+	// contents are data: a special token string inside a content is encoded as
+	// plain text; only the template's own markup produces special tokens. The
+	// prompt is bounded: see max_prompt_tokens.
 	RenderChat(ctx context.Context, in *RenderChatRequest, opts ...grpc.CallOption) (*RenderChatResponse, error)
 	// DetokenizeStream turns one generation's token ids into text deltas. The
 	// server keeps the decoding state of the stream: the first message is a
@@ -48,6 +54,10 @@ type TokenizerServiceClient interface {
 	DetokenizeStream(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[DetokenizeStreamRequest, DetokenizeStreamResponse], error)
 	// GetTokenizerInfo describes the tokenizer.
 	GetTokenizerInfo(ctx context.Context, in *GetTokenizerInfoRequest, opts ...grpc.CallOption) (*GetTokenizerInfoResponse, error)
+	// GetVocabulary returns the bytes of every token id, for deriving logprob
+	// texts and bytes without a decode call per token. Fetch it once per
+	// fingerprint.
+	GetVocabulary(ctx context.Context, in *GetVocabularyRequest, opts ...grpc.CallOption) (*GetVocabularyResponse, error)
 }
 
 type tokenizerServiceClient struct {
@@ -111,6 +121,16 @@ func (c *tokenizerServiceClient) GetTokenizerInfo(ctx context.Context, in *GetTo
 	return out, nil
 }
 
+func (c *tokenizerServiceClient) GetVocabulary(ctx context.Context, in *GetVocabularyRequest, opts ...grpc.CallOption) (*GetVocabularyResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetVocabularyResponse)
+	err := c.cc.Invoke(ctx, TokenizerService_GetVocabulary_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // TokenizerServiceServer is the server API for TokenizerService service.
 // All implementations must embed UnimplementedTokenizerServiceServer
 // for forward compatibility.
@@ -118,12 +138,17 @@ func (c *tokenizerServiceClient) GetTokenizerInfo(ctx context.Context, in *GetTo
 // TokenizerService owns the model's Hugging Face tokenizer: encoding,
 // decoding, chat templates and streaming detokenization with stop strings.
 type TokenizerServiceServer interface {
-	// Tokenize encodes a batch of texts.
+	// Tokenize encodes a batch of texts. The texts are raw prompts: special
+	// token strings in them become the special tokens (a completions prompt may
+	// contain them on purpose). Each text is bounded: see max_tokens_per_text.
 	Tokenize(context.Context, *TokenizeRequest) (*TokenizeResponse, error)
 	// Detokenize decodes a batch of token id sequences.
 	Detokenize(context.Context, *DetokenizeRequest) (*DetokenizeResponse, error)
 	// RenderChat applies the chat template and returns prompt token ids ready
-	// for generation (exactly one BOS) and the model's stop token ids.
+	// for generation (exactly one BOS) and the model's stop token ids. Message
+	// contents are data: a special token string inside a content is encoded as
+	// plain text; only the template's own markup produces special tokens. The
+	// prompt is bounded: see max_prompt_tokens.
 	RenderChat(context.Context, *RenderChatRequest) (*RenderChatResponse, error)
 	// DetokenizeStream turns one generation's token ids into text deltas. The
 	// server keeps the decoding state of the stream: the first message is a
@@ -133,6 +158,10 @@ type TokenizerServiceServer interface {
 	DetokenizeStream(grpc.BidiStreamingServer[DetokenizeStreamRequest, DetokenizeStreamResponse]) error
 	// GetTokenizerInfo describes the tokenizer.
 	GetTokenizerInfo(context.Context, *GetTokenizerInfoRequest) (*GetTokenizerInfoResponse, error)
+	// GetVocabulary returns the bytes of every token id, for deriving logprob
+	// texts and bytes without a decode call per token. Fetch it once per
+	// fingerprint.
+	GetVocabulary(context.Context, *GetVocabularyRequest) (*GetVocabularyResponse, error)
 	mustEmbedUnimplementedTokenizerServiceServer()
 }
 
@@ -157,6 +186,9 @@ func (UnimplementedTokenizerServiceServer) DetokenizeStream(grpc.BidiStreamingSe
 }
 func (UnimplementedTokenizerServiceServer) GetTokenizerInfo(context.Context, *GetTokenizerInfoRequest) (*GetTokenizerInfoResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetTokenizerInfo not implemented")
+}
+func (UnimplementedTokenizerServiceServer) GetVocabulary(context.Context, *GetVocabularyRequest) (*GetVocabularyResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetVocabulary not implemented")
 }
 func (UnimplementedTokenizerServiceServer) mustEmbedUnimplementedTokenizerServiceServer() {}
 func (UnimplementedTokenizerServiceServer) testEmbeddedByValue()                          {}
@@ -258,6 +290,24 @@ func _TokenizerService_GetTokenizerInfo_Handler(srv interface{}, ctx context.Con
 	return interceptor(ctx, in, info, handler)
 }
 
+func _TokenizerService_GetVocabulary_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetVocabularyRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(TokenizerServiceServer).GetVocabulary(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: TokenizerService_GetVocabulary_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(TokenizerServiceServer).GetVocabulary(ctx, req.(*GetVocabularyRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // TokenizerService_ServiceDesc is the grpc.ServiceDesc for TokenizerService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -280,6 +330,10 @@ var TokenizerService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetTokenizerInfo",
 			Handler:    _TokenizerService_GetTokenizerInfo_Handler,
+		},
+		{
+			MethodName: "GetVocabulary",
+			Handler:    _TokenizerService_GetVocabulary_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

@@ -21,7 +21,8 @@ class TokenizerServicer(pb_grpc.TokenizerServiceServicer):
         return self._tokenizer()
 
     async def Tokenize(self, request: pb.TokenizeRequest, context: grpc.aio.ServicerContext) -> pb.TokenizeResponse:
-        encs = await self.core.encode(list(request.texts), request.add_special_tokens, request.return_offsets)
+        limit = request.max_tokens_per_text if request.HasField("max_tokens_per_text") else None
+        encs = await self.core.encode(list(request.texts), request.add_special_tokens, request.return_offsets, limit)
         return pb.TokenizeResponse(encodings=[
             pb.Encoding(token_ids=e.token_ids, offsets=[pb.Offset(start=s, end=t) for s, t in e.offsets or ()])
             for e in encs])
@@ -33,7 +34,8 @@ class TokenizerServicer(pb_grpc.TokenizerServiceServicer):
     async def RenderChat(self, request: pb.RenderChatRequest, context: grpc.aio.ServicerContext) -> pb.RenderChatResponse:
         messages = [ChatMessage(m.role, m.content, m.name if m.HasField("name") else None) for m in request.messages]
         add_prompt = request.add_generation_prompt if request.HasField("add_generation_prompt") else True
-        out = await self.core.render_chat(messages, add_prompt)
+        limit = request.max_prompt_tokens if request.HasField("max_prompt_tokens") else None
+        out = await self.core.render_chat(messages, add_prompt, limit)
         return pb.RenderChatResponse(prompt_token_ids=out.prompt_token_ids, stop_token_ids=out.stop_token_ids,
                                      prompt_text=out.prompt_text if request.return_text else "")
 
@@ -66,4 +68,10 @@ class TokenizerServicer(pb_grpc.TokenizerServiceServicer):
         return pb.GetTokenizerInfoResponse(
             vocab_size=info.vocab_size, chat_template=info.chat_template, fingerprint=info.fingerprint,
             model_max_length=info.model_max_length, name=info.name, all_special_ids=info.all_special_ids,
-            special_tokens=[pb.SpecialToken(name=s.name, content=s.content, id=s.id) for s in info.special_tokens])
+            special_tokens=[pb.SpecialToken(name=s.name, content=s.content, id=s.id) for s in info.special_tokens],
+            max_chars_per_token=info.max_chars_per_token)
+
+    async def GetVocabulary(self, request: pb.GetVocabularyRequest,
+                            context: grpc.aio.ServicerContext) -> pb.GetVocabularyResponse:
+        table = await self.core.vocabulary()
+        return pb.GetVocabularyResponse(token_bytes=table.token_bytes, fingerprint=table.fingerprint)

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n%tokenway/tokenizer/v1/tokenizer.proto\x12\x15tokenway.tokenizer.v1\"T\n\x0fTokenizeRequest\x12\r\n\x05texts\x18\x01 \x03(\t\x12\x1a\n\x12\x61\x64\x64_special_tokens\x18\x02 \x01(\x08\x12\x16\n\x0ereturn_offsets\x18\x03 \x01(\x08\"$\n\x06Offset\x12\r\n\x05start\x18\x01 \x01(\r\x12\x0b\n\x03\x65nd\x18\x02 \x01(\r\"M\n\x08\x45ncoding\x12\x11\n\ttoken_ids\x18\x01 \x03(\x05\x12.\n\x07offsets\x18\x02 \x03(\x0b\x32\x1d.tokenway.tokenizer.v1.Offset\"F\n\x10TokenizeResponse\x12\x32\n\tencodings\x18\x01 \x03(\x0b\x32\x1f.tokenway.tokenizer.v1.Encoding\"\x1d\n\x08TokenIds\x12\x11\n\ttoken_ids\x18\x01 \x03(\x05\"d\n\x11\x44\x65tokenizeRequest\x12\x32\n\tsequences\x18\x01 \x03(\x0b\x32\x1f.tokenway.tokenizer.v1.TokenIds\x12\x1b\n\x13skip_special_tokens\x18\x02 \x01(\x08\"#\n\x12\x44\x65tokenizeResponse\x12\r\n\x05texts\x18\x01 \x03(\t\"E\n\x08\x43hatTurn\x12\x0c\n\x04role\x18\x01 \x01(\t\x12\x0f\n\x07\x63ontent\x18\x02 \x01(\t\x12\x11\n\x04name\x18\x03 \x01(\tH\x00\x88\x01\x01\x42\x07\n\x05_name\"\x99\x01\n\x11RenderChatRequest\x12\x31\n\x08messages\x18\x01 \x03(\x0b\x32\x1f.tokenway.tokenizer.v1.ChatTurn\x12\"\n\x15\x61\x64\x64_generation_prompt\x18\x02 \x01(\x08H\x00\x88\x01\x01\x12\x13\n\x0breturn_text\x18\x03 \x01(\x08\x42\x18\n\x16_add_generation_prompt\"[\n\x12RenderChatResponse\x12\x18\n\x10prompt_token_ids\x18\x01 \x03(\x05\x12\x13\n\x0bprompt_text\x18\x02 \x01(\t\x12\x16\n\x0estop_token_ids\x18\x03 \x03(\x05\"\x9d\x01\n\x15\x44\x65tokenizeStreamStart\x12\x18\n\x10prompt_token_ids\x18\x01 \x03(\x05\x12 \n\x13skip_special_tokens\x18\x02 \x01(\x08H\x00\x88\x01\x01\x12\x0c\n\x04stop\x18\x03 \x03(\t\x12\"\n\x1ainclude_stop_str_in_output\x18\x04 \x01(\x08\x42\x16\n\x14_skip_special_tokens\"8\n\x15\x44\x65tokenizeStreamChunk\x12\x11\n\ttoken_ids\x18\x01 \x03(\x05\x12\x0c\n\x04last\x18\x02 \x01(\x08\"\x9f\x01\n\x17\x44\x65tokenizeStreamRequest\x12=\n\x05start\x18\x01 \x01(\x0b\x32,.tokenway.tokenizer.v1.DetokenizeStreamStartH\x00\x12=\n\x05\x63hunk\x18\x02 \x01(\x0b\x32,.tokenway.tokenizer.v1.DetokenizeStreamChunkH\x00\x42\x06\n\x04kind\"}\n\x18\x44\x65tokenizeStreamResponse\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\x12\n\nnum_tokens\x18\x02 \x01(\r\x12\x19\n\x0cmatched_stop\x18\x03 \x01(\tH\x00\x88\x01\x01\x12\x13\n\x0btoken_texts\x18\x04 \x03(\tB\x0f\n\r_matched_stop\"\x19\n\x17GetTokenizerInfoRequest\"9\n\x0cSpecialToken\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07\x63ontent\x18\x02 \x01(\t\x12\n\n\x02id\x18\x03 \x01(\x05\"\xd8\x01\n\x18GetTokenizerInfoResponse\x12\x12\n\nvocab_size\x18\x01 \x01(\r\x12;\n\x0especial_tokens\x18\x02 \x03(\x0b\x32#.tokenway.tokenizer.v1.SpecialToken\x12\x15\n\rchat_template\x18\x03 \x01(\t\x12\x13\n\x0b\x66ingerprint\x18\x04 \x01(\t\x12\x18\n\x10model_max_length\x18\x05 \x01(\x04\x12\x0c\n\x04name\x18\x06 \x01(\t\x12\x17\n\x0f\x61ll_special_ids\x18\x07 \x03(\x05\x32\xa3\x04\n\x10TokenizerService\x12[\n\x08Tokenize\x12&.tokenway.tokenizer.v1.TokenizeRequest\x1a\'.tokenway.tokenizer.v1.TokenizeResponse\x12\x61\n\nDetokenize\x12(.tokenway.tokenizer.v1.DetokenizeRequest\x1a).tokenway.tokenizer.v1.DetokenizeResponse\x12\x61\n\nRenderChat\x12(.tokenway.tokenizer.v1.RenderChatRequest\x1a).tokenway.tokenizer.v1.RenderChatResponse\x12w\n\x10\x44\x65tokenizeStream\x12..tokenway.tokenizer.v1.DetokenizeStreamRequest\x1a/.tokenway.tokenizer.v1.DetokenizeStreamResponse(\x01\x30\x01\x12s\n\x10GetTokenizerInfo\x12..tokenway.tokenizer.v1.GetTokenizerInfoRequest\x1a/.tokenway.tokenizer.v1.GetTokenizerInfoResponseBs\n\x18io.tokenway.tokenizer.v1B\x0eTokenizerProtoP\x01ZEgithub.com/tokenway/tokenway/gen/go/tokenway/tokenizer/v1;tokenizerv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n%tokenway/tokenizer/v1/tokenizer.proto\x12\x15tokenway.tokenizer.v1\"\x8e\x01\n\x0fTokenizeRequest\x12\r\n\x05texts\x18\x01 \x03(\t\x12\x1a\n\x12\x61\x64\x64_special_tokens\x18\x02 \x01(\x08\x12\x16\n\x0ereturn_offsets\x18\x03 \x01(\x08\x12 \n\x13max_tokens_per_text\x18\x04 \x01(\rH\x00\x88\x01\x01\x42\x16\n\x14_max_tokens_per_text\"$\n\x06Offset\x12\r\n\x05start\x18\x01 \x01(\r\x12\x0b\n\x03\x65nd\x18\x02 \x01(\r\"M\n\x08\x45ncoding\x12\x11\n\ttoken_ids\x18\x01 \x03(\x05\x12.\n\x07offsets\x18\x02 \x03(\x0b\x32\x1d.tokenway.tokenizer.v1.Offset\"F\n\x10TokenizeResponse\x12\x32\n\tencodings\x18\x01 \x03(\x0b\x32\x1f.tokenway.tokenizer.v1.Encoding\"\x1d\n\x08TokenIds\x12\x11\n\ttoken_ids\x18\x01 \x03(\x05\"d\n\x11\x44\x65tokenizeRequest\x12\x32\n\tsequences\x18\x01 \x03(\x0b\x32\x1f.tokenway.tokenizer.v1.TokenIds\x12\x1b\n\x13skip_special_tokens\x18\x02 \x01(\x08\"#\n\x12\x44\x65tokenizeResponse\x12\r\n\x05texts\x18\x01 \x03(\t\"E\n\x08\x43hatTurn\x12\x0c\n\x04role\x18\x01 \x01(\t\x12\x0f\n\x07\x63ontent\x18\x02 \x01(\t\x12\x11\n\x04name\x18\x03 \x01(\tH\x00\x88\x01\x01\x42\x07\n\x05_name\"\xcf\x01\n\x11RenderChatRequest\x12\x31\n\x08messages\x18\x01 \x03(\x0b\x32\x1f.tokenway.tokenizer.v1.ChatTurn\x12\"\n\x15\x61\x64\x64_generation_prompt\x18\x02 \x01(\x08H\x00\x88\x01\x01\x12\x13\n\x0breturn_text\x18\x03 \x01(\x08\x12\x1e\n\x11max_prompt_tokens\x18\x04 \x01(\rH\x01\x88\x01\x01\x42\x18\n\x16_add_generation_promptB\x14\n\x12_max_prompt_tokens\"[\n\x12RenderChatResponse\x12\x18\n\x10prompt_token_ids\x18\x01 \x03(\x05\x12\x13\n\x0bprompt_text\x18\x02 \x01(\t\x12\x16\n\x0estop_token_ids\x18\x03 \x03(\x05\"\x9d\x01\n\x15\x44\x65tokenizeStreamStart\x12\x18\n\x10prompt_token_ids\x18\x01 \x03(\x05\x12 \n\x13skip_special_tokens\x18\x02 \x01(\x08H\x00\x88\x01\x01\x12\x0c\n\x04stop\x18\x03 \x03(\t\x12\"\n\x1ainclude_stop_str_in_output\x18\x04 \x01(\x08\x42\x16\n\x14_skip_special_tokens\"8\n\x15\x44\x65tokenizeStreamChunk\x12\x11\n\ttoken_ids\x18\x01 \x03(\x05\x12\x0c\n\x04last\x18\x02 \x01(\x08\"\x9f\x01\n\x17\x44\x65tokenizeStreamRequest\x12=\n\x05start\x18\x01 \x01(\x0b\x32,.tokenway.tokenizer.v1.DetokenizeStreamStartH\x00\x12=\n\x05\x63hunk\x18\x02 \x01(\x0b\x32,.tokenway.tokenizer.v1.DetokenizeStreamChunkH\x00\x42\x06\n\x04kind\"}\n\x18\x44\x65tokenizeStreamResponse\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\x12\n\nnum_tokens\x18\x02 \x01(\r\x12\x19\n\x0cmatched_stop\x18\x03 \x01(\tH\x00\x88\x01\x01\x12\x13\n\x0btoken_texts\x18\x04 \x03(\tB\x0f\n\r_matched_stop\"\x19\n\x17GetTokenizerInfoRequest\"9\n\x0cSpecialToken\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07\x63ontent\x18\x02 \x01(\t\x12\n\n\x02id\x18\x03 \x01(\x05\"\xf5\x01\n\x18GetTokenizerInfoResponse\x12\x12\n\nvocab_size\x18\x01 \x01(\r\x12;\n\x0especial_tokens\x18\x02 \x03(\x0b\x32#.tokenway.tokenizer.v1.SpecialToken\x12\x15\n\rchat_template\x18\x03 \x01(\t\x12\x13\n\x0b\x66ingerprint\x18\x04 \x01(\t\x12\x18\n\x10model_max_length\x18\x05 \x01(\x04\x12\x0c\n\x04name\x18\x06 \x01(\t\x12\x17\n\x0f\x61ll_special_ids\x18\x07 \x03(\x05\x12\x1b\n\x13max_chars_per_token\x18\x08 \x01(\r\"\x16\n\x14GetVocabularyRequest\"A\n\x15GetVocabularyResponse\x12\x13\n\x0btoken_bytes\x18\x01 \x03(\x0c\x12\x13\n\x0b\x66ingerprint\x18\x02 \x01(\t2\x8f\x05\n\x10TokenizerService\x12[\n\x08Tokenize\x12&.tokenway.tokenizer.v1.TokenizeRequest\x1a\'.tokenway.tokenizer.v1.TokenizeResponse\x12\x61\n\nDetokenize\x12(.tokenway.tokenizer.v1.DetokenizeRequest\x1a).tokenway.tokenizer.v1.DetokenizeResponse\x12\x61\n\nRenderChat\x12(.tokenway.tokenizer.v1.RenderChatRequest\x1a).tokenway.tokenizer.v1.RenderChatResponse\x12w\n\x10\x44\x65tokenizeStream\x12..tokenway.tokenizer.v1.DetokenizeStreamRequest\x1a/.tokenway.tokenizer.v1.DetokenizeStreamResponse(\x01\x30\x01\x12s\n\x10GetTokenizerInfo\x12..tokenway.tokenizer.v1.GetTokenizerInfoRequest\x1a/.tokenway.tokenizer.v1.GetTokenizerInfoResponse\x12j\n\rGetVocabulary\x12+.tokenway.tokenizer.v1.GetVocabularyRequest\x1a,.tokenway.tokenizer.v1.GetVocabularyResponseBs\n\x18io.tokenway.tokenizer.v1B\x0eTokenizerProtoP\x01ZEgithub.com/tokenway/tokenway/gen/go/tokenway/tokenizer/v1;tokenizerv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -32,40 +32,44 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'tokenway.tokenizer.v1.token
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'\n\030io.tokenway.tokenizer.v1B\016TokenizerProtoP\001ZEgithub.com/tokenway/tokenway/gen/go/tokenway/tokenizer/v1;tokenizerv1'
-  _globals['_TOKENIZEREQUEST']._serialized_start=64
-  _globals['_TOKENIZEREQUEST']._serialized_end=148
-  _globals['_OFFSET']._serialized_start=150
-  _globals['_OFFSET']._serialized_end=186
-  _globals['_ENCODING']._serialized_start=188
-  _globals['_ENCODING']._serialized_end=265
-  _globals['_TOKENIZERESPONSE']._serialized_start=267
-  _globals['_TOKENIZERESPONSE']._serialized_end=337
-  _globals['_TOKENIDS']._serialized_start=339
-  _globals['_TOKENIDS']._serialized_end=368
-  _globals['_DETOKENIZEREQUEST']._serialized_start=370
-  _globals['_DETOKENIZEREQUEST']._serialized_end=470
-  _globals['_DETOKENIZERESPONSE']._serialized_start=472
-  _globals['_DETOKENIZERESPONSE']._serialized_end=507
-  _globals['_CHATTURN']._serialized_start=509
-  _globals['_CHATTURN']._serialized_end=578
-  _globals['_RENDERCHATREQUEST']._serialized_start=581
-  _globals['_RENDERCHATREQUEST']._serialized_end=734
-  _globals['_RENDERCHATRESPONSE']._serialized_start=736
-  _globals['_RENDERCHATRESPONSE']._serialized_end=827
-  _globals['_DETOKENIZESTREAMSTART']._serialized_start=830
-  _globals['_DETOKENIZESTREAMSTART']._serialized_end=987
-  _globals['_DETOKENIZESTREAMCHUNK']._serialized_start=989
-  _globals['_DETOKENIZESTREAMCHUNK']._serialized_end=1045
-  _globals['_DETOKENIZESTREAMREQUEST']._serialized_start=1048
-  _globals['_DETOKENIZESTREAMREQUEST']._serialized_end=1207
-  _globals['_DETOKENIZESTREAMRESPONSE']._serialized_start=1209
-  _globals['_DETOKENIZESTREAMRESPONSE']._serialized_end=1334
-  _globals['_GETTOKENIZERINFOREQUEST']._serialized_start=1336
-  _globals['_GETTOKENIZERINFOREQUEST']._serialized_end=1361
-  _globals['_SPECIALTOKEN']._serialized_start=1363
-  _globals['_SPECIALTOKEN']._serialized_end=1420
-  _globals['_GETTOKENIZERINFORESPONSE']._serialized_start=1423
-  _globals['_GETTOKENIZERINFORESPONSE']._serialized_end=1639
-  _globals['_TOKENIZERSERVICE']._serialized_start=1642
-  _globals['_TOKENIZERSERVICE']._serialized_end=2189
+  _globals['_TOKENIZEREQUEST']._serialized_start=65
+  _globals['_TOKENIZEREQUEST']._serialized_end=207
+  _globals['_OFFSET']._serialized_start=209
+  _globals['_OFFSET']._serialized_end=245
+  _globals['_ENCODING']._serialized_start=247
+  _globals['_ENCODING']._serialized_end=324
+  _globals['_TOKENIZERESPONSE']._serialized_start=326
+  _globals['_TOKENIZERESPONSE']._serialized_end=396
+  _globals['_TOKENIDS']._serialized_start=398
+  _globals['_TOKENIDS']._serialized_end=427
+  _globals['_DETOKENIZEREQUEST']._serialized_start=429
+  _globals['_DETOKENIZEREQUEST']._serialized_end=529
+  _globals['_DETOKENIZERESPONSE']._serialized_start=531
+  _globals['_DETOKENIZERESPONSE']._serialized_end=566
+  _globals['_CHATTURN']._serialized_start=568
+  _globals['_CHATTURN']._serialized_end=637
+  _globals['_RENDERCHATREQUEST']._serialized_start=640
+  _globals['_RENDERCHATREQUEST']._serialized_end=847
+  _globals['_RENDERCHATRESPONSE']._serialized_start=849
+  _globals['_RENDERCHATRESPONSE']._serialized_end=940
+  _globals['_DETOKENIZESTREAMSTART']._serialized_start=943
+  _globals['_DETOKENIZESTREAMSTART']._serialized_end=1100
+  _globals['_DETOKENIZESTREAMCHUNK']._serialized_start=1102
+  _globals['_DETOKENIZESTREAMCHUNK']._serialized_end=1158
+  _globals['_DETOKENIZESTREAMREQUEST']._serialized_start=1161
+  _globals['_DETOKENIZESTREAMREQUEST']._serialized_end=1320
+  _globals['_DETOKENIZESTREAMRESPONSE']._serialized_start=1322
+  _globals['_DETOKENIZESTREAMRESPONSE']._serialized_end=1447
+  _globals['_GETTOKENIZERINFOREQUEST']._serialized_start=1449
+  _globals['_GETTOKENIZERINFOREQUEST']._serialized_end=1474
+  _globals['_SPECIALTOKEN']._serialized_start=1476
+  _globals['_SPECIALTOKEN']._serialized_end=1533
+  _globals['_GETTOKENIZERINFORESPONSE']._serialized_start=1536
+  _globals['_GETTOKENIZERINFORESPONSE']._serialized_end=1781
+  _globals['_GETVOCABULARYREQUEST']._serialized_start=1783
+  _globals['_GETVOCABULARYREQUEST']._serialized_end=1805
+  _globals['_GETVOCABULARYRESPONSE']._serialized_start=1807
+  _globals['_GETVOCABULARYRESPONSE']._serialized_end=1872
+  _globals['_TOKENIZERSERVICE']._serialized_start=1875
+  _globals['_TOKENIZERSERVICE']._serialized_end=2530
 # @@protoc_insertion_point(module_scope)

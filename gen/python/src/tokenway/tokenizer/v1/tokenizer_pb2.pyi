@@ -7,14 +7,16 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class TokenizeRequest(_message.Message):
-    __slots__ = ("texts", "add_special_tokens", "return_offsets")
+    __slots__ = ("texts", "add_special_tokens", "return_offsets", "max_tokens_per_text")
     TEXTS_FIELD_NUMBER: _ClassVar[int]
     ADD_SPECIAL_TOKENS_FIELD_NUMBER: _ClassVar[int]
     RETURN_OFFSETS_FIELD_NUMBER: _ClassVar[int]
+    MAX_TOKENS_PER_TEXT_FIELD_NUMBER: _ClassVar[int]
     texts: _containers.RepeatedScalarFieldContainer[str]
     add_special_tokens: bool
     return_offsets: bool
-    def __init__(self, texts: _Optional[_Iterable[str]] = ..., add_special_tokens: _Optional[bool] = ..., return_offsets: _Optional[bool] = ...) -> None: ...
+    max_tokens_per_text: int
+    def __init__(self, texts: _Optional[_Iterable[str]] = ..., add_special_tokens: _Optional[bool] = ..., return_offsets: _Optional[bool] = ..., max_tokens_per_text: _Optional[int] = ...) -> None: ...
 
 class Offset(_message.Message):
     __slots__ = ("start", "end")
@@ -69,14 +71,16 @@ class ChatTurn(_message.Message):
     def __init__(self, role: _Optional[str] = ..., content: _Optional[str] = ..., name: _Optional[str] = ...) -> None: ...
 
 class RenderChatRequest(_message.Message):
-    __slots__ = ("messages", "add_generation_prompt", "return_text")
+    __slots__ = ("messages", "add_generation_prompt", "return_text", "max_prompt_tokens")
     MESSAGES_FIELD_NUMBER: _ClassVar[int]
     ADD_GENERATION_PROMPT_FIELD_NUMBER: _ClassVar[int]
     RETURN_TEXT_FIELD_NUMBER: _ClassVar[int]
+    MAX_PROMPT_TOKENS_FIELD_NUMBER: _ClassVar[int]
     messages: _containers.RepeatedCompositeFieldContainer[ChatTurn]
     add_generation_prompt: bool
     return_text: bool
-    def __init__(self, messages: _Optional[_Iterable[_Union[ChatTurn, _Mapping]]] = ..., add_generation_prompt: _Optional[bool] = ..., return_text: _Optional[bool] = ...) -> None: ...
+    max_prompt_tokens: int
+    def __init__(self, messages: _Optional[_Iterable[_Union[ChatTurn, _Mapping]]] = ..., add_generation_prompt: _Optional[bool] = ..., return_text: _Optional[bool] = ..., max_prompt_tokens: _Optional[int] = ...) -> None: ...
 
 class RenderChatResponse(_message.Message):
     __slots__ = ("prompt_token_ids", "prompt_text", "stop_token_ids")
@@ -143,7 +147,7 @@ class SpecialToken(_message.Message):
     def __init__(self, name: _Optional[str] = ..., content: _Optional[str] = ..., id: _Optional[int] = ...) -> None: ...
 
 class GetTokenizerInfoResponse(_message.Message):
-    __slots__ = ("vocab_size", "special_tokens", "chat_template", "fingerprint", "model_max_length", "name", "all_special_ids")
+    __slots__ = ("vocab_size", "special_tokens", "chat_template", "fingerprint", "model_max_length", "name", "all_special_ids", "max_chars_per_token")
     VOCAB_SIZE_FIELD_NUMBER: _ClassVar[int]
     SPECIAL_TOKENS_FIELD_NUMBER: _ClassVar[int]
     CHAT_TEMPLATE_FIELD_NUMBER: _ClassVar[int]
@@ -151,6 +155,7 @@ class GetTokenizerInfoResponse(_message.Message):
     MODEL_MAX_LENGTH_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     ALL_SPECIAL_IDS_FIELD_NUMBER: _ClassVar[int]
+    MAX_CHARS_PER_TOKEN_FIELD_NUMBER: _ClassVar[int]
     vocab_size: int
     special_tokens: _containers.RepeatedCompositeFieldContainer[SpecialToken]
     chat_template: str
@@ -158,4 +163,17 @@ class GetTokenizerInfoResponse(_message.Message):
     model_max_length: int
     name: str
     all_special_ids: _containers.RepeatedScalarFieldContainer[int]
-    def __init__(self, vocab_size: _Optional[int] = ..., special_tokens: _Optional[_Iterable[_Union[SpecialToken, _Mapping]]] = ..., chat_template: _Optional[str] = ..., fingerprint: _Optional[str] = ..., model_max_length: _Optional[int] = ..., name: _Optional[str] = ..., all_special_ids: _Optional[_Iterable[int]] = ...) -> None: ...
+    max_chars_per_token: int
+    def __init__(self, vocab_size: _Optional[int] = ..., special_tokens: _Optional[_Iterable[_Union[SpecialToken, _Mapping]]] = ..., chat_template: _Optional[str] = ..., fingerprint: _Optional[str] = ..., model_max_length: _Optional[int] = ..., name: _Optional[str] = ..., all_special_ids: _Optional[_Iterable[int]] = ..., max_chars_per_token: _Optional[int] = ...) -> None: ...
+
+class GetVocabularyRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class GetVocabularyResponse(_message.Message):
+    __slots__ = ("token_bytes", "fingerprint")
+    TOKEN_BYTES_FIELD_NUMBER: _ClassVar[int]
+    FINGERPRINT_FIELD_NUMBER: _ClassVar[int]
+    token_bytes: _containers.RepeatedScalarFieldContainer[bytes]
+    fingerprint: str
+    def __init__(self, token_bytes: _Optional[_Iterable[bytes]] = ..., fingerprint: _Optional[str] = ...) -> None: ...

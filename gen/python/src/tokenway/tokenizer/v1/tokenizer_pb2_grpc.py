@@ -61,6 +61,11 @@ class TokenizerServiceStub:
                 request_serializer=tokenway_dot_tokenizer_dot_v1_dot_tokenizer__pb2.GetTokenizerInfoRequest.SerializeToString,
                 response_deserializer=tokenway_dot_tokenizer_dot_v1_dot_tokenizer__pb2.GetTokenizerInfoResponse.FromString,
                 _registered_method=True)
+        self.GetVocabulary = channel.unary_unary(
+                '/tokenway.tokenizer.v1.TokenizerService/GetVocabulary',
+                request_serializer=tokenway_dot_tokenizer_dot_v1_dot_tokenizer__pb2.GetVocabularyRequest.SerializeToString,
+                response_deserializer=tokenway_dot_tokenizer_dot_v1_dot_tokenizer__pb2.GetVocabularyResponse.FromString,
+                _registered_method=True)
 
 
 class TokenizerServiceServicer:
@@ -69,7 +74,9 @@ class TokenizerServiceServicer:
     """
 
     def Tokenize(self, request, context):
-        """Tokenize encodes a batch of texts.
+        """Tokenize encodes a batch of texts. The texts are raw prompts: special
+        token strings in them become the special tokens (a completions prompt may
+        contain them on purpose). Each text is bounded: see max_tokens_per_text.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -84,7 +91,10 @@ class TokenizerServiceServicer:
 
     def RenderChat(self, request, context):
         """RenderChat applies the chat template and returns prompt token ids ready
-        for generation (exactly one BOS) and the model's stop token ids.
+        for generation (exactly one BOS) and the model's stop token ids. Message
+        contents are data: a special token string inside a content is encoded as
+        plain text; only the template's own markup produces special tokens. The
+        prompt is bounded: see max_prompt_tokens.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -103,6 +113,15 @@ class TokenizerServiceServicer:
 
     def GetTokenizerInfo(self, request, context):
         """GetTokenizerInfo describes the tokenizer.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetVocabulary(self, request, context):
+        """GetVocabulary returns the bytes of every token id, for deriving logprob
+        texts and bytes without a decode call per token. Fetch it once per
+        fingerprint.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -135,6 +154,11 @@ def add_TokenizerServiceServicer_to_server(servicer, server):
                     servicer.GetTokenizerInfo,
                     request_deserializer=tokenway_dot_tokenizer_dot_v1_dot_tokenizer__pb2.GetTokenizerInfoRequest.FromString,
                     response_serializer=tokenway_dot_tokenizer_dot_v1_dot_tokenizer__pb2.GetTokenizerInfoResponse.SerializeToString,
+            ),
+            'GetVocabulary': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetVocabulary,
+                    request_deserializer=tokenway_dot_tokenizer_dot_v1_dot_tokenizer__pb2.GetVocabularyRequest.FromString,
+                    response_serializer=tokenway_dot_tokenizer_dot_v1_dot_tokenizer__pb2.GetVocabularyResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -274,6 +298,33 @@ class TokenizerService:
             '/tokenway.tokenizer.v1.TokenizerService/GetTokenizerInfo',
             tokenway_dot_tokenizer_dot_v1_dot_tokenizer__pb2.GetTokenizerInfoRequest.SerializeToString,
             tokenway_dot_tokenizer_dot_v1_dot_tokenizer__pb2.GetTokenizerInfoResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetVocabulary(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tokenway.tokenizer.v1.TokenizerService/GetVocabulary',
+            tokenway_dot_tokenizer_dot_v1_dot_tokenizer__pb2.GetVocabularyRequest.SerializeToString,
+            tokenway_dot_tokenizer_dot_v1_dot_tokenizer__pb2.GetVocabularyResponse.FromString,
             options,
             channel_credentials,
             insecure,

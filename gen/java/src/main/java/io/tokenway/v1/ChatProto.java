@@ -103,7 +103,7 @@ public final class ChatProto extends com.google.protobuf.GeneratedFile {
       "H\000\210\001\001\022\'\n\007content\030\004 \001(\0132\026.google.protobuf" +
       ".ValueB\007\n\005_nameJ\004\010\002\020\003\"H\n\013ChatMessage\022\014\n\004" +
       "role\030\001 \001(\t\022\017\n\007content\030\002 \001(\t\022\021\n\004name\030\003 \001(" +
-      "\tH\000\210\001\001B\007\n\005_name\"\324\010\n\033CreateChatCompletion" +
+      "\tH\000\210\001\001B\007\n\005_name\"\314\r\n\033CreateChatCompletion" +
       "Request\022\r\n\005model\030\001 \001(\t\0221\n\010messages\030\002 \003(\013" +
       "2\037.tokenway.v1.ChatRequestMessage\022\027\n\nmax" +
       "_tokens\030\003 \001(\005H\000\210\001\001\022\"\n\025max_completion_tok" +
@@ -122,82 +122,114 @@ public final class ChatProto extends com.google.protobuf.GeneratedFile {
       "er\030\025 \001(\tH\017\210\001\001\022\023\n\006stream\030\026 \001(\010H\020\210\001\001\022\'\n\032in" +
       "clude_stop_str_in_output\030\027 \001(\010H\021\210\001\001\022\026\n\016s" +
       "top_token_ids\030\030 \003(\005\022 \n\023skip_special_toke" +
-      "ns\030\031 \001(\010H\022\210\001\001\0320\n\016LogitBiasEntry\022\013\n\003key\030\001" +
-      " \001(\005\022\r\n\005value\030\002 \001(\002:\0028\001B\r\n\013_max_tokensB\030" +
-      "\n\026_max_completion_tokensB\016\n\014_temperature" +
-      "B\010\n\006_top_pB\010\n\006_top_kB\010\n\006_min_pB\004\n\002_nB\007\n\005" +
-      "_seedB\023\n\021_presence_penaltyB\024\n\022_frequency" +
-      "_penaltyB\025\n\023_repetition_penaltyB\013\n\t_logp" +
-      "robsB\017\n\r_top_logprobsB\r\n\013_ignore_eosB\r\n\013" +
-      "_min_tokensB\007\n\005_userB\t\n\007_streamB\035\n\033_incl" +
-      "ude_stop_str_in_outputB\026\n\024_skip_special_" +
-      "tokens\"\313\001\n\nChatChoice\022\r\n\005index\030\001 \001(\r\022)\n\007" +
-      "message\030\002 \001(\0132\030.tokenway.v1.ChatMessage\022" +
-      "\032\n\rfinish_reason\030\003 \001(\tH\000\210\001\001\022+\n\010logprobs\030" +
-      "\004 \001(\0132\031.tokenway.v1.ChatLogprobs\022\030\n\013stop" +
-      "_reason\030\005 \001(\tH\001\210\001\001B\020\n\016_finish_reasonB\016\n\014" +
-      "_stop_reason\"\337\001\n\034CreateChatCompletionRes" +
-      "ponse\022\n\n\002id\030\001 \001(\t\022\016\n\006object\030\002 \001(\t\022\017\n\007cre" +
-      "ated\030\003 \001(\r\022\r\n\005model\030\004 \001(\t\022(\n\007choices\030\005 \003" +
-      "(\0132\027.tokenway.v1.ChatChoice\022!\n\005usage\030\006 \001" +
-      "(\0132\022.tokenway.v1.Usage\022\037\n\022system_fingerp" +
-      "rint\030\007 \001(\tH\000\210\001\001B\025\n\023_system_fingerprint\"\324" +
-      "\010\n\033StreamChatCompletionRequest\022\r\n\005model\030" +
-      "\001 \001(\t\0221\n\010messages\030\002 \003(\0132\037.tokenway.v1.Ch" +
-      "atRequestMessage\022\027\n\nmax_tokens\030\003 \001(\005H\000\210\001" +
-      "\001\022\"\n\025max_completion_tokens\030\004 \001(\005H\001\210\001\001\022\030\n" +
-      "\013temperature\030\005 \001(\002H\002\210\001\001\022\022\n\005top_p\030\006 \001(\002H\003" +
-      "\210\001\001\022\022\n\005top_k\030\007 \001(\005H\004\210\001\001\022\022\n\005min_p\030\010 \001(\002H\005" +
-      "\210\001\001\022\016\n\001n\030\t \001(\005H\006\210\001\001\022\021\n\004seed\030\n \001(\003H\007\210\001\001\022\014" +
-      "\n\004stop\030\013 \003(\t\022\035\n\020presence_penalty\030\014 \001(\002H\010" +
-      "\210\001\001\022\036\n\021frequency_penalty\030\r \001(\002H\t\210\001\001\022\037\n\022r" +
-      "epetition_penalty\030\016 \001(\002H\n\210\001\001\022K\n\nlogit_bi" +
-      "as\030\017 \003(\01327.tokenway.v1.StreamChatComplet" +
-      "ionRequest.LogitBiasEntry\022\025\n\010logprobs\030\020 " +
-      "\001(\010H\013\210\001\001\022\031\n\014top_logprobs\030\021 \001(\005H\014\210\001\001\022\027\n\ni" +
-      "gnore_eos\030\022 \001(\010H\r\210\001\001\022\027\n\nmin_tokens\030\023 \001(\005" +
-      "H\016\210\001\001\0222\n\016stream_options\030\024 \001(\0132\032.tokenway" +
-      ".v1.StreamOptions\022\021\n\004user\030\025 \001(\tH\017\210\001\001\022\023\n\006" +
-      "stream\030\026 \001(\010H\020\210\001\001\022\'\n\032include_stop_str_in" +
-      "_output\030\027 \001(\010H\021\210\001\001\022\026\n\016stop_token_ids\030\030 \003" +
-      "(\005\022 \n\023skip_special_tokens\030\031 \001(\010H\022\210\001\001\0320\n\016" +
-      "LogitBiasEntry\022\013\n\003key\030\001 \001(\005\022\r\n\005value\030\002 \001" +
-      "(\002:\0028\001B\r\n\013_max_tokensB\030\n\026_max_completion" +
-      "_tokensB\016\n\014_temperatureB\010\n\006_top_pB\010\n\006_to" +
-      "p_kB\010\n\006_min_pB\004\n\002_nB\007\n\005_seedB\023\n\021_presenc" +
-      "e_penaltyB\024\n\022_frequency_penaltyB\025\n\023_repe" +
-      "tition_penaltyB\013\n\t_logprobsB\017\n\r_top_logp" +
-      "robsB\r\n\013_ignore_eosB\r\n\013_min_tokensB\007\n\005_u" +
-      "serB\t\n\007_streamB\035\n\033_include_stop_str_in_o" +
-      "utputB\026\n\024_skip_special_tokens\"I\n\tChatDel" +
-      "ta\022\021\n\004role\030\001 \001(\tH\000\210\001\001\022\024\n\007content\030\002 \001(\tH\001" +
-      "\210\001\001B\007\n\005_roleB\n\n\010_content\"\314\001\n\017ChatChunkCh" +
-      "oice\022\r\n\005index\030\001 \001(\r\022%\n\005delta\030\002 \001(\0132\026.tok" +
-      "enway.v1.ChatDelta\022\032\n\rfinish_reason\030\003 \001(" +
-      "\tH\000\210\001\001\022+\n\010logprobs\030\004 \001(\0132\031.tokenway.v1.C" +
-      "hatLogprobs\022\030\n\013stop_reason\030\005 \001(\tH\001\210\001\001B\020\n" +
-      "\016_finish_reasonB\016\n\014_stop_reason\"\352\001\n\034Stre" +
-      "amChatCompletionResponse\022\n\n\002id\030\001 \001(\t\022\016\n\006" +
-      "object\030\002 \001(\t\022\017\n\007created\030\003 \001(\r\022\r\n\005model\030\004" +
-      " \001(\t\022-\n\007choices\030\005 \003(\0132\034.tokenway.v1.Chat" +
-      "ChunkChoice\022!\n\005usage\030\006 \001(\0132\022.tokenway.v1" +
-      ".Usage\022\037\n\022system_fingerprint\030\007 \001(\tH\000\210\001\001B" +
-      "\025\n\023_system_fingerprintJ\004\010\010\020\t\"^\n!StreamCh" +
-      "atCompletionEventsRequest\0229\n\007request\030\001 \001" +
-      "(\0132(.tokenway.v1.StreamChatCompletionReq" +
-      "uest2\235\003\n\013ChatService\022\214\001\n\024CreateChatCompl" +
-      "etion\022(.tokenway.v1.CreateChatCompletion" +
-      "Request\032).tokenway.v1.CreateChatCompleti" +
-      "onResponse\"\037\202\323\344\223\002\031\"\024/v1/chat/completions" +
-      ":\001*\022m\n\024StreamChatCompletion\022(.tokenway.v" +
-      "1.StreamChatCompletionRequest\032).tokenway" +
-      ".v1.StreamChatCompletionResponse0\001\022\217\001\n\032S" +
-      "treamChatCompletionEvents\022..tokenway.v1." +
-      "StreamChatCompletionEventsRequest\032\024.goog" +
-      "le.api.HttpBody\")\202\323\344\223\002#\"\030/v1/chat/comple" +
-      "tions:sse:\007request0\001BY\n\016io.tokenway.v1B\t" +
-      "ChatProtoP\001Z:github.com/tokenway/tokenwa" +
-      "y/gen/go/tokenway/v1;tokenwayv1b\006proto3"
+      "ns\030\031 \001(\010H\022\210\001\001\022%\n\005tools\030\032 \001(\0132\026.google.pr" +
+      "otobuf.Value\022+\n\013tool_choice\030\033 \001(\0132\026.goog" +
+      "le.protobuf.Value\022)\n\tfunctions\030\034 \001(\0132\026.g" +
+      "oogle.protobuf.Value\022-\n\rfunction_call\030\035 " +
+      "\001(\0132\026.google.protobuf.Value\022/\n\017response_" +
+      "format\030\036 \001(\0132\026.google.protobuf.Value\022%\n\005" +
+      "audio\030\037 \001(\0132\026.google.protobuf.Value\022*\n\nm" +
+      "odalities\030  \001(\0132\026.google.protobuf.Value\022" +
+      "*\n\nprediction\030! \001(\0132\026.google.protobuf.Va" +
+      "lue\0222\n\022web_search_options\030\" \001(\0132\026.google" +
+      ".protobuf.Value\0223\n\023parallel_tool_calls\030#" +
+      " \001(\0132\026.google.protobuf.Value\0220\n\020reasonin" +
+      "g_effort\030$ \001(\0132\026.google.protobuf.Value\022%" +
+      "\n\005store\030% \001(\0132\026.google.protobuf.Value\022(\n" +
+      "\010metadata\030& \001(\0132\026.google.protobuf.Value\022" +
+      ",\n\014service_tier\030\' \001(\0132\026.google.protobuf." +
+      "Value\0320\n\016LogitBiasEntry\022\013\n\003key\030\001 \001(\005\022\r\n\005" +
+      "value\030\002 \001(\002:\0028\001B\r\n\013_max_tokensB\030\n\026_max_c" +
+      "ompletion_tokensB\016\n\014_temperatureB\010\n\006_top" +
+      "_pB\010\n\006_top_kB\010\n\006_min_pB\004\n\002_nB\007\n\005_seedB\023\n" +
+      "\021_presence_penaltyB\024\n\022_frequency_penalty" +
+      "B\025\n\023_repetition_penaltyB\013\n\t_logprobsB\017\n\r" +
+      "_top_logprobsB\r\n\013_ignore_eosB\r\n\013_min_tok" +
+      "ensB\007\n\005_userB\t\n\007_streamB\035\n\033_include_stop" +
+      "_str_in_outputB\026\n\024_skip_special_tokens\"\313" +
+      "\001\n\nChatChoice\022\r\n\005index\030\001 \001(\r\022)\n\007message\030" +
+      "\002 \001(\0132\030.tokenway.v1.ChatMessage\022\032\n\rfinis" +
+      "h_reason\030\003 \001(\tH\000\210\001\001\022+\n\010logprobs\030\004 \001(\0132\031." +
+      "tokenway.v1.ChatLogprobs\022\030\n\013stop_reason\030" +
+      "\005 \001(\tH\001\210\001\001B\020\n\016_finish_reasonB\016\n\014_stop_re" +
+      "ason\"\337\001\n\034CreateChatCompletionResponse\022\n\n" +
+      "\002id\030\001 \001(\t\022\016\n\006object\030\002 \001(\t\022\017\n\007created\030\003 \001" +
+      "(\r\022\r\n\005model\030\004 \001(\t\022(\n\007choices\030\005 \003(\0132\027.tok" +
+      "enway.v1.ChatChoice\022!\n\005usage\030\006 \001(\0132\022.tok" +
+      "enway.v1.Usage\022\037\n\022system_fingerprint\030\007 \001" +
+      "(\tH\000\210\001\001B\025\n\023_system_fingerprint\"\314\r\n\033Strea" +
+      "mChatCompletionRequest\022\r\n\005model\030\001 \001(\t\0221\n" +
+      "\010messages\030\002 \003(\0132\037.tokenway.v1.ChatReques" +
+      "tMessage\022\027\n\nmax_tokens\030\003 \001(\005H\000\210\001\001\022\"\n\025max" +
+      "_completion_tokens\030\004 \001(\005H\001\210\001\001\022\030\n\013tempera" +
+      "ture\030\005 \001(\002H\002\210\001\001\022\022\n\005top_p\030\006 \001(\002H\003\210\001\001\022\022\n\005t" +
+      "op_k\030\007 \001(\005H\004\210\001\001\022\022\n\005min_p\030\010 \001(\002H\005\210\001\001\022\016\n\001n" +
+      "\030\t \001(\005H\006\210\001\001\022\021\n\004seed\030\n \001(\003H\007\210\001\001\022\014\n\004stop\030\013" +
+      " \003(\t\022\035\n\020presence_penalty\030\014 \001(\002H\010\210\001\001\022\036\n\021f" +
+      "requency_penalty\030\r \001(\002H\t\210\001\001\022\037\n\022repetitio" +
+      "n_penalty\030\016 \001(\002H\n\210\001\001\022K\n\nlogit_bias\030\017 \003(\013" +
+      "27.tokenway.v1.StreamChatCompletionReque" +
+      "st.LogitBiasEntry\022\025\n\010logprobs\030\020 \001(\010H\013\210\001\001" +
+      "\022\031\n\014top_logprobs\030\021 \001(\005H\014\210\001\001\022\027\n\nignore_eo" +
+      "s\030\022 \001(\010H\r\210\001\001\022\027\n\nmin_tokens\030\023 \001(\005H\016\210\001\001\0222\n" +
+      "\016stream_options\030\024 \001(\0132\032.tokenway.v1.Stre" +
+      "amOptions\022\021\n\004user\030\025 \001(\tH\017\210\001\001\022\023\n\006stream\030\026" +
+      " \001(\010H\020\210\001\001\022\'\n\032include_stop_str_in_output\030" +
+      "\027 \001(\010H\021\210\001\001\022\026\n\016stop_token_ids\030\030 \003(\005\022 \n\023sk" +
+      "ip_special_tokens\030\031 \001(\010H\022\210\001\001\022%\n\005tools\030\032 " +
+      "\001(\0132\026.google.protobuf.Value\022+\n\013tool_choi" +
+      "ce\030\033 \001(\0132\026.google.protobuf.Value\022)\n\tfunc" +
+      "tions\030\034 \001(\0132\026.google.protobuf.Value\022-\n\rf" +
+      "unction_call\030\035 \001(\0132\026.google.protobuf.Val" +
+      "ue\022/\n\017response_format\030\036 \001(\0132\026.google.pro" +
+      "tobuf.Value\022%\n\005audio\030\037 \001(\0132\026.google.prot" +
+      "obuf.Value\022*\n\nmodalities\030  \001(\0132\026.google." +
+      "protobuf.Value\022*\n\nprediction\030! \001(\0132\026.goo" +
+      "gle.protobuf.Value\0222\n\022web_search_options" +
+      "\030\" \001(\0132\026.google.protobuf.Value\0223\n\023parall" +
+      "el_tool_calls\030# \001(\0132\026.google.protobuf.Va" +
+      "lue\0220\n\020reasoning_effort\030$ \001(\0132\026.google.p" +
+      "rotobuf.Value\022%\n\005store\030% \001(\0132\026.google.pr" +
+      "otobuf.Value\022(\n\010metadata\030& \001(\0132\026.google." +
+      "protobuf.Value\022,\n\014service_tier\030\' \001(\0132\026.g" +
+      "oogle.protobuf.Value\0320\n\016LogitBiasEntry\022\013" +
+      "\n\003key\030\001 \001(\005\022\r\n\005value\030\002 \001(\002:\0028\001B\r\n\013_max_t" +
+      "okensB\030\n\026_max_completion_tokensB\016\n\014_temp" +
+      "eratureB\010\n\006_top_pB\010\n\006_top_kB\010\n\006_min_pB\004\n" +
+      "\002_nB\007\n\005_seedB\023\n\021_presence_penaltyB\024\n\022_fr" +
+      "equency_penaltyB\025\n\023_repetition_penaltyB\013" +
+      "\n\t_logprobsB\017\n\r_top_logprobsB\r\n\013_ignore_" +
+      "eosB\r\n\013_min_tokensB\007\n\005_userB\t\n\007_streamB\035" +
+      "\n\033_include_stop_str_in_outputB\026\n\024_skip_s" +
+      "pecial_tokens\"I\n\tChatDelta\022\021\n\004role\030\001 \001(\t" +
+      "H\000\210\001\001\022\024\n\007content\030\002 \001(\tH\001\210\001\001B\007\n\005_roleB\n\n\010" +
+      "_content\"\314\001\n\017ChatChunkChoice\022\r\n\005index\030\001 " +
+      "\001(\r\022%\n\005delta\030\002 \001(\0132\026.tokenway.v1.ChatDel" +
+      "ta\022\032\n\rfinish_reason\030\003 \001(\tH\000\210\001\001\022+\n\010logpro" +
+      "bs\030\004 \001(\0132\031.tokenway.v1.ChatLogprobs\022\030\n\013s" +
+      "top_reason\030\005 \001(\tH\001\210\001\001B\020\n\016_finish_reasonB" +
+      "\016\n\014_stop_reason\"\352\001\n\034StreamChatCompletion" +
+      "Response\022\n\n\002id\030\001 \001(\t\022\016\n\006object\030\002 \001(\t\022\017\n\007" +
+      "created\030\003 \001(\r\022\r\n\005model\030\004 \001(\t\022-\n\007choices\030" +
+      "\005 \003(\0132\034.tokenway.v1.ChatChunkChoice\022!\n\005u" +
+      "sage\030\006 \001(\0132\022.tokenway.v1.Usage\022\037\n\022system" +
+      "_fingerprint\030\007 \001(\tH\000\210\001\001B\025\n\023_system_finge" +
+      "rprintJ\004\010\010\020\t\"^\n!StreamChatCompletionEven" +
+      "tsRequest\0229\n\007request\030\001 \001(\0132(.tokenway.v1" +
+      ".StreamChatCompletionRequest2\235\003\n\013ChatSer" +
+      "vice\022\214\001\n\024CreateChatCompletion\022(.tokenway" +
+      ".v1.CreateChatCompletionRequest\032).tokenw" +
+      "ay.v1.CreateChatCompletionResponse\"\037\202\323\344\223" +
+      "\002\031\"\024/v1/chat/completions:\001*\022m\n\024StreamCha" +
+      "tCompletion\022(.tokenway.v1.StreamChatComp" +
+      "letionRequest\032).tokenway.v1.StreamChatCo" +
+      "mpletionResponse0\001\022\217\001\n\032StreamChatComplet" +
+      "ionEvents\022..tokenway.v1.StreamChatComple" +
+      "tionEventsRequest\032\024.google.api.HttpBody\"" +
+      ")\202\323\344\223\002#\"\030/v1/chat/completions:sse:\007reque" +
+      "st0\001BY\n\016io.tokenway.v1B\tChatProtoP\001Z:git" +
+      "hub.com/tokenway/tokenway/gen/go/tokenwa" +
+      "y/v1;tokenwayv1b\006proto3"
     };
     descriptor = com.google.protobuf.Descriptors.FileDescriptor
       .internalBuildGeneratedFileFrom(descriptorData,
@@ -224,7 +256,7 @@ public final class ChatProto extends com.google.protobuf.GeneratedFile {
     internal_static_tokenway_v1_CreateChatCompletionRequest_fieldAccessorTable = new
       com.google.protobuf.GeneratedMessage.FieldAccessorTable(
         internal_static_tokenway_v1_CreateChatCompletionRequest_descriptor,
-        new java.lang.String[] { "Model", "Messages", "MaxTokens", "MaxCompletionTokens", "Temperature", "TopP", "TopK", "MinP", "N", "Seed", "Stop", "PresencePenalty", "FrequencyPenalty", "RepetitionPenalty", "LogitBias", "Logprobs", "TopLogprobs", "IgnoreEos", "MinTokens", "StreamOptions", "User", "Stream", "IncludeStopStrInOutput", "StopTokenIds", "SkipSpecialTokens", });
+        new java.lang.String[] { "Model", "Messages", "MaxTokens", "MaxCompletionTokens", "Temperature", "TopP", "TopK", "MinP", "N", "Seed", "Stop", "PresencePenalty", "FrequencyPenalty", "RepetitionPenalty", "LogitBias", "Logprobs", "TopLogprobs", "IgnoreEos", "MinTokens", "StreamOptions", "User", "Stream", "IncludeStopStrInOutput", "StopTokenIds", "SkipSpecialTokens", "Tools", "ToolChoice", "Functions", "FunctionCall", "ResponseFormat", "Audio", "Modalities", "Prediction", "WebSearchOptions", "ParallelToolCalls", "ReasoningEffort", "Store", "Metadata", "ServiceTier", });
     internal_static_tokenway_v1_CreateChatCompletionRequest_LogitBiasEntry_descriptor =
       internal_static_tokenway_v1_CreateChatCompletionRequest_descriptor.getNestedType(0);
     internal_static_tokenway_v1_CreateChatCompletionRequest_LogitBiasEntry_fieldAccessorTable = new
@@ -248,7 +280,7 @@ public final class ChatProto extends com.google.protobuf.GeneratedFile {
     internal_static_tokenway_v1_StreamChatCompletionRequest_fieldAccessorTable = new
       com.google.protobuf.GeneratedMessage.FieldAccessorTable(
         internal_static_tokenway_v1_StreamChatCompletionRequest_descriptor,
-        new java.lang.String[] { "Model", "Messages", "MaxTokens", "MaxCompletionTokens", "Temperature", "TopP", "TopK", "MinP", "N", "Seed", "Stop", "PresencePenalty", "FrequencyPenalty", "RepetitionPenalty", "LogitBias", "Logprobs", "TopLogprobs", "IgnoreEos", "MinTokens", "StreamOptions", "User", "Stream", "IncludeStopStrInOutput", "StopTokenIds", "SkipSpecialTokens", });
+        new java.lang.String[] { "Model", "Messages", "MaxTokens", "MaxCompletionTokens", "Temperature", "TopP", "TopK", "MinP", "N", "Seed", "Stop", "PresencePenalty", "FrequencyPenalty", "RepetitionPenalty", "LogitBias", "Logprobs", "TopLogprobs", "IgnoreEos", "MinTokens", "StreamOptions", "User", "Stream", "IncludeStopStrInOutput", "StopTokenIds", "SkipSpecialTokens", "Tools", "ToolChoice", "Functions", "FunctionCall", "ResponseFormat", "Audio", "Modalities", "Prediction", "WebSearchOptions", "ParallelToolCalls", "ReasoningEffort", "Store", "Metadata", "ServiceTier", });
     internal_static_tokenway_v1_StreamChatCompletionRequest_LogitBiasEntry_descriptor =
       internal_static_tokenway_v1_StreamChatCompletionRequest_descriptor.getNestedType(0);
     internal_static_tokenway_v1_StreamChatCompletionRequest_LogitBiasEntry_fieldAccessorTable = new

@@ -83,7 +83,7 @@ public final class CompletionProto extends com.google.protobuf.GeneratedFile {
       "\n\034tokenway/v1/completion.proto\022\013tokenway" +
       ".v1\032\034google/api/annotations.proto\032\031googl" +
       "e/api/httpbody.proto\032\034google/protobuf/st" +
-      "ruct.proto\032\030tokenway/v1/common.proto\"\223\010\n" +
+      "ruct.proto\032\030tokenway/v1/common.proto\"\344\010\n" +
       "\027CreateCompletionRequest\022\r\n\005model\030\001 \001(\t\022" +
       "&\n\006prompt\030\033 \001(\0132\026.google.protobuf.Value\022" +
       "\030\n\020prompt_token_ids\030\003 \003(\005\022\027\n\nmax_tokens\030" +
@@ -101,77 +101,81 @@ public final class CompletionProto extends com.google.protobuf.GeneratedFile {
       "\021\n\004user\030\025 \001(\tH\r\210\001\001\022\023\n\006stream\030\026 \001(\010H\016\210\001\001\022" +
       "\'\n\032include_stop_str_in_output\030\027 \001(\010H\017\210\001\001" +
       "\022\026\n\016stop_token_ids\030\030 \003(\005\022 \n\023skip_special" +
-      "_tokens\030\031 \001(\010H\020\210\001\001\022\021\n\004echo\030\032 \001(\010H\021\210\001\001\0320\n" +
-      "\016LogitBiasEntry\022\013\n\003key\030\001 \001(\005\022\r\n\005value\030\002 " +
-      "\001(\002:\0028\001B\r\n\013_max_tokensB\016\n\014_temperatureB\010" +
-      "\n\006_top_pB\010\n\006_top_kB\010\n\006_min_pB\004\n\002_nB\007\n\005_s" +
-      "eedB\023\n\021_presence_penaltyB\024\n\022_frequency_p" +
-      "enaltyB\025\n\023_repetition_penaltyB\013\n\t_logpro" +
-      "bsB\r\n\013_ignore_eosB\r\n\013_min_tokensB\007\n\005_use" +
-      "rB\t\n\007_streamB\035\n\033_include_stop_str_in_out" +
-      "putB\026\n\024_skip_special_tokensB\007\n\005_echoJ\004\010\002" +
-      "\020\003\"\272\001\n\020CompletionChoice\022\r\n\005index\030\001 \001(\r\022\014" +
-      "\n\004text\030\002 \001(\t\022\032\n\rfinish_reason\030\003 \001(\tH\000\210\001\001" +
-      "\0221\n\010logprobs\030\004 \001(\0132\037.tokenway.v1.Complet" +
-      "ionLogprobs\022\030\n\013stop_reason\030\005 \001(\tH\001\210\001\001B\020\n" +
-      "\016_finish_reasonB\016\n\014_stop_reason\"\341\001\n\030Crea" +
-      "teCompletionResponse\022\n\n\002id\030\001 \001(\t\022\016\n\006obje" +
-      "ct\030\002 \001(\t\022\017\n\007created\030\003 \001(\r\022\r\n\005model\030\004 \001(\t" +
-      "\022.\n\007choices\030\005 \003(\0132\035.tokenway.v1.Completi" +
-      "onChoice\022!\n\005usage\030\006 \001(\0132\022.tokenway.v1.Us" +
-      "age\022\037\n\022system_fingerprint\030\007 \001(\tH\000\210\001\001B\025\n\023" +
-      "_system_fingerprint\"\223\010\n\027StreamCompletion" +
-      "Request\022\r\n\005model\030\001 \001(\t\022&\n\006prompt\030\033 \001(\0132\026" +
-      ".google.protobuf.Value\022\030\n\020prompt_token_i" +
-      "ds\030\003 \003(\005\022\027\n\nmax_tokens\030\004 \001(\005H\000\210\001\001\022\030\n\013tem" +
-      "perature\030\005 \001(\002H\001\210\001\001\022\022\n\005top_p\030\006 \001(\002H\002\210\001\001\022" +
-      "\022\n\005top_k\030\007 \001(\005H\003\210\001\001\022\022\n\005min_p\030\010 \001(\002H\004\210\001\001\022" +
-      "\016\n\001n\030\t \001(\005H\005\210\001\001\022\021\n\004seed\030\n \001(\003H\006\210\001\001\022\014\n\004st" +
-      "op\030\013 \003(\t\022\035\n\020presence_penalty\030\014 \001(\002H\007\210\001\001\022" +
-      "\036\n\021frequency_penalty\030\r \001(\002H\010\210\001\001\022\037\n\022repet" +
-      "ition_penalty\030\016 \001(\002H\t\210\001\001\022G\n\nlogit_bias\030\017" +
-      " \003(\01323.tokenway.v1.StreamCompletionReque" +
-      "st.LogitBiasEntry\022\025\n\010logprobs\030\020 \001(\005H\n\210\001\001" +
-      "\022\027\n\nignore_eos\030\022 \001(\010H\013\210\001\001\022\027\n\nmin_tokens\030" +
-      "\023 \001(\005H\014\210\001\001\0222\n\016stream_options\030\024 \001(\0132\032.tok" +
-      "enway.v1.StreamOptions\022\021\n\004user\030\025 \001(\tH\r\210\001" +
-      "\001\022\023\n\006stream\030\026 \001(\010H\016\210\001\001\022\'\n\032include_stop_s" +
-      "tr_in_output\030\027 \001(\010H\017\210\001\001\022\026\n\016stop_token_id" +
-      "s\030\030 \003(\005\022 \n\023skip_special_tokens\030\031 \001(\010H\020\210\001" +
-      "\001\022\021\n\004echo\030\032 \001(\010H\021\210\001\001\0320\n\016LogitBiasEntry\022\013" +
-      "\n\003key\030\001 \001(\005\022\r\n\005value\030\002 \001(\002:\0028\001B\r\n\013_max_t" +
-      "okensB\016\n\014_temperatureB\010\n\006_top_pB\010\n\006_top_" +
-      "kB\010\n\006_min_pB\004\n\002_nB\007\n\005_seedB\023\n\021_presence_" +
-      "penaltyB\024\n\022_frequency_penaltyB\025\n\023_repeti" +
-      "tion_penaltyB\013\n\t_logprobsB\r\n\013_ignore_eos" +
-      "B\r\n\013_min_tokensB\007\n\005_userB\t\n\007_streamB\035\n\033_" +
-      "include_stop_str_in_outputB\026\n\024_skip_spec" +
-      "ial_tokensB\007\n\005_echoJ\004\010\002\020\003\"\277\001\n\025Completion" +
-      "ChunkChoice\022\r\n\005index\030\001 \001(\r\022\014\n\004text\030\002 \001(\t" +
-      "\022\032\n\rfinish_reason\030\003 \001(\tH\000\210\001\001\0221\n\010logprobs" +
-      "\030\004 \001(\0132\037.tokenway.v1.CompletionLogprobs\022" +
-      "\030\n\013stop_reason\030\005 \001(\tH\001\210\001\001B\020\n\016_finish_rea" +
-      "sonB\016\n\014_stop_reason\"\354\001\n\030StreamCompletion" +
-      "Response\022\n\n\002id\030\001 \001(\t\022\016\n\006object\030\002 \001(\t\022\017\n\007" +
-      "created\030\003 \001(\r\022\r\n\005model\030\004 \001(\t\0223\n\007choices\030" +
-      "\005 \003(\0132\".tokenway.v1.CompletionChunkChoic" +
-      "e\022!\n\005usage\030\006 \001(\0132\022.tokenway.v1.Usage\022\037\n\022" +
-      "system_fingerprint\030\007 \001(\tH\000\210\001\001B\025\n\023_system" +
-      "_fingerprintJ\004\010\010\020\t\"V\n\035StreamCompletionEv" +
-      "entsRequest\0225\n\007request\030\001 \001(\0132$.tokenway." +
-      "v1.StreamCompletionRequest2\370\002\n\021Completio" +
-      "nService\022{\n\020CreateCompletion\022$.tokenway." +
-      "v1.CreateCompletionRequest\032%.tokenway.v1" +
-      ".CreateCompletionResponse\"\032\202\323\344\223\002\024\"\017/v1/c" +
-      "ompletions:\001*\022a\n\020StreamCompletion\022$.toke" +
-      "nway.v1.StreamCompletionRequest\032%.tokenw" +
-      "ay.v1.StreamCompletionResponse0\001\022\202\001\n\026Str" +
-      "eamCompletionEvents\022*.tokenway.v1.Stream" +
-      "CompletionEventsRequest\032\024.google.api.Htt" +
-      "pBody\"$\202\323\344\223\002\036\"\023/v1/completions:sse:\007requ" +
-      "est0\001B_\n\016io.tokenway.v1B\017CompletionProto" +
-      "P\001Z:github.com/tokenway/tokenway/gen/go/" +
-      "tokenway/v1;tokenwayv1b\006proto3"
+      "_tokens\030\031 \001(\010H\020\210\001\001\022\021\n\004echo\030\032 \001(\010H\021\210\001\001\022\'\n" +
+      "\007best_of\030\034 \001(\0132\026.google.protobuf.Value\022&" +
+      "\n\006suffix\030\035 \001(\0132\026.google.protobuf.Value\0320" +
+      "\n\016LogitBiasEntry\022\013\n\003key\030\001 \001(\005\022\r\n\005value\030\002" +
+      " \001(\002:\0028\001B\r\n\013_max_tokensB\016\n\014_temperatureB" +
+      "\010\n\006_top_pB\010\n\006_top_kB\010\n\006_min_pB\004\n\002_nB\007\n\005_" +
+      "seedB\023\n\021_presence_penaltyB\024\n\022_frequency_" +
+      "penaltyB\025\n\023_repetition_penaltyB\013\n\t_logpr" +
+      "obsB\r\n\013_ignore_eosB\r\n\013_min_tokensB\007\n\005_us" +
+      "erB\t\n\007_streamB\035\n\033_include_stop_str_in_ou" +
+      "tputB\026\n\024_skip_special_tokensB\007\n\005_echoJ\004\010" +
+      "\002\020\003\"\272\001\n\020CompletionChoice\022\r\n\005index\030\001 \001(\r\022" +
+      "\014\n\004text\030\002 \001(\t\022\032\n\rfinish_reason\030\003 \001(\tH\000\210\001" +
+      "\001\0221\n\010logprobs\030\004 \001(\0132\037.tokenway.v1.Comple" +
+      "tionLogprobs\022\030\n\013stop_reason\030\005 \001(\tH\001\210\001\001B\020" +
+      "\n\016_finish_reasonB\016\n\014_stop_reason\"\341\001\n\030Cre" +
+      "ateCompletionResponse\022\n\n\002id\030\001 \001(\t\022\016\n\006obj" +
+      "ect\030\002 \001(\t\022\017\n\007created\030\003 \001(\r\022\r\n\005model\030\004 \001(" +
+      "\t\022.\n\007choices\030\005 \003(\0132\035.tokenway.v1.Complet" +
+      "ionChoice\022!\n\005usage\030\006 \001(\0132\022.tokenway.v1.U" +
+      "sage\022\037\n\022system_fingerprint\030\007 \001(\tH\000\210\001\001B\025\n" +
+      "\023_system_fingerprint\"\344\010\n\027StreamCompletio" +
+      "nRequest\022\r\n\005model\030\001 \001(\t\022&\n\006prompt\030\033 \001(\0132" +
+      "\026.google.protobuf.Value\022\030\n\020prompt_token_" +
+      "ids\030\003 \003(\005\022\027\n\nmax_tokens\030\004 \001(\005H\000\210\001\001\022\030\n\013te" +
+      "mperature\030\005 \001(\002H\001\210\001\001\022\022\n\005top_p\030\006 \001(\002H\002\210\001\001" +
+      "\022\022\n\005top_k\030\007 \001(\005H\003\210\001\001\022\022\n\005min_p\030\010 \001(\002H\004\210\001\001" +
+      "\022\016\n\001n\030\t \001(\005H\005\210\001\001\022\021\n\004seed\030\n \001(\003H\006\210\001\001\022\014\n\004s" +
+      "top\030\013 \003(\t\022\035\n\020presence_penalty\030\014 \001(\002H\007\210\001\001" +
+      "\022\036\n\021frequency_penalty\030\r \001(\002H\010\210\001\001\022\037\n\022repe" +
+      "tition_penalty\030\016 \001(\002H\t\210\001\001\022G\n\nlogit_bias\030" +
+      "\017 \003(\01323.tokenway.v1.StreamCompletionRequ" +
+      "est.LogitBiasEntry\022\025\n\010logprobs\030\020 \001(\005H\n\210\001" +
+      "\001\022\027\n\nignore_eos\030\022 \001(\010H\013\210\001\001\022\027\n\nmin_tokens" +
+      "\030\023 \001(\005H\014\210\001\001\0222\n\016stream_options\030\024 \001(\0132\032.to" +
+      "kenway.v1.StreamOptions\022\021\n\004user\030\025 \001(\tH\r\210" +
+      "\001\001\022\023\n\006stream\030\026 \001(\010H\016\210\001\001\022\'\n\032include_stop_" +
+      "str_in_output\030\027 \001(\010H\017\210\001\001\022\026\n\016stop_token_i" +
+      "ds\030\030 \003(\005\022 \n\023skip_special_tokens\030\031 \001(\010H\020\210" +
+      "\001\001\022\021\n\004echo\030\032 \001(\010H\021\210\001\001\022\'\n\007best_of\030\034 \001(\0132\026" +
+      ".google.protobuf.Value\022&\n\006suffix\030\035 \001(\0132\026" +
+      ".google.protobuf.Value\0320\n\016LogitBiasEntry" +
+      "\022\013\n\003key\030\001 \001(\005\022\r\n\005value\030\002 \001(\002:\0028\001B\r\n\013_max" +
+      "_tokensB\016\n\014_temperatureB\010\n\006_top_pB\010\n\006_to" +
+      "p_kB\010\n\006_min_pB\004\n\002_nB\007\n\005_seedB\023\n\021_presenc" +
+      "e_penaltyB\024\n\022_frequency_penaltyB\025\n\023_repe" +
+      "tition_penaltyB\013\n\t_logprobsB\r\n\013_ignore_e" +
+      "osB\r\n\013_min_tokensB\007\n\005_userB\t\n\007_streamB\035\n" +
+      "\033_include_stop_str_in_outputB\026\n\024_skip_sp" +
+      "ecial_tokensB\007\n\005_echoJ\004\010\002\020\003\"\277\001\n\025Completi" +
+      "onChunkChoice\022\r\n\005index\030\001 \001(\r\022\014\n\004text\030\002 \001" +
+      "(\t\022\032\n\rfinish_reason\030\003 \001(\tH\000\210\001\001\0221\n\010logpro" +
+      "bs\030\004 \001(\0132\037.tokenway.v1.CompletionLogprob" +
+      "s\022\030\n\013stop_reason\030\005 \001(\tH\001\210\001\001B\020\n\016_finish_r" +
+      "easonB\016\n\014_stop_reason\"\354\001\n\030StreamCompleti" +
+      "onResponse\022\n\n\002id\030\001 \001(\t\022\016\n\006object\030\002 \001(\t\022\017" +
+      "\n\007created\030\003 \001(\r\022\r\n\005model\030\004 \001(\t\0223\n\007choice" +
+      "s\030\005 \003(\0132\".tokenway.v1.CompletionChunkCho" +
+      "ice\022!\n\005usage\030\006 \001(\0132\022.tokenway.v1.Usage\022\037" +
+      "\n\022system_fingerprint\030\007 \001(\tH\000\210\001\001B\025\n\023_syst" +
+      "em_fingerprintJ\004\010\010\020\t\"V\n\035StreamCompletion" +
+      "EventsRequest\0225\n\007request\030\001 \001(\0132$.tokenwa" +
+      "y.v1.StreamCompletionRequest2\370\002\n\021Complet" +
+      "ionService\022{\n\020CreateCompletion\022$.tokenwa" +
+      "y.v1.CreateCompletionRequest\032%.tokenway." +
+      "v1.CreateCompletionResponse\"\032\202\323\344\223\002\024\"\017/v1" +
+      "/completions:\001*\022a\n\020StreamCompletion\022$.to" +
+      "kenway.v1.StreamCompletionRequest\032%.toke" +
+      "nway.v1.StreamCompletionResponse0\001\022\202\001\n\026S" +
+      "treamCompletionEvents\022*.tokenway.v1.Stre" +
+      "amCompletionEventsRequest\032\024.google.api.H" +
+      "ttpBody\"$\202\323\344\223\002\036\"\023/v1/completions:sse:\007re" +
+      "quest0\001B_\n\016io.tokenway.v1B\017CompletionPro" +
+      "toP\001Z:github.com/tokenway/tokenway/gen/g" +
+      "o/tokenway/v1;tokenwayv1b\006proto3"
     };
     descriptor = com.google.protobuf.Descriptors.FileDescriptor
       .internalBuildGeneratedFileFrom(descriptorData,
@@ -186,7 +190,7 @@ public final class CompletionProto extends com.google.protobuf.GeneratedFile {
     internal_static_tokenway_v1_CreateCompletionRequest_fieldAccessorTable = new
       com.google.protobuf.GeneratedMessage.FieldAccessorTable(
         internal_static_tokenway_v1_CreateCompletionRequest_descriptor,
-        new java.lang.String[] { "Model", "Prompt", "PromptTokenIds", "MaxTokens", "Temperature", "TopP", "TopK", "MinP", "N", "Seed", "Stop", "PresencePenalty", "FrequencyPenalty", "RepetitionPenalty", "LogitBias", "Logprobs", "IgnoreEos", "MinTokens", "StreamOptions", "User", "Stream", "IncludeStopStrInOutput", "StopTokenIds", "SkipSpecialTokens", "Echo", });
+        new java.lang.String[] { "Model", "Prompt", "PromptTokenIds", "MaxTokens", "Temperature", "TopP", "TopK", "MinP", "N", "Seed", "Stop", "PresencePenalty", "FrequencyPenalty", "RepetitionPenalty", "LogitBias", "Logprobs", "IgnoreEos", "MinTokens", "StreamOptions", "User", "Stream", "IncludeStopStrInOutput", "StopTokenIds", "SkipSpecialTokens", "Echo", "BestOf", "Suffix", });
     internal_static_tokenway_v1_CreateCompletionRequest_LogitBiasEntry_descriptor =
       internal_static_tokenway_v1_CreateCompletionRequest_descriptor.getNestedType(0);
     internal_static_tokenway_v1_CreateCompletionRequest_LogitBiasEntry_fieldAccessorTable = new
@@ -210,7 +214,7 @@ public final class CompletionProto extends com.google.protobuf.GeneratedFile {
     internal_static_tokenway_v1_StreamCompletionRequest_fieldAccessorTable = new
       com.google.protobuf.GeneratedMessage.FieldAccessorTable(
         internal_static_tokenway_v1_StreamCompletionRequest_descriptor,
-        new java.lang.String[] { "Model", "Prompt", "PromptTokenIds", "MaxTokens", "Temperature", "TopP", "TopK", "MinP", "N", "Seed", "Stop", "PresencePenalty", "FrequencyPenalty", "RepetitionPenalty", "LogitBias", "Logprobs", "IgnoreEos", "MinTokens", "StreamOptions", "User", "Stream", "IncludeStopStrInOutput", "StopTokenIds", "SkipSpecialTokens", "Echo", });
+        new java.lang.String[] { "Model", "Prompt", "PromptTokenIds", "MaxTokens", "Temperature", "TopP", "TopK", "MinP", "N", "Seed", "Stop", "PresencePenalty", "FrequencyPenalty", "RepetitionPenalty", "LogitBias", "Logprobs", "IgnoreEos", "MinTokens", "StreamOptions", "User", "Stream", "IncludeStopStrInOutput", "StopTokenIds", "SkipSpecialTokens", "Echo", "BestOf", "Suffix", });
     internal_static_tokenway_v1_StreamCompletionRequest_LogitBiasEntry_descriptor =
       internal_static_tokenway_v1_StreamCompletionRequest_descriptor.getNestedType(0);
     internal_static_tokenway_v1_StreamCompletionRequest_LogitBiasEntry_fieldAccessorTable = new

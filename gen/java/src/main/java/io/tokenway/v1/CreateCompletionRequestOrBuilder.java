@@ -604,4 +604,64 @@ public interface CreateCompletionRequestOrBuilder extends
    * @return The echo.
    */
   boolean getEcho();
+
+  /**
+   * <pre>
+   * Optional. Not supported (OpenAI's `best_of`): any value but null is refused
+   * with INVALID_ARGUMENT, except 1.
+   * </pre>
+   *
+   * <code>.google.protobuf.Value best_of = 28;</code>
+   * @return Whether the bestOf field is set.
+   */
+  boolean hasBestOf();
+  /**
+   * <pre>
+   * Optional. Not supported (OpenAI's `best_of`): any value but null is refused
+   * with INVALID_ARGUMENT, except 1.
+   * </pre>
+   *
+   * <code>.google.protobuf.Value best_of = 28;</code>
+   * @return The bestOf.
+   */
+  com.google.protobuf.Value getBestOf();
+  /**
+   * <pre>
+   * Optional. Not supported (OpenAI's `best_of`): any value but null is refused
+   * with INVALID_ARGUMENT, except 1.
+   * </pre>
+   *
+   * <code>.google.protobuf.Value best_of = 28;</code>
+   */
+  com.google.protobuf.ValueOrBuilder getBestOfOrBuilder();
+
+  /**
+   * <pre>
+   * Optional. Not supported (OpenAI's `suffix`): any value but null is refused
+   * with INVALID_ARGUMENT.
+   * </pre>
+   *
+   * <code>.google.protobuf.Value suffix = 29;</code>
+   * @return Whether the suffix field is set.
+   */
+  boolean hasSuffix();
+  /**
+   * <pre>
+   * Optional. Not supported (OpenAI's `suffix`): any value but null is refused
+   * with INVALID_ARGUMENT.
+   * </pre>
+   *
+   * <code>.google.protobuf.Value suffix = 29;</code>
+   * @return The suffix.
+   */
+  com.google.protobuf.Value getSuffix();
+  /**
+   * <pre>
+   * Optional. Not supported (OpenAI's `suffix`): any value but null is refused
+   * with INVALID_ARGUMENT.
+   * </pre>
+   *
+   * <code>.google.protobuf.Value suffix = 29;</code>
+   */
+  com.google.protobuf.ValueOrBuilder getSuffixOrBuilder();
 }

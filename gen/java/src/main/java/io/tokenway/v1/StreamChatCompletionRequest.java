@@ -71,6 +71,7 @@ private static final long serialVersionUID = 0L;
   }
 
   private int bitField0_;
+  private int bitField1_;
   public static final int MODEL_FIELD_NUMBER = 1;
   @SuppressWarnings("serial")
   private volatile java.lang.Object model_ = "";
@@ -950,6 +951,580 @@ private static final long serialVersionUID = 0L;
     return skipSpecialTokens_;
   }
 
+  public static final int TOOLS_FIELD_NUMBER = 26;
+  private com.google.protobuf.Value tools_;
+  /**
+   * <pre>
+   * Optional. Not supported (OpenAI's `tools`): any value but null is refused
+   * with INVALID_ARGUMENT.
+   * </pre>
+   *
+   * <code>.google.protobuf.Value tools = 26;</code>
+   * @return Whether the tools field is set.
+   */
+  @java.lang.Override
+  public boolean hasTools() {
+    return ((bitField0_ & 0x00100000) != 0);
+  }
+  /**
+   * <pre>
+   * Optional. Not supported (OpenAI's `tools`): any value but null is refused
+   * with INVALID_ARGUMENT.
+   * </pre>
+   *
+   * <code>.google.protobuf.Value tools = 26;</code>
+   * @return The tools.
+   */
+  @java.lang.Override
+  public com.google.protobuf.Value getTools() {
+    return tools_ == null ? com.google.protobuf.Value.getDefaultInstance() : tools_;
+  }
+  /**
+   * <pre>
+   * Optional. Not supported (OpenAI's `tools`): any value but null is refused
+   * with INVALID_ARGUMENT.
+   * </pre>
+   *
+   * <code>.google.protobuf.Value tools = 26;</code>
+   */
+  @java.lang.Override
+  public com.google.protobuf.ValueOrBuilder getToolsOrBuilder() {
+    return tools_ == null ? com.google.protobuf.Value.getDefaultInstance() : tools_;
+  }
+
+  public static final int TOOL_CHOICE_FIELD_NUMBER = 27;
+  private com.google.protobuf.Value toolChoice_;
+  /**
+   * <pre>
+   * Optional. Not supported (OpenAI's `tool_choice`): any value but null is refused
+   * with INVALID_ARGUMENT.
+   * </pre>
+   *
+   * <code>.google.protobuf.Value tool_choice = 27;</code>
+   * @return Whether the toolChoice field is set.
+   */
+  @java.lang.Override
+  public boolean hasToolChoice() {
+    return ((bitField0_ & 0x00200000) != 0);
+  }
+  /**
+   * <pre>
+   * Optional. Not supported (OpenAI's `tool_choice`): any value but null is refused
+   * with INVALID_ARGUMENT.
+   * </pre>
+   *
+   * <code>.google.protobuf.Value tool_choice = 27;</code>
+   * @return The toolChoice.
+   */
+  @java.lang.Override
+  public com.google.protobuf.Value getToolChoice() {
+    return toolChoice_ == null ? com.google.protobuf.Value.getDefaultInstance() : toolChoice_;
+  }
+  /**
+   * <pre>
+   * Optional. Not supported (OpenAI's `tool_choice`): any value but null is refused
+   * with INVALID_ARGUMENT.
+   * </pre>
+   *
+   * <code>.google.protobuf.Value tool_choice = 27;</code>
+   */
+  @java.lang.Override
+  public com.google.protobuf.ValueOrBuilder getToolChoiceOrBuilder() {
+    return toolChoice_ == null ? com.google.protobuf.Value.getDefaultInstance() : toolChoice_;
+  }
+
+  public static final int FUNCTIONS_FIELD_NUMBER = 28;
+  private com.google.protobuf.Value functions_;
+  /**
+   * <pre>
+   * Optional. Not supported (OpenAI's `functions`): any value but null is refused
+   * with INVALID_ARGUMENT.
+   * </pre>
+   *
+   * <code>.google.protobuf.Value functions = 28;</code>
+   * @return Whether the functions field is set.
+   */
+  @java.lang.Override
+  public boolean hasFunctions() {
+    return ((bitField0_ & 0x00400000) != 0);
+  }
+  /**
+   * <pre>
+   * Optional. Not supported (OpenAI's `functions`): any value but null is refused
+   * with INVALID_ARGUMENT.
+   * </pre>
+   *
+   * <code>.google.protobuf.Value functions = 28;</code>
+   * @return The functions.
+   */
+  @java.lang.Override
+  public com.google.protobuf.Value getFunctions() {
+    return functions_ == null ? com.google.protobuf.Value.getDefaultInstance() : functions_;
+  }
+  /**
+   * <pre>
+   * Optional. Not supported (OpenAI's `functions`): any value but null is refused
+   * with INVALID_ARGUMENT.
+   * </pre>
+   *
+   * <code>.google.protobuf.Value functions = 28;</code>
+   */
+  @java.lang.Override
+  public com.google.protobuf.ValueOrBuilder getFunctionsOrBuilder() {
+    return functions_ == null ? com.google.protobuf.Value.getDefaultInstance() : functions_;
+  }
+
+  public static final int FUNCTION_CALL_FIELD_NUMBER = 29;
+  private com.google.protobuf.Value functionCall_;
+  /**
+   * <pre>
+   * Optional. Not supported (OpenAI's `function_call`): any value but null is refused
+   * with INVALID_ARGUMENT.
+   * </pre>
+   *
+   * <code>.google.protobuf.Value function_call = 29;</code>
+   * @return Whether the functionCall field is set.
+   */
+  @java.lang.Override
+  public boolean hasFunctionCall() {
+    return ((bitField0_ & 0x00800000) != 0);
+  }
+  /**
+   * <pre>
+   * Optional. Not supported (OpenAI's `function_call`): any value but null is refused
+   * with INVALID_ARGUMENT.
+   * </pre>
+   *
+   * <code>.google.protobuf.Value function_call = 29;</code>
+   * @return The functionCall.
+   */
+  @java.lang.Override
+  public com.google.protobuf.Value getFunctionCall() {
+    return functionCall_ == null ? com.google.protobuf.Value.getDefaultInstance() : functionCall_;
+  }
+  /**
+   * <pre>
+   * Optional. Not supported (OpenAI's `function_call`): any value but null is refused
+   * with INVALID_ARGUMENT.
+   * </pre>
+   *
+   * <code>.google.protobuf.Value function_call = 29;</code>
+   */
+  @java.lang.Override
+  public com.google.protobuf.ValueOrBuilder getFunctionCallOrBuilder() {
+    return functionCall_ == null ? com.google.protobuf.Value.getDefaultInstance() : functionCall_;
+  }
+
+  public static final int RESPONSE_FORMAT_FIELD_NUMBER = 30;
+  private com.google.protobuf.Value responseFormat_;
+  /**
+   * <pre>
+   * Optional. Not supported (OpenAI's `response_format`): any value but null is refused
+   * with INVALID_ARGUMENT.
+   * </pre>
+   *
+   * <code>.google.protobuf.Value response_format = 30;</code>
+   * @return Whether the responseFormat field is set.
+   */
+  @java.lang.Override
+  public boolean hasResponseFormat() {
+    return ((bitField0_ & 0x01000000) != 0);
+  }
+  /**
+   * <pre>
+   * Optional. Not supported (OpenAI's `response_format`): any value but null is refused
+   * with INVALID_ARGUMENT.
+   * </pre>
+   *
+   * <code>.google.protobuf.Value response_format = 30;</code>
+   * @return The responseFormat.
+   */
+  @java.lang.Override
+  public com.google.protobuf.Value getResponseFormat() {
+    return responseFormat_ == null ? com.google.protobuf.Value.getDefaultInstance() : responseFormat_;
+  }
+  /**
+   * <pre>
+   * Optional. Not supported (OpenAI's `response_format`): any value but null is refused
+   * with INVALID_ARGUMENT.
+   * </pre>
+   *
+   * <code>.google.protobuf.Value response_format = 30;</code>
+   */
+  @java.lang.Override
+  public com.google.protobuf.ValueOrBuilder getResponseFormatOrBuilder() {
+    return responseFormat_ == null ? com.google.protobuf.Value.getDefaultInstance() : responseFormat_;
+  }
+
+  public static final int AUDIO_FIELD_NUMBER = 31;
+  private com.google.protobuf.Value audio_;
+  /**
+   * <pre>
+   * Optional. Not supported (OpenAI's `audio`): any value but null is refused
+   * with INVALID_ARGUMENT.
+   * </pre>
+   *
+   * <code>.google.protobuf.Value audio = 31;</code>
+   * @return Whether the audio field is set.
+   */
+  @java.lang.Override
+  public boolean hasAudio() {
+    return ((bitField0_ & 0x02000000) != 0);
+  }
+  /**
+   * <pre>
+   * Optional. Not supported (OpenAI's `audio`): any value but null is refused
+   * with INVALID_ARGUMENT.
+   * </pre>
+   *
+   * <code>.google.protobuf.Value audio = 31;</code>
+   * @return The audio.
+   */
+  @java.lang.Override
+  public com.google.protobuf.Value getAudio() {
+    return audio_ == null ? com.google.protobuf.Value.getDefaultInstance() : audio_;
+  }
+  /**
+   * <pre>
+   * Optional. Not supported (OpenAI's `audio`): any value but null is refused
+   * with INVALID_ARGUMENT.
+   * </pre>
+   *
+   * <code>.google.protobuf.Value audio = 31;</code>
+   */
+  @java.lang.Override
+  public com.google.protobuf.ValueOrBuilder getAudioOrBuilder() {
+    return audio_ == null ? com.google.protobuf.Value.getDefaultInstance() : audio_;
+  }
+
+  public static final int MODALITIES_FIELD_NUMBER = 32;
+  private com.google.protobuf.Value modalities_;
+  /**
+   * <pre>
+   * Optional. Not supported (OpenAI's `modalities`): any value but null is refused
+   * with INVALID_ARGUMENT.
+   * </pre>
+   *
+   * <code>.google.protobuf.Value modalities = 32;</code>
+   * @return Whether the modalities field is set.
+   */
+  @java.lang.Override
+  public boolean hasModalities() {
+    return ((bitField0_ & 0x04000000) != 0);
+  }
+  /**
+   * <pre>
+   * Optional. Not supported (OpenAI's `modalities`): any value but null is refused
+   * with INVALID_ARGUMENT.
+   * </pre>
+   *
+   * <code>.google.protobuf.Value modalities = 32;</code>
+   * @return The modalities.
+   */
+  @java.lang.Override
+  public com.google.protobuf.Value getModalities() {
+    return modalities_ == null ? com.google.protobuf.Value.getDefaultInstance() : modalities_;
+  }
+  /**
+   * <pre>
+   * Optional. Not supported (OpenAI's `modalities`): any value but null is refused
+   * with INVALID_ARGUMENT.
+   * </pre>
+   *
+   * <code>.google.protobuf.Value modalities = 32;</code>
+   */
+  @java.lang.Override
+  public com.google.protobuf.ValueOrBuilder getModalitiesOrBuilder() {
+    return modalities_ == null ? com.google.protobuf.Value.getDefaultInstance() : modalities_;
+  }
+
+  public static final int PREDICTION_FIELD_NUMBER = 33;
+  private com.google.protobuf.Value prediction_;
+  /**
+   * <pre>
+   * Optional. Not supported (OpenAI's `prediction`): any value but null is refused
+   * with INVALID_ARGUMENT.
+   * </pre>
+   *
+   * <code>.google.protobuf.Value prediction = 33;</code>
+   * @return Whether the prediction field is set.
+   */
+  @java.lang.Override
+  public boolean hasPrediction() {
+    return ((bitField0_ & 0x08000000) != 0);
+  }
+  /**
+   * <pre>
+   * Optional. Not supported (OpenAI's `prediction`): any value but null is refused
+   * with INVALID_ARGUMENT.
+   * </pre>
+   *
+   * <code>.google.protobuf.Value prediction = 33;</code>
+   * @return The prediction.
+   */
+  @java.lang.Override
+  public com.google.protobuf.Value getPrediction() {
+    return prediction_ == null ? com.google.protobuf.Value.getDefaultInstance() : prediction_;
+  }
+  /**
+   * <pre>
+   * Optional. Not supported (OpenAI's `prediction`): any value but null is refused
+   * with INVALID_ARGUMENT.
+   * </pre>
+   *
+   * <code>.google.protobuf.Value prediction = 33;</code>
+   */
+  @java.lang.Override
+  public com.google.protobuf.ValueOrBuilder getPredictionOrBuilder() {
+    return prediction_ == null ? com.google.protobuf.Value.getDefaultInstance() : prediction_;
+  }
+
+  public static final int WEB_SEARCH_OPTIONS_FIELD_NUMBER = 34;
+  private com.google.protobuf.Value webSearchOptions_;
+  /**
+   * <pre>
+   * Optional. Not supported (OpenAI's `web_search_options`): any value but null is refused
+   * with INVALID_ARGUMENT.
+   * </pre>
+   *
+   * <code>.google.protobuf.Value web_search_options = 34;</code>
+   * @return Whether the webSearchOptions field is set.
+   */
+  @java.lang.Override
+  public boolean hasWebSearchOptions() {
+    return ((bitField0_ & 0x10000000) != 0);
+  }
+  /**
+   * <pre>
+   * Optional. Not supported (OpenAI's `web_search_options`): any value but null is refused
+   * with INVALID_ARGUMENT.
+   * </pre>
+   *
+   * <code>.google.protobuf.Value web_search_options = 34;</code>
+   * @return The webSearchOptions.
+   */
+  @java.lang.Override
+  public com.google.protobuf.Value getWebSearchOptions() {
+    return webSearchOptions_ == null ? com.google.protobuf.Value.getDefaultInstance() : webSearchOptions_;
+  }
+  /**
+   * <pre>
+   * Optional. Not supported (OpenAI's `web_search_options`): any value but null is refused
+   * with INVALID_ARGUMENT.
+   * </pre>
+   *
+   * <code>.google.protobuf.Value web_search_options = 34;</code>
+   */
+  @java.lang.Override
+  public com.google.protobuf.ValueOrBuilder getWebSearchOptionsOrBuilder() {
+    return webSearchOptions_ == null ? com.google.protobuf.Value.getDefaultInstance() : webSearchOptions_;
+  }
+
+  public static final int PARALLEL_TOOL_CALLS_FIELD_NUMBER = 35;
+  private com.google.protobuf.Value parallelToolCalls_;
+  /**
+   * <pre>
+   * Optional. Not supported (OpenAI's `parallel_tool_calls`): any value but null is refused
+   * with INVALID_ARGUMENT.
+   * </pre>
+   *
+   * <code>.google.protobuf.Value parallel_tool_calls = 35;</code>
+   * @return Whether the parallelToolCalls field is set.
+   */
+  @java.lang.Override
+  public boolean hasParallelToolCalls() {
+    return ((bitField0_ & 0x20000000) != 0);
+  }
+  /**
+   * <pre>
+   * Optional. Not supported (OpenAI's `parallel_tool_calls`): any value but null is refused
+   * with INVALID_ARGUMENT.
+   * </pre>
+   *
+   * <code>.google.protobuf.Value parallel_tool_calls = 35;</code>
+   * @return The parallelToolCalls.
+   */
+  @java.lang.Override
+  public com.google.protobuf.Value getParallelToolCalls() {
+    return parallelToolCalls_ == null ? com.google.protobuf.Value.getDefaultInstance() : parallelToolCalls_;
+  }
+  /**
+   * <pre>
+   * Optional. Not supported (OpenAI's `parallel_tool_calls`): any value but null is refused
+   * with INVALID_ARGUMENT.
+   * </pre>
+   *
+   * <code>.google.protobuf.Value parallel_tool_calls = 35;</code>
+   */
+  @java.lang.Override
+  public com.google.protobuf.ValueOrBuilder getParallelToolCallsOrBuilder() {
+    return parallelToolCalls_ == null ? com.google.protobuf.Value.getDefaultInstance() : parallelToolCalls_;
+  }
+
+  public static final int REASONING_EFFORT_FIELD_NUMBER = 36;
+  private com.google.protobuf.Value reasoningEffort_;
+  /**
+   * <pre>
+   * Optional. Not supported (OpenAI's `reasoning_effort`): any value but null is refused
+   * with INVALID_ARGUMENT.
+   * </pre>
+   *
+   * <code>.google.protobuf.Value reasoning_effort = 36;</code>
+   * @return Whether the reasoningEffort field is set.
+   */
+  @java.lang.Override
+  public boolean hasReasoningEffort() {
+    return ((bitField0_ & 0x40000000) != 0);
+  }
+  /**
+   * <pre>
+   * Optional. Not supported (OpenAI's `reasoning_effort`): any value but null is refused
+   * with INVALID_ARGUMENT.
+   * </pre>
+   *
+   * <code>.google.protobuf.Value reasoning_effort = 36;</code>
+   * @return The reasoningEffort.
+   */
+  @java.lang.Override
+  public com.google.protobuf.Value getReasoningEffort() {
+    return reasoningEffort_ == null ? com.google.protobuf.Value.getDefaultInstance() : reasoningEffort_;
+  }
+  /**
+   * <pre>
+   * Optional. Not supported (OpenAI's `reasoning_effort`): any value but null is refused
+   * with INVALID_ARGUMENT.
+   * </pre>
+   *
+   * <code>.google.protobuf.Value reasoning_effort = 36;</code>
+   */
+  @java.lang.Override
+  public com.google.protobuf.ValueOrBuilder getReasoningEffortOrBuilder() {
+    return reasoningEffort_ == null ? com.google.protobuf.Value.getDefaultInstance() : reasoningEffort_;
+  }
+
+  public static final int STORE_FIELD_NUMBER = 37;
+  private com.google.protobuf.Value store_;
+  /**
+   * <pre>
+   * Optional. Not supported (OpenAI's `store`): any value but null is refused
+   * with INVALID_ARGUMENT.
+   * </pre>
+   *
+   * <code>.google.protobuf.Value store = 37;</code>
+   * @return Whether the store field is set.
+   */
+  @java.lang.Override
+  public boolean hasStore() {
+    return ((bitField0_ & 0x80000000) != 0);
+  }
+  /**
+   * <pre>
+   * Optional. Not supported (OpenAI's `store`): any value but null is refused
+   * with INVALID_ARGUMENT.
+   * </pre>
+   *
+   * <code>.google.protobuf.Value store = 37;</code>
+   * @return The store.
+   */
+  @java.lang.Override
+  public com.google.protobuf.Value getStore() {
+    return store_ == null ? com.google.protobuf.Value.getDefaultInstance() : store_;
+  }
+  /**
+   * <pre>
+   * Optional. Not supported (OpenAI's `store`): any value but null is refused
+   * with INVALID_ARGUMENT.
+   * </pre>
+   *
+   * <code>.google.protobuf.Value store = 37;</code>
+   */
+  @java.lang.Override
+  public com.google.protobuf.ValueOrBuilder getStoreOrBuilder() {
+    return store_ == null ? com.google.protobuf.Value.getDefaultInstance() : store_;
+  }
+
+  public static final int METADATA_FIELD_NUMBER = 38;
+  private com.google.protobuf.Value metadata_;
+  /**
+   * <pre>
+   * Optional. Not supported (OpenAI's `metadata`): any value but null is refused
+   * with INVALID_ARGUMENT.
+   * </pre>
+   *
+   * <code>.google.protobuf.Value metadata = 38;</code>
+   * @return Whether the metadata field is set.
+   */
+  @java.lang.Override
+  public boolean hasMetadata() {
+    return ((bitField1_ & 0x00000001) != 0);
+  }
+  /**
+   * <pre>
+   * Optional. Not supported (OpenAI's `metadata`): any value but null is refused
+   * with INVALID_ARGUMENT.
+   * </pre>
+   *
+   * <code>.google.protobuf.Value metadata = 38;</code>
+   * @return The metadata.
+   */
+  @java.lang.Override
+  public com.google.protobuf.Value getMetadata() {
+    return metadata_ == null ? com.google.protobuf.Value.getDefaultInstance() : metadata_;
+  }
+  /**
+   * <pre>
+   * Optional. Not supported (OpenAI's `metadata`): any value but null is refused
+   * with INVALID_ARGUMENT.
+   * </pre>
+   *
+   * <code>.google.protobuf.Value metadata = 38;</code>
+   */
+  @java.lang.Override
+  public com.google.protobuf.ValueOrBuilder getMetadataOrBuilder() {
+    return metadata_ == null ? com.google.protobuf.Value.getDefaultInstance() : metadata_;
+  }
+
+  public static final int SERVICE_TIER_FIELD_NUMBER = 39;
+  private com.google.protobuf.Value serviceTier_;
+  /**
+   * <pre>
+   * Optional. Not supported (OpenAI's `service_tier`): any value but null is refused
+   * with INVALID_ARGUMENT.
+   * </pre>
+   *
+   * <code>.google.protobuf.Value service_tier = 39;</code>
+   * @return Whether the serviceTier field is set.
+   */
+  @java.lang.Override
+  public boolean hasServiceTier() {
+    return ((bitField1_ & 0x00000002) != 0);
+  }
+  /**
+   * <pre>
+   * Optional. Not supported (OpenAI's `service_tier`): any value but null is refused
+   * with INVALID_ARGUMENT.
+   * </pre>
+   *
+   * <code>.google.protobuf.Value service_tier = 39;</code>
+   * @return The serviceTier.
+   */
+  @java.lang.Override
+  public com.google.protobuf.Value getServiceTier() {
+    return serviceTier_ == null ? com.google.protobuf.Value.getDefaultInstance() : serviceTier_;
+  }
+  /**
+   * <pre>
+   * Optional. Not supported (OpenAI's `service_tier`): any value but null is refused
+   * with INVALID_ARGUMENT.
+   * </pre>
+   *
+   * <code>.google.protobuf.Value service_tier = 39;</code>
+   */
+  @java.lang.Override
+  public com.google.protobuf.ValueOrBuilder getServiceTierOrBuilder() {
+    return serviceTier_ == null ? com.google.protobuf.Value.getDefaultInstance() : serviceTier_;
+  }
+
   private byte memoizedIsInitialized = -1;
   @java.lang.Override
   public final boolean isInitialized() {
@@ -1046,6 +1621,48 @@ private static final long serialVersionUID = 0L;
     }
     if (((bitField0_ & 0x00080000) != 0)) {
       output.writeBool(25, skipSpecialTokens_);
+    }
+    if (((bitField0_ & 0x00100000) != 0)) {
+      output.writeMessage(26, getTools());
+    }
+    if (((bitField0_ & 0x00200000) != 0)) {
+      output.writeMessage(27, getToolChoice());
+    }
+    if (((bitField0_ & 0x00400000) != 0)) {
+      output.writeMessage(28, getFunctions());
+    }
+    if (((bitField0_ & 0x00800000) != 0)) {
+      output.writeMessage(29, getFunctionCall());
+    }
+    if (((bitField0_ & 0x01000000) != 0)) {
+      output.writeMessage(30, getResponseFormat());
+    }
+    if (((bitField0_ & 0x02000000) != 0)) {
+      output.writeMessage(31, getAudio());
+    }
+    if (((bitField0_ & 0x04000000) != 0)) {
+      output.writeMessage(32, getModalities());
+    }
+    if (((bitField0_ & 0x08000000) != 0)) {
+      output.writeMessage(33, getPrediction());
+    }
+    if (((bitField0_ & 0x10000000) != 0)) {
+      output.writeMessage(34, getWebSearchOptions());
+    }
+    if (((bitField0_ & 0x20000000) != 0)) {
+      output.writeMessage(35, getParallelToolCalls());
+    }
+    if (((bitField0_ & 0x40000000) != 0)) {
+      output.writeMessage(36, getReasoningEffort());
+    }
+    if (((bitField0_ & 0x80000000) != 0)) {
+      output.writeMessage(37, getStore());
+    }
+    if (((bitField1_ & 0x00000001) != 0)) {
+      output.writeMessage(38, getMetadata());
+    }
+    if (((bitField1_ & 0x00000002) != 0)) {
+      output.writeMessage(39, getServiceTier());
     }
     getUnknownFields().writeTo(output);
   }
@@ -1174,6 +1791,66 @@ private static final long serialVersionUID = 0L;
       size += com.google.protobuf.CodedOutputStream
         .computeBoolSize(25, skipSpecialTokens_);
     }
+    if (((bitField0_ & 0x00100000) != 0)) {
+      size += com.google.protobuf.CodedOutputStream
+        .computeMessageSize(26, getTools());
+    }
+    if (((bitField0_ & 0x00200000) != 0)) {
+      size += com.google.protobuf.CodedOutputStream
+        .computeMessageSize(27, getToolChoice());
+    }
+    if (((bitField0_ & 0x00400000) != 0)) {
+      size += com.google.protobuf.CodedOutputStream
+        .computeMessageSize(28, getFunctions());
+    }
+    if (((bitField0_ & 0x00800000) != 0)) {
+      size += com.google.protobuf.CodedOutputStream
+        .computeMessageSize(29, getFunctionCall());
+    }
+    if (((bitField0_ & 0x01000000) != 0)) {
+      size += com.google.protobuf.CodedOutputStream
+        .computeMessageSize(30, getResponseFormat());
+    }
+    if (((bitField0_ & 0x02000000) != 0)) {
+      size += com.google.protobuf.CodedOutputStream
+        .computeMessageSize(31, getAudio());
+    }
+    if (((bitField0_ & 0x04000000) != 0)) {
+      size += com.google.protobuf.CodedOutputStream
+        .computeMessageSize(32, getModalities());
+    }
+    return size;
+  }
+  private int computeSerializedSize_1() {
+    int size = 0;
+    if (((bitField0_ & 0x08000000) != 0)) {
+      size += com.google.protobuf.CodedOutputStream
+        .computeMessageSize(33, getPrediction());
+    }
+    if (((bitField0_ & 0x10000000) != 0)) {
+      size += com.google.protobuf.CodedOutputStream
+        .computeMessageSize(34, getWebSearchOptions());
+    }
+    if (((bitField0_ & 0x20000000) != 0)) {
+      size += com.google.protobuf.CodedOutputStream
+        .computeMessageSize(35, getParallelToolCalls());
+    }
+    if (((bitField0_ & 0x40000000) != 0)) {
+      size += com.google.protobuf.CodedOutputStream
+        .computeMessageSize(36, getReasoningEffort());
+    }
+    if (((bitField0_ & 0x80000000) != 0)) {
+      size += com.google.protobuf.CodedOutputStream
+        .computeMessageSize(37, getStore());
+    }
+    if (((bitField1_ & 0x00000001) != 0)) {
+      size += com.google.protobuf.CodedOutputStream
+        .computeMessageSize(38, getMetadata());
+    }
+    if (((bitField1_ & 0x00000002) != 0)) {
+      size += com.google.protobuf.CodedOutputStream
+        .computeMessageSize(39, getServiceTier());
+    }
     return size;
   }
   @java.lang.Override
@@ -1183,6 +1860,7 @@ private static final long serialVersionUID = 0L;
 
     size = 0;
     size += computeSerializedSize_0();
+    size += computeSerializedSize_1();
     size += getUnknownFields().getSerializedSize();
     memoizedSize = size;
     return size;
@@ -1314,6 +1992,76 @@ private static final long serialVersionUID = 0L;
       if (getSkipSpecialTokens()
           != other.getSkipSpecialTokens()) return false;
     }
+    if (hasTools() != other.hasTools()) return false;
+    if (hasTools()) {
+      if (!getTools()
+          .equals(other.getTools())) return false;
+    }
+    if (hasToolChoice() != other.hasToolChoice()) return false;
+    if (hasToolChoice()) {
+      if (!getToolChoice()
+          .equals(other.getToolChoice())) return false;
+    }
+    if (hasFunctions() != other.hasFunctions()) return false;
+    if (hasFunctions()) {
+      if (!getFunctions()
+          .equals(other.getFunctions())) return false;
+    }
+    if (hasFunctionCall() != other.hasFunctionCall()) return false;
+    if (hasFunctionCall()) {
+      if (!getFunctionCall()
+          .equals(other.getFunctionCall())) return false;
+    }
+    if (hasResponseFormat() != other.hasResponseFormat()) return false;
+    if (hasResponseFormat()) {
+      if (!getResponseFormat()
+          .equals(other.getResponseFormat())) return false;
+    }
+    if (hasAudio() != other.hasAudio()) return false;
+    if (hasAudio()) {
+      if (!getAudio()
+          .equals(other.getAudio())) return false;
+    }
+    if (hasModalities() != other.hasModalities()) return false;
+    if (hasModalities()) {
+      if (!getModalities()
+          .equals(other.getModalities())) return false;
+    }
+    if (hasPrediction() != other.hasPrediction()) return false;
+    if (hasPrediction()) {
+      if (!getPrediction()
+          .equals(other.getPrediction())) return false;
+    }
+    if (hasWebSearchOptions() != other.hasWebSearchOptions()) return false;
+    if (hasWebSearchOptions()) {
+      if (!getWebSearchOptions()
+          .equals(other.getWebSearchOptions())) return false;
+    }
+    if (hasParallelToolCalls() != other.hasParallelToolCalls()) return false;
+    if (hasParallelToolCalls()) {
+      if (!getParallelToolCalls()
+          .equals(other.getParallelToolCalls())) return false;
+    }
+    if (hasReasoningEffort() != other.hasReasoningEffort()) return false;
+    if (hasReasoningEffort()) {
+      if (!getReasoningEffort()
+          .equals(other.getReasoningEffort())) return false;
+    }
+    if (hasStore() != other.hasStore()) return false;
+    if (hasStore()) {
+      if (!getStore()
+          .equals(other.getStore())) return false;
+    }
+    if (hasMetadata() != other.hasMetadata()) return false;
+    if (hasMetadata()) {
+      if (!getMetadata()
+          .equals(other.getMetadata())) return false;
+    }
+    if (hasServiceTier() != other.hasServiceTier()) return false;
+    if (hasServiceTier()) {
+      if (!getServiceTier()
+          .equals(other.getServiceTier())) return false;
+    }
     if (!getUnknownFields().equals(other.getUnknownFields())) return false;
     return true;
   }
@@ -1434,6 +2182,62 @@ private static final long serialVersionUID = 0L;
       hash = (37 * hash) + SKIP_SPECIAL_TOKENS_FIELD_NUMBER;
       hash = (53 * hash) + com.google.protobuf.Internal.hashBoolean(
           getSkipSpecialTokens());
+    }
+    if (hasTools()) {
+      hash = (37 * hash) + TOOLS_FIELD_NUMBER;
+      hash = (53 * hash) + getTools().hashCode();
+    }
+    if (hasToolChoice()) {
+      hash = (37 * hash) + TOOL_CHOICE_FIELD_NUMBER;
+      hash = (53 * hash) + getToolChoice().hashCode();
+    }
+    if (hasFunctions()) {
+      hash = (37 * hash) + FUNCTIONS_FIELD_NUMBER;
+      hash = (53 * hash) + getFunctions().hashCode();
+    }
+    if (hasFunctionCall()) {
+      hash = (37 * hash) + FUNCTION_CALL_FIELD_NUMBER;
+      hash = (53 * hash) + getFunctionCall().hashCode();
+    }
+    if (hasResponseFormat()) {
+      hash = (37 * hash) + RESPONSE_FORMAT_FIELD_NUMBER;
+      hash = (53 * hash) + getResponseFormat().hashCode();
+    }
+    if (hasAudio()) {
+      hash = (37 * hash) + AUDIO_FIELD_NUMBER;
+      hash = (53 * hash) + getAudio().hashCode();
+    }
+    if (hasModalities()) {
+      hash = (37 * hash) + MODALITIES_FIELD_NUMBER;
+      hash = (53 * hash) + getModalities().hashCode();
+    }
+    if (hasPrediction()) {
+      hash = (37 * hash) + PREDICTION_FIELD_NUMBER;
+      hash = (53 * hash) + getPrediction().hashCode();
+    }
+    if (hasWebSearchOptions()) {
+      hash = (37 * hash) + WEB_SEARCH_OPTIONS_FIELD_NUMBER;
+      hash = (53 * hash) + getWebSearchOptions().hashCode();
+    }
+    if (hasParallelToolCalls()) {
+      hash = (37 * hash) + PARALLEL_TOOL_CALLS_FIELD_NUMBER;
+      hash = (53 * hash) + getParallelToolCalls().hashCode();
+    }
+    if (hasReasoningEffort()) {
+      hash = (37 * hash) + REASONING_EFFORT_FIELD_NUMBER;
+      hash = (53 * hash) + getReasoningEffort().hashCode();
+    }
+    if (hasStore()) {
+      hash = (37 * hash) + STORE_FIELD_NUMBER;
+      hash = (53 * hash) + getStore().hashCode();
+    }
+    if (hasMetadata()) {
+      hash = (37 * hash) + METADATA_FIELD_NUMBER;
+      hash = (53 * hash) + getMetadata().hashCode();
+    }
+    if (hasServiceTier()) {
+      hash = (37 * hash) + SERVICE_TIER_FIELD_NUMBER;
+      hash = (53 * hash) + getServiceTier().hashCode();
     }
     hash = (29 * hash) + getUnknownFields().hashCode();
     memoizedHashCode = hash;
@@ -1593,12 +2397,27 @@ private static final long serialVersionUID = 0L;
               .alwaysUseFieldBuilders) {
         internalGetMessagesFieldBuilder();
         internalGetStreamOptionsFieldBuilder();
+        internalGetToolsFieldBuilder();
+        internalGetToolChoiceFieldBuilder();
+        internalGetFunctionsFieldBuilder();
+        internalGetFunctionCallFieldBuilder();
+        internalGetResponseFormatFieldBuilder();
+        internalGetAudioFieldBuilder();
+        internalGetModalitiesFieldBuilder();
+        internalGetPredictionFieldBuilder();
+        internalGetWebSearchOptionsFieldBuilder();
+        internalGetParallelToolCallsFieldBuilder();
+        internalGetReasoningEffortFieldBuilder();
+        internalGetStoreFieldBuilder();
+        internalGetMetadataFieldBuilder();
+        internalGetServiceTierFieldBuilder();
       }
     }
     @java.lang.Override
     public Builder clear() {
       super.clear();
       bitField0_ = 0;
+      bitField1_ = 0;
       model_ = "";
       if (messagesBuilder_ == null) {
         messages_ = java.util.Collections.emptyList();
@@ -1635,6 +2454,76 @@ private static final long serialVersionUID = 0L;
       includeStopStrInOutput_ = false;
       stopTokenIds_ = emptyIntList();
       skipSpecialTokens_ = false;
+      tools_ = null;
+      if (toolsBuilder_ != null) {
+        toolsBuilder_.dispose();
+        toolsBuilder_ = null;
+      }
+      toolChoice_ = null;
+      if (toolChoiceBuilder_ != null) {
+        toolChoiceBuilder_.dispose();
+        toolChoiceBuilder_ = null;
+      }
+      functions_ = null;
+      if (functionsBuilder_ != null) {
+        functionsBuilder_.dispose();
+        functionsBuilder_ = null;
+      }
+      functionCall_ = null;
+      if (functionCallBuilder_ != null) {
+        functionCallBuilder_.dispose();
+        functionCallBuilder_ = null;
+      }
+      responseFormat_ = null;
+      if (responseFormatBuilder_ != null) {
+        responseFormatBuilder_.dispose();
+        responseFormatBuilder_ = null;
+      }
+      audio_ = null;
+      if (audioBuilder_ != null) {
+        audioBuilder_.dispose();
+        audioBuilder_ = null;
+      }
+      modalities_ = null;
+      if (modalitiesBuilder_ != null) {
+        modalitiesBuilder_.dispose();
+        modalitiesBuilder_ = null;
+      }
+      prediction_ = null;
+      if (predictionBuilder_ != null) {
+        predictionBuilder_.dispose();
+        predictionBuilder_ = null;
+      }
+      webSearchOptions_ = null;
+      if (webSearchOptionsBuilder_ != null) {
+        webSearchOptionsBuilder_.dispose();
+        webSearchOptionsBuilder_ = null;
+      }
+      parallelToolCalls_ = null;
+      if (parallelToolCallsBuilder_ != null) {
+        parallelToolCallsBuilder_.dispose();
+        parallelToolCallsBuilder_ = null;
+      }
+      reasoningEffort_ = null;
+      if (reasoningEffortBuilder_ != null) {
+        reasoningEffortBuilder_.dispose();
+        reasoningEffortBuilder_ = null;
+      }
+      store_ = null;
+      if (storeBuilder_ != null) {
+        storeBuilder_.dispose();
+        storeBuilder_ = null;
+      }
+      metadata_ = null;
+      if (metadataBuilder_ != null) {
+        metadataBuilder_.dispose();
+        metadataBuilder_ = null;
+      }
+      serviceTier_ = null;
+      if (serviceTierBuilder_ != null) {
+        serviceTierBuilder_.dispose();
+        serviceTierBuilder_ = null;
+      }
       return this;
     }
 
@@ -1663,6 +2552,7 @@ private static final long serialVersionUID = 0L;
       io.tokenway.v1.StreamChatCompletionRequest result = new io.tokenway.v1.StreamChatCompletionRequest(this);
       buildPartialRepeatedFields(result);
       if (bitField0_ != 0) { buildPartial0(result); }
+      if (bitField1_ != 0) { buildPartial1(result); }
       onBuilt();
       return result;
     }
@@ -1779,7 +2669,99 @@ private static final long serialVersionUID = 0L;
         result.skipSpecialTokens_ = skipSpecialTokens_;
         to_bitField0_ |= 0x00080000;
       }
+      if (((from_bitField0_ & 0x02000000) != 0)) {
+        result.tools_ = toolsBuilder_ == null
+            ? tools_
+            : toolsBuilder_.build();
+        to_bitField0_ |= 0x00100000;
+      }
+      if (((from_bitField0_ & 0x04000000) != 0)) {
+        result.toolChoice_ = toolChoiceBuilder_ == null
+            ? toolChoice_
+            : toolChoiceBuilder_.build();
+        to_bitField0_ |= 0x00200000;
+      }
+      if (((from_bitField0_ & 0x08000000) != 0)) {
+        result.functions_ = functionsBuilder_ == null
+            ? functions_
+            : functionsBuilder_.build();
+        to_bitField0_ |= 0x00400000;
+      }
+      if (((from_bitField0_ & 0x10000000) != 0)) {
+        result.functionCall_ = functionCallBuilder_ == null
+            ? functionCall_
+            : functionCallBuilder_.build();
+        to_bitField0_ |= 0x00800000;
+      }
+      if (((from_bitField0_ & 0x20000000) != 0)) {
+        result.responseFormat_ = responseFormatBuilder_ == null
+            ? responseFormat_
+            : responseFormatBuilder_.build();
+        to_bitField0_ |= 0x01000000;
+      }
+      if (((from_bitField0_ & 0x40000000) != 0)) {
+        result.audio_ = audioBuilder_ == null
+            ? audio_
+            : audioBuilder_.build();
+        to_bitField0_ |= 0x02000000;
+      }
+      if (((from_bitField0_ & 0x80000000) != 0)) {
+        result.modalities_ = modalitiesBuilder_ == null
+            ? modalities_
+            : modalitiesBuilder_.build();
+        to_bitField0_ |= 0x04000000;
+      }
       result.bitField0_ |= to_bitField0_;
+    }
+
+    private void buildPartial1(io.tokenway.v1.StreamChatCompletionRequest result) {
+      int from_bitField1_ = bitField1_;
+      int to_bitField0_ = 0;
+      if (((from_bitField1_ & 0x00000001) != 0)) {
+        result.prediction_ = predictionBuilder_ == null
+            ? prediction_
+            : predictionBuilder_.build();
+        to_bitField0_ |= 0x08000000;
+      }
+      if (((from_bitField1_ & 0x00000002) != 0)) {
+        result.webSearchOptions_ = webSearchOptionsBuilder_ == null
+            ? webSearchOptions_
+            : webSearchOptionsBuilder_.build();
+        to_bitField0_ |= 0x10000000;
+      }
+      if (((from_bitField1_ & 0x00000004) != 0)) {
+        result.parallelToolCalls_ = parallelToolCallsBuilder_ == null
+            ? parallelToolCalls_
+            : parallelToolCallsBuilder_.build();
+        to_bitField0_ |= 0x20000000;
+      }
+      if (((from_bitField1_ & 0x00000008) != 0)) {
+        result.reasoningEffort_ = reasoningEffortBuilder_ == null
+            ? reasoningEffort_
+            : reasoningEffortBuilder_.build();
+        to_bitField0_ |= 0x40000000;
+      }
+      if (((from_bitField1_ & 0x00000010) != 0)) {
+        result.store_ = storeBuilder_ == null
+            ? store_
+            : storeBuilder_.build();
+        to_bitField0_ |= 0x80000000;
+      }
+      int to_bitField1_ = 0;
+      if (((from_bitField1_ & 0x00000020) != 0)) {
+        result.metadata_ = metadataBuilder_ == null
+            ? metadata_
+            : metadataBuilder_.build();
+        to_bitField1_ |= 0x00000001;
+      }
+      if (((from_bitField1_ & 0x00000040) != 0)) {
+        result.serviceTier_ = serviceTierBuilder_ == null
+            ? serviceTier_
+            : serviceTierBuilder_.build();
+        to_bitField1_ |= 0x00000002;
+      }
+      result.bitField0_ |= to_bitField0_;
+      result.bitField1_ |= to_bitField1_;
     }
 
     @java.lang.Override
@@ -1910,6 +2892,48 @@ private static final long serialVersionUID = 0L;
       }
       if (other.hasSkipSpecialTokens()) {
         setSkipSpecialTokens(other.getSkipSpecialTokens());
+      }
+      if (other.hasTools()) {
+        mergeTools(other.getTools());
+      }
+      if (other.hasToolChoice()) {
+        mergeToolChoice(other.getToolChoice());
+      }
+      if (other.hasFunctions()) {
+        mergeFunctions(other.getFunctions());
+      }
+      if (other.hasFunctionCall()) {
+        mergeFunctionCall(other.getFunctionCall());
+      }
+      if (other.hasResponseFormat()) {
+        mergeResponseFormat(other.getResponseFormat());
+      }
+      if (other.hasAudio()) {
+        mergeAudio(other.getAudio());
+      }
+      if (other.hasModalities()) {
+        mergeModalities(other.getModalities());
+      }
+      if (other.hasPrediction()) {
+        mergePrediction(other.getPrediction());
+      }
+      if (other.hasWebSearchOptions()) {
+        mergeWebSearchOptions(other.getWebSearchOptions());
+      }
+      if (other.hasParallelToolCalls()) {
+        mergeParallelToolCalls(other.getParallelToolCalls());
+      }
+      if (other.hasReasoningEffort()) {
+        mergeReasoningEffort(other.getReasoningEffort());
+      }
+      if (other.hasStore()) {
+        mergeStore(other.getStore());
+      }
+      if (other.hasMetadata()) {
+        mergeMetadata(other.getMetadata());
+      }
+      if (other.hasServiceTier()) {
+        mergeServiceTier(other.getServiceTier());
       }
       this.mergeUnknownFields(other.getUnknownFields());
       onChanged();
@@ -2087,6 +3111,104 @@ private static final long serialVersionUID = 0L;
               bitField0_ |= 0x01000000;
               break;
             } // case 200
+            case 210: {
+              input.readMessage(
+                  internalGetToolsFieldBuilder().getBuilder(),
+                  extensionRegistry);
+              bitField0_ |= 0x02000000;
+              break;
+            } // case 210
+            case 218: {
+              input.readMessage(
+                  internalGetToolChoiceFieldBuilder().getBuilder(),
+                  extensionRegistry);
+              bitField0_ |= 0x04000000;
+              break;
+            } // case 218
+            case 226: {
+              input.readMessage(
+                  internalGetFunctionsFieldBuilder().getBuilder(),
+                  extensionRegistry);
+              bitField0_ |= 0x08000000;
+              break;
+            } // case 226
+            case 234: {
+              input.readMessage(
+                  internalGetFunctionCallFieldBuilder().getBuilder(),
+                  extensionRegistry);
+              bitField0_ |= 0x10000000;
+              break;
+            } // case 234
+            case 242: {
+              input.readMessage(
+                  internalGetResponseFormatFieldBuilder().getBuilder(),
+                  extensionRegistry);
+              bitField0_ |= 0x20000000;
+              break;
+            } // case 242
+            case 250: {
+              input.readMessage(
+                  internalGetAudioFieldBuilder().getBuilder(),
+                  extensionRegistry);
+              bitField0_ |= 0x40000000;
+              break;
+            } // case 250
+            case 258: {
+              input.readMessage(
+                  internalGetModalitiesFieldBuilder().getBuilder(),
+                  extensionRegistry);
+              bitField0_ |= 0x80000000;
+              break;
+            } // case 258
+            case 266: {
+              input.readMessage(
+                  internalGetPredictionFieldBuilder().getBuilder(),
+                  extensionRegistry);
+              bitField1_ |= 0x00000001;
+              break;
+            } // case 266
+            case 274: {
+              input.readMessage(
+                  internalGetWebSearchOptionsFieldBuilder().getBuilder(),
+                  extensionRegistry);
+              bitField1_ |= 0x00000002;
+              break;
+            } // case 274
+            case 282: {
+              input.readMessage(
+                  internalGetParallelToolCallsFieldBuilder().getBuilder(),
+                  extensionRegistry);
+              bitField1_ |= 0x00000004;
+              break;
+            } // case 282
+            case 290: {
+              input.readMessage(
+                  internalGetReasoningEffortFieldBuilder().getBuilder(),
+                  extensionRegistry);
+              bitField1_ |= 0x00000008;
+              break;
+            } // case 290
+            case 298: {
+              input.readMessage(
+                  internalGetStoreFieldBuilder().getBuilder(),
+                  extensionRegistry);
+              bitField1_ |= 0x00000010;
+              break;
+            } // case 298
+            case 306: {
+              input.readMessage(
+                  internalGetMetadataFieldBuilder().getBuilder(),
+                  extensionRegistry);
+              bitField1_ |= 0x00000020;
+              break;
+            } // case 306
+            case 314: {
+              input.readMessage(
+                  internalGetServiceTierFieldBuilder().getBuilder(),
+                  extensionRegistry);
+              bitField1_ |= 0x00000040;
+              break;
+            } // case 314
             default: {
               if (!super.parseUnknownField(input, extensionRegistry, tag)) {
                 done = true; // was an endgroup tag
@@ -2103,6 +3225,7 @@ private static final long serialVersionUID = 0L;
       return this;
     }
     private int bitField0_;
+    private int bitField1_;
 
     private java.lang.Object model_ = "";
     /**
@@ -4186,6 +5309,2330 @@ private static final long serialVersionUID = 0L;
       skipSpecialTokens_ = false;
       onChanged();
       return this;
+    }
+
+    private com.google.protobuf.Value tools_;
+    private com.google.protobuf.SingleFieldBuilder<
+        com.google.protobuf.Value, com.google.protobuf.Value.Builder, com.google.protobuf.ValueOrBuilder> toolsBuilder_;
+    /**
+     * <pre>
+     * Optional. Not supported (OpenAI's `tools`): any value but null is refused
+     * with INVALID_ARGUMENT.
+     * </pre>
+     *
+     * <code>.google.protobuf.Value tools = 26;</code>
+     * @return Whether the tools field is set.
+     */
+    public boolean hasTools() {
+      return ((bitField0_ & 0x02000000) != 0);
+    }
+    /**
+     * <pre>
+     * Optional. Not supported (OpenAI's `tools`): any value but null is refused
+     * with INVALID_ARGUMENT.
+     * </pre>
+     *
+     * <code>.google.protobuf.Value tools = 26;</code>
+     * @return The tools.
+     */
+    public com.google.protobuf.Value getTools() {
+      if (toolsBuilder_ == null) {
+        return tools_ == null ? com.google.protobuf.Value.getDefaultInstance() : tools_;
+      } else {
+        return toolsBuilder_.getMessage();
+      }
+    }
+    /**
+     * <pre>
+     * Optional. Not supported (OpenAI's `tools`): any value but null is refused
+     * with INVALID_ARGUMENT.
+     * </pre>
+     *
+     * <code>.google.protobuf.Value tools = 26;</code>
+     */
+    public Builder setTools(com.google.protobuf.Value value) {
+      if (toolsBuilder_ == null) {
+        if (value == null) {
+          throw new NullPointerException();
+        }
+        tools_ = value;
+      } else {
+        toolsBuilder_.setMessage(value);
+      }
+      bitField0_ |= 0x02000000;
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * Optional. Not supported (OpenAI's `tools`): any value but null is refused
+     * with INVALID_ARGUMENT.
+     * </pre>
+     *
+     * <code>.google.protobuf.Value tools = 26;</code>
+     */
+    public Builder setTools(
+        com.google.protobuf.Value.Builder builderForValue) {
+      if (toolsBuilder_ == null) {
+        tools_ = builderForValue.build();
+      } else {
+        toolsBuilder_.setMessage(builderForValue.build());
+      }
+      bitField0_ |= 0x02000000;
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * Optional. Not supported (OpenAI's `tools`): any value but null is refused
+     * with INVALID_ARGUMENT.
+     * </pre>
+     *
+     * <code>.google.protobuf.Value tools = 26;</code>
+     */
+    public Builder mergeTools(com.google.protobuf.Value value) {
+      if (toolsBuilder_ == null) {
+        if (((bitField0_ & 0x02000000) != 0) &&
+          tools_ != null &&
+          tools_ != com.google.protobuf.Value.getDefaultInstance()) {
+          getToolsBuilder().mergeFrom(value);
+        } else {
+          tools_ = value;
+        }
+      } else {
+        toolsBuilder_.mergeFrom(value);
+      }
+      if (tools_ != null) {
+        bitField0_ |= 0x02000000;
+        onChanged();
+      }
+      return this;
+    }
+    /**
+     * <pre>
+     * Optional. Not supported (OpenAI's `tools`): any value but null is refused
+     * with INVALID_ARGUMENT.
+     * </pre>
+     *
+     * <code>.google.protobuf.Value tools = 26;</code>
+     */
+    public Builder clearTools() {
+      bitField0_ = (bitField0_ & ~0x02000000);
+      tools_ = null;
+      if (toolsBuilder_ != null) {
+        toolsBuilder_.dispose();
+        toolsBuilder_ = null;
+      }
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * Optional. Not supported (OpenAI's `tools`): any value but null is refused
+     * with INVALID_ARGUMENT.
+     * </pre>
+     *
+     * <code>.google.protobuf.Value tools = 26;</code>
+     */
+    public com.google.protobuf.Value.Builder getToolsBuilder() {
+      bitField0_ |= 0x02000000;
+      onChanged();
+      return internalGetToolsFieldBuilder().getBuilder();
+    }
+    /**
+     * <pre>
+     * Optional. Not supported (OpenAI's `tools`): any value but null is refused
+     * with INVALID_ARGUMENT.
+     * </pre>
+     *
+     * <code>.google.protobuf.Value tools = 26;</code>
+     */
+    public com.google.protobuf.ValueOrBuilder getToolsOrBuilder() {
+      if (toolsBuilder_ != null) {
+        return toolsBuilder_.getMessageOrBuilder();
+      } else {
+        return tools_ == null ?
+            com.google.protobuf.Value.getDefaultInstance() : tools_;
+      }
+    }
+    /**
+     * <pre>
+     * Optional. Not supported (OpenAI's `tools`): any value but null is refused
+     * with INVALID_ARGUMENT.
+     * </pre>
+     *
+     * <code>.google.protobuf.Value tools = 26;</code>
+     */
+    private com.google.protobuf.SingleFieldBuilder<
+        com.google.protobuf.Value, com.google.protobuf.Value.Builder, com.google.protobuf.ValueOrBuilder> 
+        internalGetToolsFieldBuilder() {
+      if (toolsBuilder_ == null) {
+        toolsBuilder_ = new com.google.protobuf.SingleFieldBuilder<
+            com.google.protobuf.Value, com.google.protobuf.Value.Builder, com.google.protobuf.ValueOrBuilder>(
+                getTools(),
+                getParentForChildren(),
+                isClean());
+        tools_ = null;
+      }
+      return toolsBuilder_;
+    }
+
+    private com.google.protobuf.Value toolChoice_;
+    private com.google.protobuf.SingleFieldBuilder<
+        com.google.protobuf.Value, com.google.protobuf.Value.Builder, com.google.protobuf.ValueOrBuilder> toolChoiceBuilder_;
+    /**
+     * <pre>
+     * Optional. Not supported (OpenAI's `tool_choice`): any value but null is refused
+     * with INVALID_ARGUMENT.
+     * </pre>
+     *
+     * <code>.google.protobuf.Value tool_choice = 27;</code>
+     * @return Whether the toolChoice field is set.
+     */
+    public boolean hasToolChoice() {
+      return ((bitField0_ & 0x04000000) != 0);
+    }
+    /**
+     * <pre>
+     * Optional. Not supported (OpenAI's `tool_choice`): any value but null is refused
+     * with INVALID_ARGUMENT.
+     * </pre>
+     *
+     * <code>.google.protobuf.Value tool_choice = 27;</code>
+     * @return The toolChoice.
+     */
+    public com.google.protobuf.Value getToolChoice() {
+      if (toolChoiceBuilder_ == null) {
+        return toolChoice_ == null ? com.google.protobuf.Value.getDefaultInstance() : toolChoice_;
+      } else {
+        return toolChoiceBuilder_.getMessage();
+      }
+    }
+    /**
+     * <pre>
+     * Optional. Not supported (OpenAI's `tool_choice`): any value but null is refused
+     * with INVALID_ARGUMENT.
+     * </pre>
+     *
+     * <code>.google.protobuf.Value tool_choice = 27;</code>
+     */
+    public Builder setToolChoice(com.google.protobuf.Value value) {
+      if (toolChoiceBuilder_ == null) {
+        if (value == null) {
+          throw new NullPointerException();
+        }
+        toolChoice_ = value;
+      } else {
+        toolChoiceBuilder_.setMessage(value);
+      }
+      bitField0_ |= 0x04000000;
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * Optional. Not supported (OpenAI's `tool_choice`): any value but null is refused
+     * with INVALID_ARGUMENT.
+     * </pre>
+     *
+     * <code>.google.protobuf.Value tool_choice = 27;</code>
+     */
+    public Builder setToolChoice(
+        com.google.protobuf.Value.Builder builderForValue) {
+      if (toolChoiceBuilder_ == null) {
+        toolChoice_ = builderForValue.build();
+      } else {
+        toolChoiceBuilder_.setMessage(builderForValue.build());
+      }
+      bitField0_ |= 0x04000000;
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * Optional. Not supported (OpenAI's `tool_choice`): any value but null is refused
+     * with INVALID_ARGUMENT.
+     * </pre>
+     *
+     * <code>.google.protobuf.Value tool_choice = 27;</code>
+     */
+    public Builder mergeToolChoice(com.google.protobuf.Value value) {
+      if (toolChoiceBuilder_ == null) {
+        if (((bitField0_ & 0x04000000) != 0) &&
+          toolChoice_ != null &&
+          toolChoice_ != com.google.protobuf.Value.getDefaultInstance()) {
+          getToolChoiceBuilder().mergeFrom(value);
+        } else {
+          toolChoice_ = value;
+        }
+      } else {
+        toolChoiceBuilder_.mergeFrom(value);
+      }
+      if (toolChoice_ != null) {
+        bitField0_ |= 0x04000000;
+        onChanged();
+      }
+      return this;
+    }
+    /**
+     * <pre>
+     * Optional. Not supported (OpenAI's `tool_choice`): any value but null is refused
+     * with INVALID_ARGUMENT.
+     * </pre>
+     *
+     * <code>.google.protobuf.Value tool_choice = 27;</code>
+     */
+    public Builder clearToolChoice() {
+      bitField0_ = (bitField0_ & ~0x04000000);
+      toolChoice_ = null;
+      if (toolChoiceBuilder_ != null) {
+        toolChoiceBuilder_.dispose();
+        toolChoiceBuilder_ = null;
+      }
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * Optional. Not supported (OpenAI's `tool_choice`): any value but null is refused
+     * with INVALID_ARGUMENT.
+     * </pre>
+     *
+     * <code>.google.protobuf.Value tool_choice = 27;</code>
+     */
+    public com.google.protobuf.Value.Builder getToolChoiceBuilder() {
+      bitField0_ |= 0x04000000;
+      onChanged();
+      return internalGetToolChoiceFieldBuilder().getBuilder();
+    }
+    /**
+     * <pre>
+     * Optional. Not supported (OpenAI's `tool_choice`): any value but null is refused
+     * with INVALID_ARGUMENT.
+     * </pre>
+     *
+     * <code>.google.protobuf.Value tool_choice = 27;</code>
+     */
+    public com.google.protobuf.ValueOrBuilder getToolChoiceOrBuilder() {
+      if (toolChoiceBuilder_ != null) {
+        return toolChoiceBuilder_.getMessageOrBuilder();
+      } else {
+        return toolChoice_ == null ?
+            com.google.protobuf.Value.getDefaultInstance() : toolChoice_;
+      }
+    }
+    /**
+     * <pre>
+     * Optional. Not supported (OpenAI's `tool_choice`): any value but null is refused
+     * with INVALID_ARGUMENT.
+     * </pre>
+     *
+     * <code>.google.protobuf.Value tool_choice = 27;</code>
+     */
+    private com.google.protobuf.SingleFieldBuilder<
+        com.google.protobuf.Value, com.google.protobuf.Value.Builder, com.google.protobuf.ValueOrBuilder> 
+        internalGetToolChoiceFieldBuilder() {
+      if (toolChoiceBuilder_ == null) {
+        toolChoiceBuilder_ = new com.google.protobuf.SingleFieldBuilder<
+            com.google.protobuf.Value, com.google.protobuf.Value.Builder, com.google.protobuf.ValueOrBuilder>(
+                getToolChoice(),
+                getParentForChildren(),
+                isClean());
+        toolChoice_ = null;
+      }
+      return toolChoiceBuilder_;
+    }
+
+    private com.google.protobuf.Value functions_;
+    private com.google.protobuf.SingleFieldBuilder<
+        com.google.protobuf.Value, com.google.protobuf.Value.Builder, com.google.protobuf.ValueOrBuilder> functionsBuilder_;
+    /**
+     * <pre>
+     * Optional. Not supported (OpenAI's `functions`): any value but null is refused
+     * with INVALID_ARGUMENT.
+     * </pre>
+     *
+     * <code>.google.protobuf.Value functions = 28;</code>
+     * @return Whether the functions field is set.
+     */
+    public boolean hasFunctions() {
+      return ((bitField0_ & 0x08000000) != 0);
+    }
+    /**
+     * <pre>
+     * Optional. Not supported (OpenAI's `functions`): any value but null is refused
+     * with INVALID_ARGUMENT.
+     * </pre>
+     *
+     * <code>.google.protobuf.Value functions = 28;</code>
+     * @return The functions.
+     */
+    public com.google.protobuf.Value getFunctions() {
+      if (functionsBuilder_ == null) {
+        return functions_ == null ? com.google.protobuf.Value.getDefaultInstance() : functions_;
+      } else {
+        return functionsBuilder_.getMessage();
+      }
+    }
+    /**
+     * <pre>
+     * Optional. Not supported (OpenAI's `functions`): any value but null is refused
+     * with INVALID_ARGUMENT.
+     * </pre>
+     *
+     * <code>.google.protobuf.Value functions = 28;</code>
+     */
+    public Builder setFunctions(com.google.protobuf.Value value) {
+      if (functionsBuilder_ == null) {
+        if (value == null) {
+          throw new NullPointerException();
+        }
+        functions_ = value;
+      } else {
+        functionsBuilder_.setMessage(value);
+      }
+      bitField0_ |= 0x08000000;
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * Optional. Not supported (OpenAI's `functions`): any value but null is refused
+     * with INVALID_ARGUMENT.
+     * </pre>
+     *
+     * <code>.google.protobuf.Value functions = 28;</code>
+     */
+    public Builder setFunctions(
+        com.google.protobuf.Value.Builder builderForValue) {
+      if (functionsBuilder_ == null) {
+        functions_ = builderForValue.build();
+      } else {
+        functionsBuilder_.setMessage(builderForValue.build());
+      }
+      bitField0_ |= 0x08000000;
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * Optional. Not supported (OpenAI's `functions`): any value but null is refused
+     * with INVALID_ARGUMENT.
+     * </pre>
+     *
+     * <code>.google.protobuf.Value functions = 28;</code>
+     */
+    public Builder mergeFunctions(com.google.protobuf.Value value) {
+      if (functionsBuilder_ == null) {
+        if (((bitField0_ & 0x08000000) != 0) &&
+          functions_ != null &&
+          functions_ != com.google.protobuf.Value.getDefaultInstance()) {
+          getFunctionsBuilder().mergeFrom(value);
+        } else {
+          functions_ = value;
+        }
+      } else {
+        functionsBuilder_.mergeFrom(value);
+      }
+      if (functions_ != null) {
+        bitField0_ |= 0x08000000;
+        onChanged();
+      }
+      return this;
+    }
+    /**
+     * <pre>
+     * Optional. Not supported (OpenAI's `functions`): any value but null is refused
+     * with INVALID_ARGUMENT.
+     * </pre>
+     *
+     * <code>.google.protobuf.Value functions = 28;</code>
+     */
+    public Builder clearFunctions() {
+      bitField0_ = (bitField0_ & ~0x08000000);
+      functions_ = null;
+      if (functionsBuilder_ != null) {
+        functionsBuilder_.dispose();
+        functionsBuilder_ = null;
+      }
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * Optional. Not supported (OpenAI's `functions`): any value but null is refused
+     * with INVALID_ARGUMENT.
+     * </pre>
+     *
+     * <code>.google.protobuf.Value functions = 28;</code>
+     */
+    public com.google.protobuf.Value.Builder getFunctionsBuilder() {
+      bitField0_ |= 0x08000000;
+      onChanged();
+      return internalGetFunctionsFieldBuilder().getBuilder();
+    }
+    /**
+     * <pre>
+     * Optional. Not supported (OpenAI's `functions`): any value but null is refused
+     * with INVALID_ARGUMENT.
+     * </pre>
+     *
+     * <code>.google.protobuf.Value functions = 28;</code>
+     */
+    public com.google.protobuf.ValueOrBuilder getFunctionsOrBuilder() {
+      if (functionsBuilder_ != null) {
+        return functionsBuilder_.getMessageOrBuilder();
+      } else {
+        return functions_ == null ?
+            com.google.protobuf.Value.getDefaultInstance() : functions_;
+      }
+    }
+    /**
+     * <pre>
+     * Optional. Not supported (OpenAI's `functions`): any value but null is refused
+     * with INVALID_ARGUMENT.
+     * </pre>
+     *
+     * <code>.google.protobuf.Value functions = 28;</code>
+     */
+    private com.google.protobuf.SingleFieldBuilder<
+        com.google.protobuf.Value, com.google.protobuf.Value.Builder, com.google.protobuf.ValueOrBuilder> 
+        internalGetFunctionsFieldBuilder() {
+      if (functionsBuilder_ == null) {
+        functionsBuilder_ = new com.google.protobuf.SingleFieldBuilder<
+            com.google.protobuf.Value, com.google.protobuf.Value.Builder, com.google.protobuf.ValueOrBuilder>(
+                getFunctions(),
+                getParentForChildren(),
+                isClean());
+        functions_ = null;
+      }
+      return functionsBuilder_;
+    }
+
+    private com.google.protobuf.Value functionCall_;
+    private com.google.protobuf.SingleFieldBuilder<
+        com.google.protobuf.Value, com.google.protobuf.Value.Builder, com.google.protobuf.ValueOrBuilder> functionCallBuilder_;
+    /**
+     * <pre>
+     * Optional. Not supported (OpenAI's `function_call`): any value but null is refused
+     * with INVALID_ARGUMENT.
+     * </pre>
+     *
+     * <code>.google.protobuf.Value function_call = 29;</code>
+     * @return Whether the functionCall field is set.
+     */
+    public boolean hasFunctionCall() {
+      return ((bitField0_ & 0x10000000) != 0);
+    }
+    /**
+     * <pre>
+     * Optional. Not supported (OpenAI's `function_call`): any value but null is refused
+     * with INVALID_ARGUMENT.
+     * </pre>
+     *
+     * <code>.google.protobuf.Value function_call = 29;</code>
+     * @return The functionCall.
+     */
+    public com.google.protobuf.Value getFunctionCall() {
+      if (functionCallBuilder_ == null) {
+        return functionCall_ == null ? com.google.protobuf.Value.getDefaultInstance() : functionCall_;
+      } else {
+        return functionCallBuilder_.getMessage();
+      }
+    }
+    /**
+     * <pre>
+     * Optional. Not supported (OpenAI's `function_call`): any value but null is refused
+     * with INVALID_ARGUMENT.
+     * </pre>
+     *
+     * <code>.google.protobuf.Value function_call = 29;</code>
+     */
+    public Builder setFunctionCall(com.google.protobuf.Value value) {
+      if (functionCallBuilder_ == null) {
+        if (value == null) {
+          throw new NullPointerException();
+        }
+        functionCall_ = value;
+      } else {
+        functionCallBuilder_.setMessage(value);
+      }
+      bitField0_ |= 0x10000000;
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * Optional. Not supported (OpenAI's `function_call`): any value but null is refused
+     * with INVALID_ARGUMENT.
+     * </pre>
+     *
+     * <code>.google.protobuf.Value function_call = 29;</code>
+     */
+    public Builder setFunctionCall(
+        com.google.protobuf.Value.Builder builderForValue) {
+      if (functionCallBuilder_ == null) {
+        functionCall_ = builderForValue.build();
+      } else {
+        functionCallBuilder_.setMessage(builderForValue.build());
+      }
+      bitField0_ |= 0x10000000;
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * Optional. Not supported (OpenAI's `function_call`): any value but null is refused
+     * with INVALID_ARGUMENT.
+     * </pre>
+     *
+     * <code>.google.protobuf.Value function_call = 29;</code>
+     */
+    public Builder mergeFunctionCall(com.google.protobuf.Value value) {
+      if (functionCallBuilder_ == null) {
+        if (((bitField0_ & 0x10000000) != 0) &&
+          functionCall_ != null &&
+          functionCall_ != com.google.protobuf.Value.getDefaultInstance()) {
+          getFunctionCallBuilder().mergeFrom(value);
+        } else {
+          functionCall_ = value;
+        }
+      } else {
+        functionCallBuilder_.mergeFrom(value);
+      }
+      if (functionCall_ != null) {
+        bitField0_ |= 0x10000000;
+        onChanged();
+      }
+      return this;
+    }
+    /**
+     * <pre>
+     * Optional. Not supported (OpenAI's `function_call`): any value but null is refused
+     * with INVALID_ARGUMENT.
+     * </pre>
+     *
+     * <code>.google.protobuf.Value function_call = 29;</code>
+     */
+    public Builder clearFunctionCall() {
+      bitField0_ = (bitField0_ & ~0x10000000);
+      functionCall_ = null;
+      if (functionCallBuilder_ != null) {
+        functionCallBuilder_.dispose();
+        functionCallBuilder_ = null;
+      }
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * Optional. Not supported (OpenAI's `function_call`): any value but null is refused
+     * with INVALID_ARGUMENT.
+     * </pre>
+     *
+     * <code>.google.protobuf.Value function_call = 29;</code>
+     */
+    public com.google.protobuf.Value.Builder getFunctionCallBuilder() {
+      bitField0_ |= 0x10000000;
+      onChanged();
+      return internalGetFunctionCallFieldBuilder().getBuilder();
+    }
+    /**
+     * <pre>
+     * Optional. Not supported (OpenAI's `function_call`): any value but null is refused
+     * with INVALID_ARGUMENT.
+     * </pre>
+     *
+     * <code>.google.protobuf.Value function_call = 29;</code>
+     */
+    public com.google.protobuf.ValueOrBuilder getFunctionCallOrBuilder() {
+      if (functionCallBuilder_ != null) {
+        return functionCallBuilder_.getMessageOrBuilder();
+      } else {
+        return functionCall_ == null ?
+            com.google.protobuf.Value.getDefaultInstance() : functionCall_;
+      }
+    }
+    /**
+     * <pre>
+     * Optional. Not supported (OpenAI's `function_call`): any value but null is refused
+     * with INVALID_ARGUMENT.
+     * </pre>
+     *
+     * <code>.google.protobuf.Value function_call = 29;</code>
+     */
+    private com.google.protobuf.SingleFieldBuilder<
+        com.google.protobuf.Value, com.google.protobuf.Value.Builder, com.google.protobuf.ValueOrBuilder> 
+        internalGetFunctionCallFieldBuilder() {
+      if (functionCallBuilder_ == null) {
+        functionCallBuilder_ = new com.google.protobuf.SingleFieldBuilder<
+            com.google.protobuf.Value, com.google.protobuf.Value.Builder, com.google.protobuf.ValueOrBuilder>(
+                getFunctionCall(),
+                getParentForChildren(),
+                isClean());
+        functionCall_ = null;
+      }
+      return functionCallBuilder_;
+    }
+
+    private com.google.protobuf.Value responseFormat_;
+    private com.google.protobuf.SingleFieldBuilder<
+        com.google.protobuf.Value, com.google.protobuf.Value.Builder, com.google.protobuf.ValueOrBuilder> responseFormatBuilder_;
+    /**
+     * <pre>
+     * Optional. Not supported (OpenAI's `response_format`): any value but null is refused
+     * with INVALID_ARGUMENT.
+     * </pre>
+     *
+     * <code>.google.protobuf.Value response_format = 30;</code>
+     * @return Whether the responseFormat field is set.
+     */
+    public boolean hasResponseFormat() {
+      return ((bitField0_ & 0x20000000) != 0);
+    }
+    /**
+     * <pre>
+     * Optional. Not supported (OpenAI's `response_format`): any value but null is refused
+     * with INVALID_ARGUMENT.
+     * </pre>
+     *
+     * <code>.google.protobuf.Value response_format = 30;</code>
+     * @return The responseFormat.
+     */
+    public com.google.protobuf.Value getResponseFormat() {
+      if (responseFormatBuilder_ == null) {
+        return responseFormat_ == null ? com.google.protobuf.Value.getDefaultInstance() : responseFormat_;
+      } else {
+        return responseFormatBuilder_.getMessage();
+      }
+    }
+    /**
+     * <pre>
+     * Optional. Not supported (OpenAI's `response_format`): any value but null is refused
+     * with INVALID_ARGUMENT.
+     * </pre>
+     *
+     * <code>.google.protobuf.Value response_format = 30;</code>
+     */
+    public Builder setResponseFormat(com.google.protobuf.Value value) {
+      if (responseFormatBuilder_ == null) {
+        if (value == null) {
+          throw new NullPointerException();
+        }
+        responseFormat_ = value;
+      } else {
+        responseFormatBuilder_.setMessage(value);
+      }
+      bitField0_ |= 0x20000000;
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * Optional. Not supported (OpenAI's `response_format`): any value but null is refused
+     * with INVALID_ARGUMENT.
+     * </pre>
+     *
+     * <code>.google.protobuf.Value response_format = 30;</code>
+     */
+    public Builder setResponseFormat(
+        com.google.protobuf.Value.Builder builderForValue) {
+      if (responseFormatBuilder_ == null) {
+        responseFormat_ = builderForValue.build();
+      } else {
+        responseFormatBuilder_.setMessage(builderForValue.build());
+      }
+      bitField0_ |= 0x20000000;
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * Optional. Not supported (OpenAI's `response_format`): any value but null is refused
+     * with INVALID_ARGUMENT.
+     * </pre>
+     *
+     * <code>.google.protobuf.Value response_format = 30;</code>
+     */
+    public Builder mergeResponseFormat(com.google.protobuf.Value value) {
+      if (responseFormatBuilder_ == null) {
+        if (((bitField0_ & 0x20000000) != 0) &&
+          responseFormat_ != null &&
+          responseFormat_ != com.google.protobuf.Value.getDefaultInstance()) {
+          getResponseFormatBuilder().mergeFrom(value);
+        } else {
+          responseFormat_ = value;
+        }
+      } else {
+        responseFormatBuilder_.mergeFrom(value);
+      }
+      if (responseFormat_ != null) {
+        bitField0_ |= 0x20000000;
+        onChanged();
+      }
+      return this;
+    }
+    /**
+     * <pre>
+     * Optional. Not supported (OpenAI's `response_format`): any value but null is refused
+     * with INVALID_ARGUMENT.
+     * </pre>
+     *
+     * <code>.google.protobuf.Value response_format = 30;</code>
+     */
+    public Builder clearResponseFormat() {
+      bitField0_ = (bitField0_ & ~0x20000000);
+      responseFormat_ = null;
+      if (responseFormatBuilder_ != null) {
+        responseFormatBuilder_.dispose();
+        responseFormatBuilder_ = null;
+      }
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * Optional. Not supported (OpenAI's `response_format`): any value but null is refused
+     * with INVALID_ARGUMENT.
+     * </pre>
+     *
+     * <code>.google.protobuf.Value response_format = 30;</code>
+     */
+    public com.google.protobuf.Value.Builder getResponseFormatBuilder() {
+      bitField0_ |= 0x20000000;
+      onChanged();
+      return internalGetResponseFormatFieldBuilder().getBuilder();
+    }
+    /**
+     * <pre>
+     * Optional. Not supported (OpenAI's `response_format`): any value but null is refused
+     * with INVALID_ARGUMENT.
+     * </pre>
+     *
+     * <code>.google.protobuf.Value response_format = 30;</code>
+     */
+    public com.google.protobuf.ValueOrBuilder getResponseFormatOrBuilder() {
+      if (responseFormatBuilder_ != null) {
+        return responseFormatBuilder_.getMessageOrBuilder();
+      } else {
+        return responseFormat_ == null ?
+            com.google.protobuf.Value.getDefaultInstance() : responseFormat_;
+      }
+    }
+    /**
+     * <pre>
+     * Optional. Not supported (OpenAI's `response_format`): any value but null is refused
+     * with INVALID_ARGUMENT.
+     * </pre>
+     *
+     * <code>.google.protobuf.Value response_format = 30;</code>
+     */
+    private com.google.protobuf.SingleFieldBuilder<
+        com.google.protobuf.Value, com.google.protobuf.Value.Builder, com.google.protobuf.ValueOrBuilder> 
+        internalGetResponseFormatFieldBuilder() {
+      if (responseFormatBuilder_ == null) {
+        responseFormatBuilder_ = new com.google.protobuf.SingleFieldBuilder<
+            com.google.protobuf.Value, com.google.protobuf.Value.Builder, com.google.protobuf.ValueOrBuilder>(
+                getResponseFormat(),
+                getParentForChildren(),
+                isClean());
+        responseFormat_ = null;
+      }
+      return responseFormatBuilder_;
+    }
+
+    private com.google.protobuf.Value audio_;
+    private com.google.protobuf.SingleFieldBuilder<
+        com.google.protobuf.Value, com.google.protobuf.Value.Builder, com.google.protobuf.ValueOrBuilder> audioBuilder_;
+    /**
+     * <pre>
+     * Optional. Not supported (OpenAI's `audio`): any value but null is refused
+     * with INVALID_ARGUMENT.
+     * </pre>
+     *
+     * <code>.google.protobuf.Value audio = 31;</code>
+     * @return Whether the audio field is set.
+     */
+    public boolean hasAudio() {
+      return ((bitField0_ & 0x40000000) != 0);
+    }
+    /**
+     * <pre>
+     * Optional. Not supported (OpenAI's `audio`): any value but null is refused
+     * with INVALID_ARGUMENT.
+     * </pre>
+     *
+     * <code>.google.protobuf.Value audio = 31;</code>
+     * @return The audio.
+     */
+    public com.google.protobuf.Value getAudio() {
+      if (audioBuilder_ == null) {
+        return audio_ == null ? com.google.protobuf.Value.getDefaultInstance() : audio_;
+      } else {
+        return audioBuilder_.getMessage();
+      }
+    }
+    /**
+     * <pre>
+     * Optional. Not supported (OpenAI's `audio`): any value but null is refused
+     * with INVALID_ARGUMENT.
+     * </pre>
+     *
+     * <code>.google.protobuf.Value audio = 31;</code>
+     */
+    public Builder setAudio(com.google.protobuf.Value value) {
+      if (audioBuilder_ == null) {
+        if (value == null) {
+          throw new NullPointerException();
+        }
+        audio_ = value;
+      } else {
+        audioBuilder_.setMessage(value);
+      }
+      bitField0_ |= 0x40000000;
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * Optional. Not supported (OpenAI's `audio`): any value but null is refused
+     * with INVALID_ARGUMENT.
+     * </pre>
+     *
+     * <code>.google.protobuf.Value audio = 31;</code>
+     */
+    public Builder setAudio(
+        com.google.protobuf.Value.Builder builderForValue) {
+      if (audioBuilder_ == null) {
+        audio_ = builderForValue.build();
+      } else {
+        audioBuilder_.setMessage(builderForValue.build());
+      }
+      bitField0_ |= 0x40000000;
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * Optional. Not supported (OpenAI's `audio`): any value but null is refused
+     * with INVALID_ARGUMENT.
+     * </pre>
+     *
+     * <code>.google.protobuf.Value audio = 31;</code>
+     */
+    public Builder mergeAudio(com.google.protobuf.Value value) {
+      if (audioBuilder_ == null) {
+        if (((bitField0_ & 0x40000000) != 0) &&
+          audio_ != null &&
+          audio_ != com.google.protobuf.Value.getDefaultInstance()) {
+          getAudioBuilder().mergeFrom(value);
+        } else {
+          audio_ = value;
+        }
+      } else {
+        audioBuilder_.mergeFrom(value);
+      }
+      if (audio_ != null) {
+        bitField0_ |= 0x40000000;
+        onChanged();
+      }
+      return this;
+    }
+    /**
+     * <pre>
+     * Optional. Not supported (OpenAI's `audio`): any value but null is refused
+     * with INVALID_ARGUMENT.
+     * </pre>
+     *
+     * <code>.google.protobuf.Value audio = 31;</code>
+     */
+    public Builder clearAudio() {
+      bitField0_ = (bitField0_ & ~0x40000000);
+      audio_ = null;
+      if (audioBuilder_ != null) {
+        audioBuilder_.dispose();
+        audioBuilder_ = null;
+      }
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * Optional. Not supported (OpenAI's `audio`): any value but null is refused
+     * with INVALID_ARGUMENT.
+     * </pre>
+     *
+     * <code>.google.protobuf.Value audio = 31;</code>
+     */
+    public com.google.protobuf.Value.Builder getAudioBuilder() {
+      bitField0_ |= 0x40000000;
+      onChanged();
+      return internalGetAudioFieldBuilder().getBuilder();
+    }
+    /**
+     * <pre>
+     * Optional. Not supported (OpenAI's `audio`): any value but null is refused
+     * with INVALID_ARGUMENT.
+     * </pre>
+     *
+     * <code>.google.protobuf.Value audio = 31;</code>
+     */
+    public com.google.protobuf.ValueOrBuilder getAudioOrBuilder() {
+      if (audioBuilder_ != null) {
+        return audioBuilder_.getMessageOrBuilder();
+      } else {
+        return audio_ == null ?
+            com.google.protobuf.Value.getDefaultInstance() : audio_;
+      }
+    }
+    /**
+     * <pre>
+     * Optional. Not supported (OpenAI's `audio`): any value but null is refused
+     * with INVALID_ARGUMENT.
+     * </pre>
+     *
+     * <code>.google.protobuf.Value audio = 31;</code>
+     */
+    private com.google.protobuf.SingleFieldBuilder<
+        com.google.protobuf.Value, com.google.protobuf.Value.Builder, com.google.protobuf.ValueOrBuilder> 
+        internalGetAudioFieldBuilder() {
+      if (audioBuilder_ == null) {
+        audioBuilder_ = new com.google.protobuf.SingleFieldBuilder<
+            com.google.protobuf.Value, com.google.protobuf.Value.Builder, com.google.protobuf.ValueOrBuilder>(
+                getAudio(),
+                getParentForChildren(),
+                isClean());
+        audio_ = null;
+      }
+      return audioBuilder_;
+    }
+
+    private com.google.protobuf.Value modalities_;
+    private com.google.protobuf.SingleFieldBuilder<
+        com.google.protobuf.Value, com.google.protobuf.Value.Builder, com.google.protobuf.ValueOrBuilder> modalitiesBuilder_;
+    /**
+     * <pre>
+     * Optional. Not supported (OpenAI's `modalities`): any value but null is refused
+     * with INVALID_ARGUMENT.
+     * </pre>
+     *
+     * <code>.google.protobuf.Value modalities = 32;</code>
+     * @return Whether the modalities field is set.
+     */
+    public boolean hasModalities() {
+      return ((bitField0_ & 0x80000000) != 0);
+    }
+    /**
+     * <pre>
+     * Optional. Not supported (OpenAI's `modalities`): any value but null is refused
+     * with INVALID_ARGUMENT.
+     * </pre>
+     *
+     * <code>.google.protobuf.Value modalities = 32;</code>
+     * @return The modalities.
+     */
+    public com.google.protobuf.Value getModalities() {
+      if (modalitiesBuilder_ == null) {
+        return modalities_ == null ? com.google.protobuf.Value.getDefaultInstance() : modalities_;
+      } else {
+        return modalitiesBuilder_.getMessage();
+      }
+    }
+    /**
+     * <pre>
+     * Optional. Not supported (OpenAI's `modalities`): any value but null is refused
+     * with INVALID_ARGUMENT.
+     * </pre>
+     *
+     * <code>.google.protobuf.Value modalities = 32;</code>
+     */
+    public Builder setModalities(com.google.protobuf.Value value) {
+      if (modalitiesBuilder_ == null) {
+        if (value == null) {
+          throw new NullPointerException();
+        }
+        modalities_ = value;
+      } else {
+        modalitiesBuilder_.setMessage(value);
+      }
+      bitField0_ |= 0x80000000;
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * Optional. Not supported (OpenAI's `modalities`): any value but null is refused
+     * with INVALID_ARGUMENT.
+     * </pre>
+     *
+     * <code>.google.protobuf.Value modalities = 32;</code>
+     */
+    public Builder setModalities(
+        com.google.protobuf.Value.Builder builderForValue) {
+      if (modalitiesBuilder_ == null) {
+        modalities_ = builderForValue.build();
+      } else {
+        modalitiesBuilder_.setMessage(builderForValue.build());
+      }
+      bitField0_ |= 0x80000000;
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * Optional. Not supported (OpenAI's `modalities`): any value but null is refused
+     * with INVALID_ARGUMENT.
+     * </pre>
+     *
+     * <code>.google.protobuf.Value modalities = 32;</code>
+     */
+    public Builder mergeModalities(com.google.protobuf.Value value) {
+      if (modalitiesBuilder_ == null) {
+        if (((bitField0_ & 0x80000000) != 0) &&
+          modalities_ != null &&
+          modalities_ != com.google.protobuf.Value.getDefaultInstance()) {
+          getModalitiesBuilder().mergeFrom(value);
+        } else {
+          modalities_ = value;
+        }
+      } else {
+        modalitiesBuilder_.mergeFrom(value);
+      }
+      if (modalities_ != null) {
+        bitField0_ |= 0x80000000;
+        onChanged();
+      }
+      return this;
+    }
+    /**
+     * <pre>
+     * Optional. Not supported (OpenAI's `modalities`): any value but null is refused
+     * with INVALID_ARGUMENT.
+     * </pre>
+     *
+     * <code>.google.protobuf.Value modalities = 32;</code>
+     */
+    public Builder clearModalities() {
+      bitField0_ = (bitField0_ & ~0x80000000);
+      modalities_ = null;
+      if (modalitiesBuilder_ != null) {
+        modalitiesBuilder_.dispose();
+        modalitiesBuilder_ = null;
+      }
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * Optional. Not supported (OpenAI's `modalities`): any value but null is refused
+     * with INVALID_ARGUMENT.
+     * </pre>
+     *
+     * <code>.google.protobuf.Value modalities = 32;</code>
+     */
+    public com.google.protobuf.Value.Builder getModalitiesBuilder() {
+      bitField0_ |= 0x80000000;
+      onChanged();
+      return internalGetModalitiesFieldBuilder().getBuilder();
+    }
+    /**
+     * <pre>
+     * Optional. Not supported (OpenAI's `modalities`): any value but null is refused
+     * with INVALID_ARGUMENT.
+     * </pre>
+     *
+     * <code>.google.protobuf.Value modalities = 32;</code>
+     */
+    public com.google.protobuf.ValueOrBuilder getModalitiesOrBuilder() {
+      if (modalitiesBuilder_ != null) {
+        return modalitiesBuilder_.getMessageOrBuilder();
+      } else {
+        return modalities_ == null ?
+            com.google.protobuf.Value.getDefaultInstance() : modalities_;
+      }
+    }
+    /**
+     * <pre>
+     * Optional. Not supported (OpenAI's `modalities`): any value but null is refused
+     * with INVALID_ARGUMENT.
+     * </pre>
+     *
+     * <code>.google.protobuf.Value modalities = 32;</code>
+     */
+    private com.google.protobuf.SingleFieldBuilder<
+        com.google.protobuf.Value, com.google.protobuf.Value.Builder, com.google.protobuf.ValueOrBuilder> 
+        internalGetModalitiesFieldBuilder() {
+      if (modalitiesBuilder_ == null) {
+        modalitiesBuilder_ = new com.google.protobuf.SingleFieldBuilder<
+            com.google.protobuf.Value, com.google.protobuf.Value.Builder, com.google.protobuf.ValueOrBuilder>(
+                getModalities(),
+                getParentForChildren(),
+                isClean());
+        modalities_ = null;
+      }
+      return modalitiesBuilder_;
+    }
+
+    private com.google.protobuf.Value prediction_;
+    private com.google.protobuf.SingleFieldBuilder<
+        com.google.protobuf.Value, com.google.protobuf.Value.Builder, com.google.protobuf.ValueOrBuilder> predictionBuilder_;
+    /**
+     * <pre>
+     * Optional. Not supported (OpenAI's `prediction`): any value but null is refused
+     * with INVALID_ARGUMENT.
+     * </pre>
+     *
+     * <code>.google.protobuf.Value prediction = 33;</code>
+     * @return Whether the prediction field is set.
+     */
+    public boolean hasPrediction() {
+      return ((bitField1_ & 0x00000001) != 0);
+    }
+    /**
+     * <pre>
+     * Optional. Not supported (OpenAI's `prediction`): any value but null is refused
+     * with INVALID_ARGUMENT.
+     * </pre>
+     *
+     * <code>.google.protobuf.Value prediction = 33;</code>
+     * @return The prediction.
+     */
+    public com.google.protobuf.Value getPrediction() {
+      if (predictionBuilder_ == null) {
+        return prediction_ == null ? com.google.protobuf.Value.getDefaultInstance() : prediction_;
+      } else {
+        return predictionBuilder_.getMessage();
+      }
+    }
+    /**
+     * <pre>
+     * Optional. Not supported (OpenAI's `prediction`): any value but null is refused
+     * with INVALID_ARGUMENT.
+     * </pre>
+     *
+     * <code>.google.protobuf.Value prediction = 33;</code>
+     */
+    public Builder setPrediction(com.google.protobuf.Value value) {
+      if (predictionBuilder_ == null) {
+        if (value == null) {
+          throw new NullPointerException();
+        }
+        prediction_ = value;
+      } else {
+        predictionBuilder_.setMessage(value);
+      }
+      bitField1_ |= 0x00000001;
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * Optional. Not supported (OpenAI's `prediction`): any value but null is refused
+     * with INVALID_ARGUMENT.
+     * </pre>
+     *
+     * <code>.google.protobuf.Value prediction = 33;</code>
+     */
+    public Builder setPrediction(
+        com.google.protobuf.Value.Builder builderForValue) {
+      if (predictionBuilder_ == null) {
+        prediction_ = builderForValue.build();
+      } else {
+        predictionBuilder_.setMessage(builderForValue.build());
+      }
+      bitField1_ |= 0x00000001;
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * Optional. Not supported (OpenAI's `prediction`): any value but null is refused
+     * with INVALID_ARGUMENT.
+     * </pre>
+     *
+     * <code>.google.protobuf.Value prediction = 33;</code>
+     */
+    public Builder mergePrediction(com.google.protobuf.Value value) {
+      if (predictionBuilder_ == null) {
+        if (((bitField1_ & 0x00000001) != 0) &&
+          prediction_ != null &&
+          prediction_ != com.google.protobuf.Value.getDefaultInstance()) {
+          getPredictionBuilder().mergeFrom(value);
+        } else {
+          prediction_ = value;
+        }
+      } else {
+        predictionBuilder_.mergeFrom(value);
+      }
+      if (prediction_ != null) {
+        bitField1_ |= 0x00000001;
+        onChanged();
+      }
+      return this;
+    }
+    /**
+     * <pre>
+     * Optional. Not supported (OpenAI's `prediction`): any value but null is refused
+     * with INVALID_ARGUMENT.
+     * </pre>
+     *
+     * <code>.google.protobuf.Value prediction = 33;</code>
+     */
+    public Builder clearPrediction() {
+      bitField1_ = (bitField1_ & ~0x00000001);
+      prediction_ = null;
+      if (predictionBuilder_ != null) {
+        predictionBuilder_.dispose();
+        predictionBuilder_ = null;
+      }
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * Optional. Not supported (OpenAI's `prediction`): any value but null is refused
+     * with INVALID_ARGUMENT.
+     * </pre>
+     *
+     * <code>.google.protobuf.Value prediction = 33;</code>
+     */
+    public com.google.protobuf.Value.Builder getPredictionBuilder() {
+      bitField1_ |= 0x00000001;
+      onChanged();
+      return internalGetPredictionFieldBuilder().getBuilder();
+    }
+    /**
+     * <pre>
+     * Optional. Not supported (OpenAI's `prediction`): any value but null is refused
+     * with INVALID_ARGUMENT.
+     * </pre>
+     *
+     * <code>.google.protobuf.Value prediction = 33;</code>
+     */
+    public com.google.protobuf.ValueOrBuilder getPredictionOrBuilder() {
+      if (predictionBuilder_ != null) {
+        return predictionBuilder_.getMessageOrBuilder();
+      } else {
+        return prediction_ == null ?
+            com.google.protobuf.Value.getDefaultInstance() : prediction_;
+      }
+    }
+    /**
+     * <pre>
+     * Optional. Not supported (OpenAI's `prediction`): any value but null is refused
+     * with INVALID_ARGUMENT.
+     * </pre>
+     *
+     * <code>.google.protobuf.Value prediction = 33;</code>
+     */
+    private com.google.protobuf.SingleFieldBuilder<
+        com.google.protobuf.Value, com.google.protobuf.Value.Builder, com.google.protobuf.ValueOrBuilder> 
+        internalGetPredictionFieldBuilder() {
+      if (predictionBuilder_ == null) {
+        predictionBuilder_ = new com.google.protobuf.SingleFieldBuilder<
+            com.google.protobuf.Value, com.google.protobuf.Value.Builder, com.google.protobuf.ValueOrBuilder>(
+                getPrediction(),
+                getParentForChildren(),
+                isClean());
+        prediction_ = null;
+      }
+      return predictionBuilder_;
+    }
+
+    private com.google.protobuf.Value webSearchOptions_;
+    private com.google.protobuf.SingleFieldBuilder<
+        com.google.protobuf.Value, com.google.protobuf.Value.Builder, com.google.protobuf.ValueOrBuilder> webSearchOptionsBuilder_;
+    /**
+     * <pre>
+     * Optional. Not supported (OpenAI's `web_search_options`): any value but null is refused
+     * with INVALID_ARGUMENT.
+     * </pre>
+     *
+     * <code>.google.protobuf.Value web_search_options = 34;</code>
+     * @return Whether the webSearchOptions field is set.
+     */
+    public boolean hasWebSearchOptions() {
+      return ((bitField1_ & 0x00000002) != 0);
+    }
+    /**
+     * <pre>
+     * Optional. Not supported (OpenAI's `web_search_options`): any value but null is refused
+     * with INVALID_ARGUMENT.
+     * </pre>
+     *
+     * <code>.google.protobuf.Value web_search_options = 34;</code>
+     * @return The webSearchOptions.
+     */
+    public com.google.protobuf.Value getWebSearchOptions() {
+      if (webSearchOptionsBuilder_ == null) {
+        return webSearchOptions_ == null ? com.google.protobuf.Value.getDefaultInstance() : webSearchOptions_;
+      } else {
+        return webSearchOptionsBuilder_.getMessage();
+      }
+    }
+    /**
+     * <pre>
+     * Optional. Not supported (OpenAI's `web_search_options`): any value but null is refused
+     * with INVALID_ARGUMENT.
+     * </pre>
+     *
+     * <code>.google.protobuf.Value web_search_options = 34;</code>
+     */
+    public Builder setWebSearchOptions(com.google.protobuf.Value value) {
+      if (webSearchOptionsBuilder_ == null) {
+        if (value == null) {
+          throw new NullPointerException();
+        }
+        webSearchOptions_ = value;
+      } else {
+        webSearchOptionsBuilder_.setMessage(value);
+      }
+      bitField1_ |= 0x00000002;
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * Optional. Not supported (OpenAI's `web_search_options`): any value but null is refused
+     * with INVALID_ARGUMENT.
+     * </pre>
+     *
+     * <code>.google.protobuf.Value web_search_options = 34;</code>
+     */
+    public Builder setWebSearchOptions(
+        com.google.protobuf.Value.Builder builderForValue) {
+      if (webSearchOptionsBuilder_ == null) {
+        webSearchOptions_ = builderForValue.build();
+      } else {
+        webSearchOptionsBuilder_.setMessage(builderForValue.build());
+      }
+      bitField1_ |= 0x00000002;
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * Optional. Not supported (OpenAI's `web_search_options`): any value but null is refused
+     * with INVALID_ARGUMENT.
+     * </pre>
+     *
+     * <code>.google.protobuf.Value web_search_options = 34;</code>
+     */
+    public Builder mergeWebSearchOptions(com.google.protobuf.Value value) {
+      if (webSearchOptionsBuilder_ == null) {
+        if (((bitField1_ & 0x00000002) != 0) &&
+          webSearchOptions_ != null &&
+          webSearchOptions_ != com.google.protobuf.Value.getDefaultInstance()) {
+          getWebSearchOptionsBuilder().mergeFrom(value);
+        } else {
+          webSearchOptions_ = value;
+        }
+      } else {
+        webSearchOptionsBuilder_.mergeFrom(value);
+      }
+      if (webSearchOptions_ != null) {
+        bitField1_ |= 0x00000002;
+        onChanged();
+      }
+      return this;
+    }
+    /**
+     * <pre>
+     * Optional. Not supported (OpenAI's `web_search_options`): any value but null is refused
+     * with INVALID_ARGUMENT.
+     * </pre>
+     *
+     * <code>.google.protobuf.Value web_search_options = 34;</code>
+     */
+    public Builder clearWebSearchOptions() {
+      bitField1_ = (bitField1_ & ~0x00000002);
+      webSearchOptions_ = null;
+      if (webSearchOptionsBuilder_ != null) {
+        webSearchOptionsBuilder_.dispose();
+        webSearchOptionsBuilder_ = null;
+      }
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * Optional. Not supported (OpenAI's `web_search_options`): any value but null is refused
+     * with INVALID_ARGUMENT.
+     * </pre>
+     *
+     * <code>.google.protobuf.Value web_search_options = 34;</code>
+     */
+    public com.google.protobuf.Value.Builder getWebSearchOptionsBuilder() {
+      bitField1_ |= 0x00000002;
+      onChanged();
+      return internalGetWebSearchOptionsFieldBuilder().getBuilder();
+    }
+    /**
+     * <pre>
+     * Optional. Not supported (OpenAI's `web_search_options`): any value but null is refused
+     * with INVALID_ARGUMENT.
+     * </pre>
+     *
+     * <code>.google.protobuf.Value web_search_options = 34;</code>
+     */
+    public com.google.protobuf.ValueOrBuilder getWebSearchOptionsOrBuilder() {
+      if (webSearchOptionsBuilder_ != null) {
+        return webSearchOptionsBuilder_.getMessageOrBuilder();
+      } else {
+        return webSearchOptions_ == null ?
+            com.google.protobuf.Value.getDefaultInstance() : webSearchOptions_;
+      }
+    }
+    /**
+     * <pre>
+     * Optional. Not supported (OpenAI's `web_search_options`): any value but null is refused
+     * with INVALID_ARGUMENT.
+     * </pre>
+     *
+     * <code>.google.protobuf.Value web_search_options = 34;</code>
+     */
+    private com.google.protobuf.SingleFieldBuilder<
+        com.google.protobuf.Value, com.google.protobuf.Value.Builder, com.google.protobuf.ValueOrBuilder> 
+        internalGetWebSearchOptionsFieldBuilder() {
+      if (webSearchOptionsBuilder_ == null) {
+        webSearchOptionsBuilder_ = new com.google.protobuf.SingleFieldBuilder<
+            com.google.protobuf.Value, com.google.protobuf.Value.Builder, com.google.protobuf.ValueOrBuilder>(
+                getWebSearchOptions(),
+                getParentForChildren(),
+                isClean());
+        webSearchOptions_ = null;
+      }
+      return webSearchOptionsBuilder_;
+    }
+
+    private com.google.protobuf.Value parallelToolCalls_;
+    private com.google.protobuf.SingleFieldBuilder<
+        com.google.protobuf.Value, com.google.protobuf.Value.Builder, com.google.protobuf.ValueOrBuilder> parallelToolCallsBuilder_;
+    /**
+     * <pre>
+     * Optional. Not supported (OpenAI's `parallel_tool_calls`): any value but null is refused
+     * with INVALID_ARGUMENT.
+     * </pre>
+     *
+     * <code>.google.protobuf.Value parallel_tool_calls = 35;</code>
+     * @return Whether the parallelToolCalls field is set.
+     */
+    public boolean hasParallelToolCalls() {
+      return ((bitField1_ & 0x00000004) != 0);
+    }
+    /**
+     * <pre>
+     * Optional. Not supported (OpenAI's `parallel_tool_calls`): any value but null is refused
+     * with INVALID_ARGUMENT.
+     * </pre>
+     *
+     * <code>.google.protobuf.Value parallel_tool_calls = 35;</code>
+     * @return The parallelToolCalls.
+     */
+    public com.google.protobuf.Value getParallelToolCalls() {
+      if (parallelToolCallsBuilder_ == null) {
+        return parallelToolCalls_ == null ? com.google.protobuf.Value.getDefaultInstance() : parallelToolCalls_;
+      } else {
+        return parallelToolCallsBuilder_.getMessage();
+      }
+    }
+    /**
+     * <pre>
+     * Optional. Not supported (OpenAI's `parallel_tool_calls`): any value but null is refused
+     * with INVALID_ARGUMENT.
+     * </pre>
+     *
+     * <code>.google.protobuf.Value parallel_tool_calls = 35;</code>
+     */
+    public Builder setParallelToolCalls(com.google.protobuf.Value value) {
+      if (parallelToolCallsBuilder_ == null) {
+        if (value == null) {
+          throw new NullPointerException();
+        }
+        parallelToolCalls_ = value;
+      } else {
+        parallelToolCallsBuilder_.setMessage(value);
+      }
+      bitField1_ |= 0x00000004;
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * Optional. Not supported (OpenAI's `parallel_tool_calls`): any value but null is refused
+     * with INVALID_ARGUMENT.
+     * </pre>
+     *
+     * <code>.google.protobuf.Value parallel_tool_calls = 35;</code>
+     */
+    public Builder setParallelToolCalls(
+        com.google.protobuf.Value.Builder builderForValue) {
+      if (parallelToolCallsBuilder_ == null) {
+        parallelToolCalls_ = builderForValue.build();
+      } else {
+        parallelToolCallsBuilder_.setMessage(builderForValue.build());
+      }
+      bitField1_ |= 0x00000004;
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * Optional. Not supported (OpenAI's `parallel_tool_calls`): any value but null is refused
+     * with INVALID_ARGUMENT.
+     * </pre>
+     *
+     * <code>.google.protobuf.Value parallel_tool_calls = 35;</code>
+     */
+    public Builder mergeParallelToolCalls(com.google.protobuf.Value value) {
+      if (parallelToolCallsBuilder_ == null) {
+        if (((bitField1_ & 0x00000004) != 0) &&
+          parallelToolCalls_ != null &&
+          parallelToolCalls_ != com.google.protobuf.Value.getDefaultInstance()) {
+          getParallelToolCallsBuilder().mergeFrom(value);
+        } else {
+          parallelToolCalls_ = value;
+        }
+      } else {
+        parallelToolCallsBuilder_.mergeFrom(value);
+      }
+      if (parallelToolCalls_ != null) {
+        bitField1_ |= 0x00000004;
+        onChanged();
+      }
+      return this;
+    }
+    /**
+     * <pre>
+     * Optional. Not supported (OpenAI's `parallel_tool_calls`): any value but null is refused
+     * with INVALID_ARGUMENT.
+     * </pre>
+     *
+     * <code>.google.protobuf.Value parallel_tool_calls = 35;</code>
+     */
+    public Builder clearParallelToolCalls() {
+      bitField1_ = (bitField1_ & ~0x00000004);
+      parallelToolCalls_ = null;
+      if (parallelToolCallsBuilder_ != null) {
+        parallelToolCallsBuilder_.dispose();
+        parallelToolCallsBuilder_ = null;
+      }
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * Optional. Not supported (OpenAI's `parallel_tool_calls`): any value but null is refused
+     * with INVALID_ARGUMENT.
+     * </pre>
+     *
+     * <code>.google.protobuf.Value parallel_tool_calls = 35;</code>
+     */
+    public com.google.protobuf.Value.Builder getParallelToolCallsBuilder() {
+      bitField1_ |= 0x00000004;
+      onChanged();
+      return internalGetParallelToolCallsFieldBuilder().getBuilder();
+    }
+    /**
+     * <pre>
+     * Optional. Not supported (OpenAI's `parallel_tool_calls`): any value but null is refused
+     * with INVALID_ARGUMENT.
+     * </pre>
+     *
+     * <code>.google.protobuf.Value parallel_tool_calls = 35;</code>
+     */
+    public com.google.protobuf.ValueOrBuilder getParallelToolCallsOrBuilder() {
+      if (parallelToolCallsBuilder_ != null) {
+        return parallelToolCallsBuilder_.getMessageOrBuilder();
+      } else {
+        return parallelToolCalls_ == null ?
+            com.google.protobuf.Value.getDefaultInstance() : parallelToolCalls_;
+      }
+    }
+    /**
+     * <pre>
+     * Optional. Not supported (OpenAI's `parallel_tool_calls`): any value but null is refused
+     * with INVALID_ARGUMENT.
+     * </pre>
+     *
+     * <code>.google.protobuf.Value parallel_tool_calls = 35;</code>
+     */
+    private com.google.protobuf.SingleFieldBuilder<
+        com.google.protobuf.Value, com.google.protobuf.Value.Builder, com.google.protobuf.ValueOrBuilder> 
+        internalGetParallelToolCallsFieldBuilder() {
+      if (parallelToolCallsBuilder_ == null) {
+        parallelToolCallsBuilder_ = new com.google.protobuf.SingleFieldBuilder<
+            com.google.protobuf.Value, com.google.protobuf.Value.Builder, com.google.protobuf.ValueOrBuilder>(
+                getParallelToolCalls(),
+                getParentForChildren(),
+                isClean());
+        parallelToolCalls_ = null;
+      }
+      return parallelToolCallsBuilder_;
+    }
+
+    private com.google.protobuf.Value reasoningEffort_;
+    private com.google.protobuf.SingleFieldBuilder<
+        com.google.protobuf.Value, com.google.protobuf.Value.Builder, com.google.protobuf.ValueOrBuilder> reasoningEffortBuilder_;
+    /**
+     * <pre>
+     * Optional. Not supported (OpenAI's `reasoning_effort`): any value but null is refused
+     * with INVALID_ARGUMENT.
+     * </pre>
+     *
+     * <code>.google.protobuf.Value reasoning_effort = 36;</code>
+     * @return Whether the reasoningEffort field is set.
+     */
+    public boolean hasReasoningEffort() {
+      return ((bitField1_ & 0x00000008) != 0);
+    }
+    /**
+     * <pre>
+     * Optional. Not supported (OpenAI's `reasoning_effort`): any value but null is refused
+     * with INVALID_ARGUMENT.
+     * </pre>
+     *
+     * <code>.google.protobuf.Value reasoning_effort = 36;</code>
+     * @return The reasoningEffort.
+     */
+    public com.google.protobuf.Value getReasoningEffort() {
+      if (reasoningEffortBuilder_ == null) {
+        return reasoningEffort_ == null ? com.google.protobuf.Value.getDefaultInstance() : reasoningEffort_;
+      } else {
+        return reasoningEffortBuilder_.getMessage();
+      }
+    }
+    /**
+     * <pre>
+     * Optional. Not supported (OpenAI's `reasoning_effort`): any value but null is refused
+     * with INVALID_ARGUMENT.
+     * </pre>
+     *
+     * <code>.google.protobuf.Value reasoning_effort = 36;</code>
+     */
+    public Builder setReasoningEffort(com.google.protobuf.Value value) {
+      if (reasoningEffortBuilder_ == null) {
+        if (value == null) {
+          throw new NullPointerException();
+        }
+        reasoningEffort_ = value;
+      } else {
+        reasoningEffortBuilder_.setMessage(value);
+      }
+      bitField1_ |= 0x00000008;
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * Optional. Not supported (OpenAI's `reasoning_effort`): any value but null is refused
+     * with INVALID_ARGUMENT.
+     * </pre>
+     *
+     * <code>.google.protobuf.Value reasoning_effort = 36;</code>
+     */
+    public Builder setReasoningEffort(
+        com.google.protobuf.Value.Builder builderForValue) {
+      if (reasoningEffortBuilder_ == null) {
+        reasoningEffort_ = builderForValue.build();
+      } else {
+        reasoningEffortBuilder_.setMessage(builderForValue.build());
+      }
+      bitField1_ |= 0x00000008;
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * Optional. Not supported (OpenAI's `reasoning_effort`): any value but null is refused
+     * with INVALID_ARGUMENT.
+     * </pre>
+     *
+     * <code>.google.protobuf.Value reasoning_effort = 36;</code>
+     */
+    public Builder mergeReasoningEffort(com.google.protobuf.Value value) {
+      if (reasoningEffortBuilder_ == null) {
+        if (((bitField1_ & 0x00000008) != 0) &&
+          reasoningEffort_ != null &&
+          reasoningEffort_ != com.google.protobuf.Value.getDefaultInstance()) {
+          getReasoningEffortBuilder().mergeFrom(value);
+        } else {
+          reasoningEffort_ = value;
+        }
+      } else {
+        reasoningEffortBuilder_.mergeFrom(value);
+      }
+      if (reasoningEffort_ != null) {
+        bitField1_ |= 0x00000008;
+        onChanged();
+      }
+      return this;
+    }
+    /**
+     * <pre>
+     * Optional. Not supported (OpenAI's `reasoning_effort`): any value but null is refused
+     * with INVALID_ARGUMENT.
+     * </pre>
+     *
+     * <code>.google.protobuf.Value reasoning_effort = 36;</code>
+     */
+    public Builder clearReasoningEffort() {
+      bitField1_ = (bitField1_ & ~0x00000008);
+      reasoningEffort_ = null;
+      if (reasoningEffortBuilder_ != null) {
+        reasoningEffortBuilder_.dispose();
+        reasoningEffortBuilder_ = null;
+      }
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * Optional. Not supported (OpenAI's `reasoning_effort`): any value but null is refused
+     * with INVALID_ARGUMENT.
+     * </pre>
+     *
+     * <code>.google.protobuf.Value reasoning_effort = 36;</code>
+     */
+    public com.google.protobuf.Value.Builder getReasoningEffortBuilder() {
+      bitField1_ |= 0x00000008;
+      onChanged();
+      return internalGetReasoningEffortFieldBuilder().getBuilder();
+    }
+    /**
+     * <pre>
+     * Optional. Not supported (OpenAI's `reasoning_effort`): any value but null is refused
+     * with INVALID_ARGUMENT.
+     * </pre>
+     *
+     * <code>.google.protobuf.Value reasoning_effort = 36;</code>
+     */
+    public com.google.protobuf.ValueOrBuilder getReasoningEffortOrBuilder() {
+      if (reasoningEffortBuilder_ != null) {
+        return reasoningEffortBuilder_.getMessageOrBuilder();
+      } else {
+        return reasoningEffort_ == null ?
+            com.google.protobuf.Value.getDefaultInstance() : reasoningEffort_;
+      }
+    }
+    /**
+     * <pre>
+     * Optional. Not supported (OpenAI's `reasoning_effort`): any value but null is refused
+     * with INVALID_ARGUMENT.
+     * </pre>
+     *
+     * <code>.google.protobuf.Value reasoning_effort = 36;</code>
+     */
+    private com.google.protobuf.SingleFieldBuilder<
+        com.google.protobuf.Value, com.google.protobuf.Value.Builder, com.google.protobuf.ValueOrBuilder> 
+        internalGetReasoningEffortFieldBuilder() {
+      if (reasoningEffortBuilder_ == null) {
+        reasoningEffortBuilder_ = new com.google.protobuf.SingleFieldBuilder<
+            com.google.protobuf.Value, com.google.protobuf.Value.Builder, com.google.protobuf.ValueOrBuilder>(
+                getReasoningEffort(),
+                getParentForChildren(),
+                isClean());
+        reasoningEffort_ = null;
+      }
+      return reasoningEffortBuilder_;
+    }
+
+    private com.google.protobuf.Value store_;
+    private com.google.protobuf.SingleFieldBuilder<
+        com.google.protobuf.Value, com.google.protobuf.Value.Builder, com.google.protobuf.ValueOrBuilder> storeBuilder_;
+    /**
+     * <pre>
+     * Optional. Not supported (OpenAI's `store`): any value but null is refused
+     * with INVALID_ARGUMENT.
+     * </pre>
+     *
+     * <code>.google.protobuf.Value store = 37;</code>
+     * @return Whether the store field is set.
+     */
+    public boolean hasStore() {
+      return ((bitField1_ & 0x00000010) != 0);
+    }
+    /**
+     * <pre>
+     * Optional. Not supported (OpenAI's `store`): any value but null is refused
+     * with INVALID_ARGUMENT.
+     * </pre>
+     *
+     * <code>.google.protobuf.Value store = 37;</code>
+     * @return The store.
+     */
+    public com.google.protobuf.Value getStore() {
+      if (storeBuilder_ == null) {
+        return store_ == null ? com.google.protobuf.Value.getDefaultInstance() : store_;
+      } else {
+        return storeBuilder_.getMessage();
+      }
+    }
+    /**
+     * <pre>
+     * Optional. Not supported (OpenAI's `store`): any value but null is refused
+     * with INVALID_ARGUMENT.
+     * </pre>
+     *
+     * <code>.google.protobuf.Value store = 37;</code>
+     */
+    public Builder setStore(com.google.protobuf.Value value) {
+      if (storeBuilder_ == null) {
+        if (value == null) {
+          throw new NullPointerException();
+        }
+        store_ = value;
+      } else {
+        storeBuilder_.setMessage(value);
+      }
+      bitField1_ |= 0x00000010;
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * Optional. Not supported (OpenAI's `store`): any value but null is refused
+     * with INVALID_ARGUMENT.
+     * </pre>
+     *
+     * <code>.google.protobuf.Value store = 37;</code>
+     */
+    public Builder setStore(
+        com.google.protobuf.Value.Builder builderForValue) {
+      if (storeBuilder_ == null) {
+        store_ = builderForValue.build();
+      } else {
+        storeBuilder_.setMessage(builderForValue.build());
+      }
+      bitField1_ |= 0x00000010;
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * Optional. Not supported (OpenAI's `store`): any value but null is refused
+     * with INVALID_ARGUMENT.
+     * </pre>
+     *
+     * <code>.google.protobuf.Value store = 37;</code>
+     */
+    public Builder mergeStore(com.google.protobuf.Value value) {
+      if (storeBuilder_ == null) {
+        if (((bitField1_ & 0x00000010) != 0) &&
+          store_ != null &&
+          store_ != com.google.protobuf.Value.getDefaultInstance()) {
+          getStoreBuilder().mergeFrom(value);
+        } else {
+          store_ = value;
+        }
+      } else {
+        storeBuilder_.mergeFrom(value);
+      }
+      if (store_ != null) {
+        bitField1_ |= 0x00000010;
+        onChanged();
+      }
+      return this;
+    }
+    /**
+     * <pre>
+     * Optional. Not supported (OpenAI's `store`): any value but null is refused
+     * with INVALID_ARGUMENT.
+     * </pre>
+     *
+     * <code>.google.protobuf.Value store = 37;</code>
+     */
+    public Builder clearStore() {
+      bitField1_ = (bitField1_ & ~0x00000010);
+      store_ = null;
+      if (storeBuilder_ != null) {
+        storeBuilder_.dispose();
+        storeBuilder_ = null;
+      }
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * Optional. Not supported (OpenAI's `store`): any value but null is refused
+     * with INVALID_ARGUMENT.
+     * </pre>
+     *
+     * <code>.google.protobuf.Value store = 37;</code>
+     */
+    public com.google.protobuf.Value.Builder getStoreBuilder() {
+      bitField1_ |= 0x00000010;
+      onChanged();
+      return internalGetStoreFieldBuilder().getBuilder();
+    }
+    /**
+     * <pre>
+     * Optional. Not supported (OpenAI's `store`): any value but null is refused
+     * with INVALID_ARGUMENT.
+     * </pre>
+     *
+     * <code>.google.protobuf.Value store = 37;</code>
+     */
+    public com.google.protobuf.ValueOrBuilder getStoreOrBuilder() {
+      if (storeBuilder_ != null) {
+        return storeBuilder_.getMessageOrBuilder();
+      } else {
+        return store_ == null ?
+            com.google.protobuf.Value.getDefaultInstance() : store_;
+      }
+    }
+    /**
+     * <pre>
+     * Optional. Not supported (OpenAI's `store`): any value but null is refused
+     * with INVALID_ARGUMENT.
+     * </pre>
+     *
+     * <code>.google.protobuf.Value store = 37;</code>
+     */
+    private com.google.protobuf.SingleFieldBuilder<
+        com.google.protobuf.Value, com.google.protobuf.Value.Builder, com.google.protobuf.ValueOrBuilder> 
+        internalGetStoreFieldBuilder() {
+      if (storeBuilder_ == null) {
+        storeBuilder_ = new com.google.protobuf.SingleFieldBuilder<
+            com.google.protobuf.Value, com.google.protobuf.Value.Builder, com.google.protobuf.ValueOrBuilder>(
+                getStore(),
+                getParentForChildren(),
+                isClean());
+        store_ = null;
+      }
+      return storeBuilder_;
+    }
+
+    private com.google.protobuf.Value metadata_;
+    private com.google.protobuf.SingleFieldBuilder<
+        com.google.protobuf.Value, com.google.protobuf.Value.Builder, com.google.protobuf.ValueOrBuilder> metadataBuilder_;
+    /**
+     * <pre>
+     * Optional. Not supported (OpenAI's `metadata`): any value but null is refused
+     * with INVALID_ARGUMENT.
+     * </pre>
+     *
+     * <code>.google.protobuf.Value metadata = 38;</code>
+     * @return Whether the metadata field is set.
+     */
+    public boolean hasMetadata() {
+      return ((bitField1_ & 0x00000020) != 0);
+    }
+    /**
+     * <pre>
+     * Optional. Not supported (OpenAI's `metadata`): any value but null is refused
+     * with INVALID_ARGUMENT.
+     * </pre>
+     *
+     * <code>.google.protobuf.Value metadata = 38;</code>
+     * @return The metadata.
+     */
+    public com.google.protobuf.Value getMetadata() {
+      if (metadataBuilder_ == null) {
+        return metadata_ == null ? com.google.protobuf.Value.getDefaultInstance() : metadata_;
+      } else {
+        return metadataBuilder_.getMessage();
+      }
+    }
+    /**
+     * <pre>
+     * Optional. Not supported (OpenAI's `metadata`): any value but null is refused
+     * with INVALID_ARGUMENT.
+     * </pre>
+     *
+     * <code>.google.protobuf.Value metadata = 38;</code>
+     */
+    public Builder setMetadata(com.google.protobuf.Value value) {
+      if (metadataBuilder_ == null) {
+        if (value == null) {
+          throw new NullPointerException();
+        }
+        metadata_ = value;
+      } else {
+        metadataBuilder_.setMessage(value);
+      }
+      bitField1_ |= 0x00000020;
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * Optional. Not supported (OpenAI's `metadata`): any value but null is refused
+     * with INVALID_ARGUMENT.
+     * </pre>
+     *
+     * <code>.google.protobuf.Value metadata = 38;</code>
+     */
+    public Builder setMetadata(
+        com.google.protobuf.Value.Builder builderForValue) {
+      if (metadataBuilder_ == null) {
+        metadata_ = builderForValue.build();
+      } else {
+        metadataBuilder_.setMessage(builderForValue.build());
+      }
+      bitField1_ |= 0x00000020;
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * Optional. Not supported (OpenAI's `metadata`): any value but null is refused
+     * with INVALID_ARGUMENT.
+     * </pre>
+     *
+     * <code>.google.protobuf.Value metadata = 38;</code>
+     */
+    public Builder mergeMetadata(com.google.protobuf.Value value) {
+      if (metadataBuilder_ == null) {
+        if (((bitField1_ & 0x00000020) != 0) &&
+          metadata_ != null &&
+          metadata_ != com.google.protobuf.Value.getDefaultInstance()) {
+          getMetadataBuilder().mergeFrom(value);
+        } else {
+          metadata_ = value;
+        }
+      } else {
+        metadataBuilder_.mergeFrom(value);
+      }
+      if (metadata_ != null) {
+        bitField1_ |= 0x00000020;
+        onChanged();
+      }
+      return this;
+    }
+    /**
+     * <pre>
+     * Optional. Not supported (OpenAI's `metadata`): any value but null is refused
+     * with INVALID_ARGUMENT.
+     * </pre>
+     *
+     * <code>.google.protobuf.Value metadata = 38;</code>
+     */
+    public Builder clearMetadata() {
+      bitField1_ = (bitField1_ & ~0x00000020);
+      metadata_ = null;
+      if (metadataBuilder_ != null) {
+        metadataBuilder_.dispose();
+        metadataBuilder_ = null;
+      }
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * Optional. Not supported (OpenAI's `metadata`): any value but null is refused
+     * with INVALID_ARGUMENT.
+     * </pre>
+     *
+     * <code>.google.protobuf.Value metadata = 38;</code>
+     */
+    public com.google.protobuf.Value.Builder getMetadataBuilder() {
+      bitField1_ |= 0x00000020;
+      onChanged();
+      return internalGetMetadataFieldBuilder().getBuilder();
+    }
+    /**
+     * <pre>
+     * Optional. Not supported (OpenAI's `metadata`): any value but null is refused
+     * with INVALID_ARGUMENT.
+     * </pre>
+     *
+     * <code>.google.protobuf.Value metadata = 38;</code>
+     */
+    public com.google.protobuf.ValueOrBuilder getMetadataOrBuilder() {
+      if (metadataBuilder_ != null) {
+        return metadataBuilder_.getMessageOrBuilder();
+      } else {
+        return metadata_ == null ?
+            com.google.protobuf.Value.getDefaultInstance() : metadata_;
+      }
+    }
+    /**
+     * <pre>
+     * Optional. Not supported (OpenAI's `metadata`): any value but null is refused
+     * with INVALID_ARGUMENT.
+     * </pre>
+     *
+     * <code>.google.protobuf.Value metadata = 38;</code>
+     */
+    private com.google.protobuf.SingleFieldBuilder<
+        com.google.protobuf.Value, com.google.protobuf.Value.Builder, com.google.protobuf.ValueOrBuilder> 
+        internalGetMetadataFieldBuilder() {
+      if (metadataBuilder_ == null) {
+        metadataBuilder_ = new com.google.protobuf.SingleFieldBuilder<
+            com.google.protobuf.Value, com.google.protobuf.Value.Builder, com.google.protobuf.ValueOrBuilder>(
+                getMetadata(),
+                getParentForChildren(),
+                isClean());
+        metadata_ = null;
+      }
+      return metadataBuilder_;
+    }
+
+    private com.google.protobuf.Value serviceTier_;
+    private com.google.protobuf.SingleFieldBuilder<
+        com.google.protobuf.Value, com.google.protobuf.Value.Builder, com.google.protobuf.ValueOrBuilder> serviceTierBuilder_;
+    /**
+     * <pre>
+     * Optional. Not supported (OpenAI's `service_tier`): any value but null is refused
+     * with INVALID_ARGUMENT.
+     * </pre>
+     *
+     * <code>.google.protobuf.Value service_tier = 39;</code>
+     * @return Whether the serviceTier field is set.
+     */
+    public boolean hasServiceTier() {
+      return ((bitField1_ & 0x00000040) != 0);
+    }
+    /**
+     * <pre>
+     * Optional. Not supported (OpenAI's `service_tier`): any value but null is refused
+     * with INVALID_ARGUMENT.
+     * </pre>
+     *
+     * <code>.google.protobuf.Value service_tier = 39;</code>
+     * @return The serviceTier.
+     */
+    public com.google.protobuf.Value getServiceTier() {
+      if (serviceTierBuilder_ == null) {
+        return serviceTier_ == null ? com.google.protobuf.Value.getDefaultInstance() : serviceTier_;
+      } else {
+        return serviceTierBuilder_.getMessage();
+      }
+    }
+    /**
+     * <pre>
+     * Optional. Not supported (OpenAI's `service_tier`): any value but null is refused
+     * with INVALID_ARGUMENT.
+     * </pre>
+     *
+     * <code>.google.protobuf.Value service_tier = 39;</code>
+     */
+    public Builder setServiceTier(com.google.protobuf.Value value) {
+      if (serviceTierBuilder_ == null) {
+        if (value == null) {
+          throw new NullPointerException();
+        }
+        serviceTier_ = value;
+      } else {
+        serviceTierBuilder_.setMessage(value);
+      }
+      bitField1_ |= 0x00000040;
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * Optional. Not supported (OpenAI's `service_tier`): any value but null is refused
+     * with INVALID_ARGUMENT.
+     * </pre>
+     *
+     * <code>.google.protobuf.Value service_tier = 39;</code>
+     */
+    public Builder setServiceTier(
+        com.google.protobuf.Value.Builder builderForValue) {
+      if (serviceTierBuilder_ == null) {
+        serviceTier_ = builderForValue.build();
+      } else {
+        serviceTierBuilder_.setMessage(builderForValue.build());
+      }
+      bitField1_ |= 0x00000040;
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * Optional. Not supported (OpenAI's `service_tier`): any value but null is refused
+     * with INVALID_ARGUMENT.
+     * </pre>
+     *
+     * <code>.google.protobuf.Value service_tier = 39;</code>
+     */
+    public Builder mergeServiceTier(com.google.protobuf.Value value) {
+      if (serviceTierBuilder_ == null) {
+        if (((bitField1_ & 0x00000040) != 0) &&
+          serviceTier_ != null &&
+          serviceTier_ != com.google.protobuf.Value.getDefaultInstance()) {
+          getServiceTierBuilder().mergeFrom(value);
+        } else {
+          serviceTier_ = value;
+        }
+      } else {
+        serviceTierBuilder_.mergeFrom(value);
+      }
+      if (serviceTier_ != null) {
+        bitField1_ |= 0x00000040;
+        onChanged();
+      }
+      return this;
+    }
+    /**
+     * <pre>
+     * Optional. Not supported (OpenAI's `service_tier`): any value but null is refused
+     * with INVALID_ARGUMENT.
+     * </pre>
+     *
+     * <code>.google.protobuf.Value service_tier = 39;</code>
+     */
+    public Builder clearServiceTier() {
+      bitField1_ = (bitField1_ & ~0x00000040);
+      serviceTier_ = null;
+      if (serviceTierBuilder_ != null) {
+        serviceTierBuilder_.dispose();
+        serviceTierBuilder_ = null;
+      }
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * Optional. Not supported (OpenAI's `service_tier`): any value but null is refused
+     * with INVALID_ARGUMENT.
+     * </pre>
+     *
+     * <code>.google.protobuf.Value service_tier = 39;</code>
+     */
+    public com.google.protobuf.Value.Builder getServiceTierBuilder() {
+      bitField1_ |= 0x00000040;
+      onChanged();
+      return internalGetServiceTierFieldBuilder().getBuilder();
+    }
+    /**
+     * <pre>
+     * Optional. Not supported (OpenAI's `service_tier`): any value but null is refused
+     * with INVALID_ARGUMENT.
+     * </pre>
+     *
+     * <code>.google.protobuf.Value service_tier = 39;</code>
+     */
+    public com.google.protobuf.ValueOrBuilder getServiceTierOrBuilder() {
+      if (serviceTierBuilder_ != null) {
+        return serviceTierBuilder_.getMessageOrBuilder();
+      } else {
+        return serviceTier_ == null ?
+            com.google.protobuf.Value.getDefaultInstance() : serviceTier_;
+      }
+    }
+    /**
+     * <pre>
+     * Optional. Not supported (OpenAI's `service_tier`): any value but null is refused
+     * with INVALID_ARGUMENT.
+     * </pre>
+     *
+     * <code>.google.protobuf.Value service_tier = 39;</code>
+     */
+    private com.google.protobuf.SingleFieldBuilder<
+        com.google.protobuf.Value, com.google.protobuf.Value.Builder, com.google.protobuf.ValueOrBuilder> 
+        internalGetServiceTierFieldBuilder() {
+      if (serviceTierBuilder_ == null) {
+        serviceTierBuilder_ = new com.google.protobuf.SingleFieldBuilder<
+            com.google.protobuf.Value, com.google.protobuf.Value.Builder, com.google.protobuf.ValueOrBuilder>(
+                getServiceTier(),
+                getParentForChildren(),
+                isClean());
+        serviceTier_ = null;
+      }
+      return serviceTierBuilder_;
     }
 
     // @@protoc_insertion_point(builder_scope:tokenway.v1.StreamChatCompletionRequest)

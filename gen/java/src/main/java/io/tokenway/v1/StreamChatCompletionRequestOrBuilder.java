@@ -593,4 +593,424 @@ public interface StreamChatCompletionRequestOrBuilder extends
    * @return The skipSpecialTokens.
    */
   boolean getSkipSpecialTokens();
+
+  /**
+   * <pre>
+   * Optional. Not supported (OpenAI's `tools`): any value but null is refused
+   * with INVALID_ARGUMENT.
+   * </pre>
+   *
+   * <code>.google.protobuf.Value tools = 26;</code>
+   * @return Whether the tools field is set.
+   */
+  boolean hasTools();
+  /**
+   * <pre>
+   * Optional. Not supported (OpenAI's `tools`): any value but null is refused
+   * with INVALID_ARGUMENT.
+   * </pre>
+   *
+   * <code>.google.protobuf.Value tools = 26;</code>
+   * @return The tools.
+   */
+  com.google.protobuf.Value getTools();
+  /**
+   * <pre>
+   * Optional. Not supported (OpenAI's `tools`): any value but null is refused
+   * with INVALID_ARGUMENT.
+   * </pre>
+   *
+   * <code>.google.protobuf.Value tools = 26;</code>
+   */
+  com.google.protobuf.ValueOrBuilder getToolsOrBuilder();
+
+  /**
+   * <pre>
+   * Optional. Not supported (OpenAI's `tool_choice`): any value but null is refused
+   * with INVALID_ARGUMENT.
+   * </pre>
+   *
+   * <code>.google.protobuf.Value tool_choice = 27;</code>
+   * @return Whether the toolChoice field is set.
+   */
+  boolean hasToolChoice();
+  /**
+   * <pre>
+   * Optional. Not supported (OpenAI's `tool_choice`): any value but null is refused
+   * with INVALID_ARGUMENT.
+   * </pre>
+   *
+   * <code>.google.protobuf.Value tool_choice = 27;</code>
+   * @return The toolChoice.
+   */
+  com.google.protobuf.Value getToolChoice();
+  /**
+   * <pre>
+   * Optional. Not supported (OpenAI's `tool_choice`): any value but null is refused
+   * with INVALID_ARGUMENT.
+   * </pre>
+   *
+   * <code>.google.protobuf.Value tool_choice = 27;</code>
+   */
+  com.google.protobuf.ValueOrBuilder getToolChoiceOrBuilder();
+
+  /**
+   * <pre>
+   * Optional. Not supported (OpenAI's `functions`): any value but null is refused
+   * with INVALID_ARGUMENT.
+   * </pre>
+   *
+   * <code>.google.protobuf.Value functions = 28;</code>
+   * @return Whether the functions field is set.
+   */
+  boolean hasFunctions();
+  /**
+   * <pre>
+   * Optional. Not supported (OpenAI's `functions`): any value but null is refused
+   * with INVALID_ARGUMENT.
+   * </pre>
+   *
+   * <code>.google.protobuf.Value functions = 28;</code>
+   * @return The functions.
+   */
+  com.google.protobuf.Value getFunctions();
+  /**
+   * <pre>
+   * Optional. Not supported (OpenAI's `functions`): any value but null is refused
+   * with INVALID_ARGUMENT.
+   * </pre>
+   *
+   * <code>.google.protobuf.Value functions = 28;</code>
+   */
+  com.google.protobuf.ValueOrBuilder getFunctionsOrBuilder();
+
+  /**
+   * <pre>
+   * Optional. Not supported (OpenAI's `function_call`): any value but null is refused
+   * with INVALID_ARGUMENT.
+   * </pre>
+   *
+   * <code>.google.protobuf.Value function_call = 29;</code>
+   * @return Whether the functionCall field is set.
+   */
+  boolean hasFunctionCall();
+  /**
+   * <pre>
+   * Optional. Not supported (OpenAI's `function_call`): any value but null is refused
+   * with INVALID_ARGUMENT.
+   * </pre>
+   *
+   * <code>.google.protobuf.Value function_call = 29;</code>
+   * @return The functionCall.
+   */
+  com.google.protobuf.Value getFunctionCall();
+  /**
+   * <pre>
+   * Optional. Not supported (OpenAI's `function_call`): any value but null is refused
+   * with INVALID_ARGUMENT.
+   * </pre>
+   *
+   * <code>.google.protobuf.Value function_call = 29;</code>
+   */
+  com.google.protobuf.ValueOrBuilder getFunctionCallOrBuilder();
+
+  /**
+   * <pre>
+   * Optional. Not supported (OpenAI's `response_format`): any value but null is refused
+   * with INVALID_ARGUMENT.
+   * </pre>
+   *
+   * <code>.google.protobuf.Value response_format = 30;</code>
+   * @return Whether the responseFormat field is set.
+   */
+  boolean hasResponseFormat();
+  /**
+   * <pre>
+   * Optional. Not supported (OpenAI's `response_format`): any value but null is refused
+   * with INVALID_ARGUMENT.
+   * </pre>
+   *
+   * <code>.google.protobuf.Value response_format = 30;</code>
+   * @return The responseFormat.
+   */
+  com.google.protobuf.Value getResponseFormat();
+  /**
+   * <pre>
+   * Optional. Not supported (OpenAI's `response_format`): any value but null is refused
+   * with INVALID_ARGUMENT.
+   * </pre>
+   *
+   * <code>.google.protobuf.Value response_format = 30;</code>
+   */
+  com.google.protobuf.ValueOrBuilder getResponseFormatOrBuilder();
+
+  /**
+   * <pre>
+   * Optional. Not supported (OpenAI's `audio`): any value but null is refused
+   * with INVALID_ARGUMENT.
+   * </pre>
+   *
+   * <code>.google.protobuf.Value audio = 31;</code>
+   * @return Whether the audio field is set.
+   */
+  boolean hasAudio();
+  /**
+   * <pre>
+   * Optional. Not supported (OpenAI's `audio`): any value but null is refused
+   * with INVALID_ARGUMENT.
+   * </pre>
+   *
+   * <code>.google.protobuf.Value audio = 31;</code>
+   * @return The audio.
+   */
+  com.google.protobuf.Value getAudio();
+  /**
+   * <pre>
+   * Optional. Not supported (OpenAI's `audio`): any value but null is refused
+   * with INVALID_ARGUMENT.
+   * </pre>
+   *
+   * <code>.google.protobuf.Value audio = 31;</code>
+   */
+  com.google.protobuf.ValueOrBuilder getAudioOrBuilder();
+
+  /**
+   * <pre>
+   * Optional. Not supported (OpenAI's `modalities`): any value but null is refused
+   * with INVALID_ARGUMENT.
+   * </pre>
+   *
+   * <code>.google.protobuf.Value modalities = 32;</code>
+   * @return Whether the modalities field is set.
+   */
+  boolean hasModalities();
+  /**
+   * <pre>
+   * Optional. Not supported (OpenAI's `modalities`): any value but null is refused
+   * with INVALID_ARGUMENT.
+   * </pre>
+   *
+   * <code>.google.protobuf.Value modalities = 32;</code>
+   * @return The modalities.
+   */
+  com.google.protobuf.Value getModalities();
+  /**
+   * <pre>
+   * Optional. Not supported (OpenAI's `modalities`): any value but null is refused
+   * with INVALID_ARGUMENT.
+   * </pre>
+   *
+   * <code>.google.protobuf.Value modalities = 32;</code>
+   */
+  com.google.protobuf.ValueOrBuilder getModalitiesOrBuilder();
+
+  /**
+   * <pre>
+   * Optional. Not supported (OpenAI's `prediction`): any value but null is refused
+   * with INVALID_ARGUMENT.
+   * </pre>
+   *
+   * <code>.google.protobuf.Value prediction = 33;</code>
+   * @return Whether the prediction field is set.
+   */
+  boolean hasPrediction();
+  /**
+   * <pre>
+   * Optional. Not supported (OpenAI's `prediction`): any value but null is refused
+   * with INVALID_ARGUMENT.
+   * </pre>
+   *
+   * <code>.google.protobuf.Value prediction = 33;</code>
+   * @return The prediction.
+   */
+  com.google.protobuf.Value getPrediction();
+  /**
+   * <pre>
+   * Optional. Not supported (OpenAI's `prediction`): any value but null is refused
+   * with INVALID_ARGUMENT.
+   * </pre>
+   *
+   * <code>.google.protobuf.Value prediction = 33;</code>
+   */
+  com.google.protobuf.ValueOrBuilder getPredictionOrBuilder();
+
+  /**
+   * <pre>
+   * Optional. Not supported (OpenAI's `web_search_options`): any value but null is refused
+   * with INVALID_ARGUMENT.
+   * </pre>
+   *
+   * <code>.google.protobuf.Value web_search_options = 34;</code>
+   * @return Whether the webSearchOptions field is set.
+   */
+  boolean hasWebSearchOptions();
+  /**
+   * <pre>
+   * Optional. Not supported (OpenAI's `web_search_options`): any value but null is refused
+   * with INVALID_ARGUMENT.
+   * </pre>
+   *
+   * <code>.google.protobuf.Value web_search_options = 34;</code>
+   * @return The webSearchOptions.
+   */
+  com.google.protobuf.Value getWebSearchOptions();
+  /**
+   * <pre>
+   * Optional. Not supported (OpenAI's `web_search_options`): any value but null is refused
+   * with INVALID_ARGUMENT.
+   * </pre>
+   *
+   * <code>.google.protobuf.Value web_search_options = 34;</code>
+   */
+  com.google.protobuf.ValueOrBuilder getWebSearchOptionsOrBuilder();
+
+  /**
+   * <pre>
+   * Optional. Not supported (OpenAI's `parallel_tool_calls`): any value but null is refused
+   * with INVALID_ARGUMENT.
+   * </pre>
+   *
+   * <code>.google.protobuf.Value parallel_tool_calls = 35;</code>
+   * @return Whether the parallelToolCalls field is set.
+   */
+  boolean hasParallelToolCalls();
+  /**
+   * <pre>
+   * Optional. Not supported (OpenAI's `parallel_tool_calls`): any value but null is refused
+   * with INVALID_ARGUMENT.
+   * </pre>
+   *
+   * <code>.google.protobuf.Value parallel_tool_calls = 35;</code>
+   * @return The parallelToolCalls.
+   */
+  com.google.protobuf.Value getParallelToolCalls();
+  /**
+   * <pre>
+   * Optional. Not supported (OpenAI's `parallel_tool_calls`): any value but null is refused
+   * with INVALID_ARGUMENT.
+   * </pre>
+   *
+   * <code>.google.protobuf.Value parallel_tool_calls = 35;</code>
+   */
+  com.google.protobuf.ValueOrBuilder getParallelToolCallsOrBuilder();
+
+  /**
+   * <pre>
+   * Optional. Not supported (OpenAI's `reasoning_effort`): any value but null is refused
+   * with INVALID_ARGUMENT.
+   * </pre>
+   *
+   * <code>.google.protobuf.Value reasoning_effort = 36;</code>
+   * @return Whether the reasoningEffort field is set.
+   */
+  boolean hasReasoningEffort();
+  /**
+   * <pre>
+   * Optional. Not supported (OpenAI's `reasoning_effort`): any value but null is refused
+   * with INVALID_ARGUMENT.
+   * </pre>
+   *
+   * <code>.google.protobuf.Value reasoning_effort = 36;</code>
+   * @return The reasoningEffort.
+   */
+  com.google.protobuf.Value getReasoningEffort();
+  /**
+   * <pre>
+   * Optional. Not supported (OpenAI's `reasoning_effort`): any value but null is refused
+   * with INVALID_ARGUMENT.
+   * </pre>
+   *
+   * <code>.google.protobuf.Value reasoning_effort = 36;</code>
+   */
+  com.google.protobuf.ValueOrBuilder getReasoningEffortOrBuilder();
+
+  /**
+   * <pre>
+   * Optional. Not supported (OpenAI's `store`): any value but null is refused
+   * with INVALID_ARGUMENT.
+   * </pre>
+   *
+   * <code>.google.protobuf.Value store = 37;</code>
+   * @return Whether the store field is set.
+   */
+  boolean hasStore();
+  /**
+   * <pre>
+   * Optional. Not supported (OpenAI's `store`): any value but null is refused
+   * with INVALID_ARGUMENT.
+   * </pre>
+   *
+   * <code>.google.protobuf.Value store = 37;</code>
+   * @return The store.
+   */
+  com.google.protobuf.Value getStore();
+  /**
+   * <pre>
+   * Optional. Not supported (OpenAI's `store`): any value but null is refused
+   * with INVALID_ARGUMENT.
+   * </pre>
+   *
+   * <code>.google.protobuf.Value store = 37;</code>
+   */
+  com.google.protobuf.ValueOrBuilder getStoreOrBuilder();
+
+  /**
+   * <pre>
+   * Optional. Not supported (OpenAI's `metadata`): any value but null is refused
+   * with INVALID_ARGUMENT.
+   * </pre>
+   *
+   * <code>.google.protobuf.Value metadata = 38;</code>
+   * @return Whether the metadata field is set.
+   */
+  boolean hasMetadata();
+  /**
+   * <pre>
+   * Optional. Not supported (OpenAI's `metadata`): any value but null is refused
+   * with INVALID_ARGUMENT.
+   * </pre>
+   *
+   * <code>.google.protobuf.Value metadata = 38;</code>
+   * @return The metadata.
+   */
+  com.google.protobuf.Value getMetadata();
+  /**
+   * <pre>
+   * Optional. Not supported (OpenAI's `metadata`): any value but null is refused
+   * with INVALID_ARGUMENT.
+   * </pre>
+   *
+   * <code>.google.protobuf.Value metadata = 38;</code>
+   */
+  com.google.protobuf.ValueOrBuilder getMetadataOrBuilder();
+
+  /**
+   * <pre>
+   * Optional. Not supported (OpenAI's `service_tier`): any value but null is refused
+   * with INVALID_ARGUMENT.
+   * </pre>
+   *
+   * <code>.google.protobuf.Value service_tier = 39;</code>
+   * @return Whether the serviceTier field is set.
+   */
+  boolean hasServiceTier();
+  /**
+   * <pre>
+   * Optional. Not supported (OpenAI's `service_tier`): any value but null is refused
+   * with INVALID_ARGUMENT.
+   * </pre>
+   *
+   * <code>.google.protobuf.Value service_tier = 39;</code>
+   * @return The serviceTier.
+   */
+  com.google.protobuf.Value getServiceTier();
+  /**
+   * <pre>
+   * Optional. Not supported (OpenAI's `service_tier`): any value but null is refused
+   * with INVALID_ARGUMENT.
+   * </pre>
+   *
+   * <code>.google.protobuf.Value service_tier = 39;</code>
+   */
+  com.google.protobuf.ValueOrBuilder getServiceTierOrBuilder();
 }

@@ -954,6 +954,88 @@ private static final long serialVersionUID = 0L;
     return echo_;
   }
 
+  public static final int BEST_OF_FIELD_NUMBER = 28;
+  private com.google.protobuf.Value bestOf_;
+  /**
+   * <pre>
+   * Optional. Not supported (OpenAI's `best_of`): any value but null is refused
+   * with INVALID_ARGUMENT, except 1.
+   * </pre>
+   *
+   * <code>.google.protobuf.Value best_of = 28;</code>
+   * @return Whether the bestOf field is set.
+   */
+  @java.lang.Override
+  public boolean hasBestOf() {
+    return ((bitField0_ & 0x00100000) != 0);
+  }
+  /**
+   * <pre>
+   * Optional. Not supported (OpenAI's `best_of`): any value but null is refused
+   * with INVALID_ARGUMENT, except 1.
+   * </pre>
+   *
+   * <code>.google.protobuf.Value best_of = 28;</code>
+   * @return The bestOf.
+   */
+  @java.lang.Override
+  public com.google.protobuf.Value getBestOf() {
+    return bestOf_ == null ? com.google.protobuf.Value.getDefaultInstance() : bestOf_;
+  }
+  /**
+   * <pre>
+   * Optional. Not supported (OpenAI's `best_of`): any value but null is refused
+   * with INVALID_ARGUMENT, except 1.
+   * </pre>
+   *
+   * <code>.google.protobuf.Value best_of = 28;</code>
+   */
+  @java.lang.Override
+  public com.google.protobuf.ValueOrBuilder getBestOfOrBuilder() {
+    return bestOf_ == null ? com.google.protobuf.Value.getDefaultInstance() : bestOf_;
+  }
+
+  public static final int SUFFIX_FIELD_NUMBER = 29;
+  private com.google.protobuf.Value suffix_;
+  /**
+   * <pre>
+   * Optional. Not supported (OpenAI's `suffix`): any value but null is refused
+   * with INVALID_ARGUMENT.
+   * </pre>
+   *
+   * <code>.google.protobuf.Value suffix = 29;</code>
+   * @return Whether the suffix field is set.
+   */
+  @java.lang.Override
+  public boolean hasSuffix() {
+    return ((bitField0_ & 0x00200000) != 0);
+  }
+  /**
+   * <pre>
+   * Optional. Not supported (OpenAI's `suffix`): any value but null is refused
+   * with INVALID_ARGUMENT.
+   * </pre>
+   *
+   * <code>.google.protobuf.Value suffix = 29;</code>
+   * @return The suffix.
+   */
+  @java.lang.Override
+  public com.google.protobuf.Value getSuffix() {
+    return suffix_ == null ? com.google.protobuf.Value.getDefaultInstance() : suffix_;
+  }
+  /**
+   * <pre>
+   * Optional. Not supported (OpenAI's `suffix`): any value but null is refused
+   * with INVALID_ARGUMENT.
+   * </pre>
+   *
+   * <code>.google.protobuf.Value suffix = 29;</code>
+   */
+  @java.lang.Override
+  public com.google.protobuf.ValueOrBuilder getSuffixOrBuilder() {
+    return suffix_ == null ? com.google.protobuf.Value.getDefaultInstance() : suffix_;
+  }
+
   private byte memoizedIsInitialized = -1;
   @java.lang.Override
   public final boolean isInitialized() {
@@ -1054,6 +1136,12 @@ private static final long serialVersionUID = 0L;
     }
     if (((bitField0_ & 0x00000001) != 0)) {
       output.writeMessage(27, getPrompt());
+    }
+    if (((bitField0_ & 0x00100000) != 0)) {
+      output.writeMessage(28, getBestOf());
+    }
+    if (((bitField0_ & 0x00200000) != 0)) {
+      output.writeMessage(29, getSuffix());
     }
     getUnknownFields().writeTo(output);
   }
@@ -1186,6 +1274,14 @@ private static final long serialVersionUID = 0L;
     if (((bitField0_ & 0x00000001) != 0)) {
       size += com.google.protobuf.CodedOutputStream
         .computeMessageSize(27, getPrompt());
+    }
+    if (((bitField0_ & 0x00100000) != 0)) {
+      size += com.google.protobuf.CodedOutputStream
+        .computeMessageSize(28, getBestOf());
+    }
+    if (((bitField0_ & 0x00200000) != 0)) {
+      size += com.google.protobuf.CodedOutputStream
+        .computeMessageSize(29, getSuffix());
     }
     return size;
   }
@@ -1327,6 +1423,16 @@ private static final long serialVersionUID = 0L;
       if (getEcho()
           != other.getEcho()) return false;
     }
+    if (hasBestOf() != other.hasBestOf()) return false;
+    if (hasBestOf()) {
+      if (!getBestOf()
+          .equals(other.getBestOf())) return false;
+    }
+    if (hasSuffix() != other.hasSuffix()) return false;
+    if (hasSuffix()) {
+      if (!getSuffix()
+          .equals(other.getSuffix())) return false;
+    }
     if (!getUnknownFields().equals(other.getUnknownFields())) return false;
     return true;
   }
@@ -1447,6 +1553,14 @@ private static final long serialVersionUID = 0L;
       hash = (37 * hash) + ECHO_FIELD_NUMBER;
       hash = (53 * hash) + com.google.protobuf.Internal.hashBoolean(
           getEcho());
+    }
+    if (hasBestOf()) {
+      hash = (37 * hash) + BEST_OF_FIELD_NUMBER;
+      hash = (53 * hash) + getBestOf().hashCode();
+    }
+    if (hasSuffix()) {
+      hash = (37 * hash) + SUFFIX_FIELD_NUMBER;
+      hash = (53 * hash) + getSuffix().hashCode();
     }
     hash = (29 * hash) + getUnknownFields().hashCode();
     memoizedHashCode = hash;
@@ -1606,6 +1720,8 @@ private static final long serialVersionUID = 0L;
               .alwaysUseFieldBuilders) {
         internalGetPromptFieldBuilder();
         internalGetStreamOptionsFieldBuilder();
+        internalGetBestOfFieldBuilder();
+        internalGetSuffixFieldBuilder();
       }
     }
     @java.lang.Override
@@ -1646,6 +1762,16 @@ private static final long serialVersionUID = 0L;
       stopTokenIds_ = emptyIntList();
       skipSpecialTokens_ = false;
       echo_ = false;
+      bestOf_ = null;
+      if (bestOfBuilder_ != null) {
+        bestOfBuilder_.dispose();
+        bestOfBuilder_ = null;
+      }
+      suffix_ = null;
+      if (suffixBuilder_ != null) {
+        suffixBuilder_.dispose();
+        suffixBuilder_ = null;
+      }
       return this;
     }
 
@@ -1783,6 +1909,18 @@ private static final long serialVersionUID = 0L;
         result.echo_ = echo_;
         to_bitField0_ |= 0x00080000;
       }
+      if (((from_bitField0_ & 0x02000000) != 0)) {
+        result.bestOf_ = bestOfBuilder_ == null
+            ? bestOf_
+            : bestOfBuilder_.build();
+        to_bitField0_ |= 0x00100000;
+      }
+      if (((from_bitField0_ & 0x04000000) != 0)) {
+        result.suffix_ = suffixBuilder_ == null
+            ? suffix_
+            : suffixBuilder_.build();
+        to_bitField0_ |= 0x00200000;
+      }
       result.bitField0_ |= to_bitField0_;
     }
 
@@ -1899,6 +2037,12 @@ private static final long serialVersionUID = 0L;
       }
       if (other.hasEcho()) {
         setEcho(other.getEcho());
+      }
+      if (other.hasBestOf()) {
+        mergeBestOf(other.getBestOf());
+      }
+      if (other.hasSuffix()) {
+        mergeSuffix(other.getSuffix());
       }
       this.mergeUnknownFields(other.getUnknownFields());
       onChanged();
@@ -2081,6 +2225,20 @@ private static final long serialVersionUID = 0L;
               bitField0_ |= 0x00000002;
               break;
             } // case 218
+            case 226: {
+              input.readMessage(
+                  internalGetBestOfFieldBuilder().getBuilder(),
+                  extensionRegistry);
+              bitField0_ |= 0x02000000;
+              break;
+            } // case 226
+            case 234: {
+              input.readMessage(
+                  internalGetSuffixFieldBuilder().getBuilder(),
+                  extensionRegistry);
+              bitField0_ |= 0x04000000;
+              break;
+            } // case 234
             default: {
               if (!super.parseUnknownField(input, extensionRegistry, tag)) {
                 done = true; // was an endgroup tag
@@ -4117,6 +4275,338 @@ private static final long serialVersionUID = 0L;
       echo_ = false;
       onChanged();
       return this;
+    }
+
+    private com.google.protobuf.Value bestOf_;
+    private com.google.protobuf.SingleFieldBuilder<
+        com.google.protobuf.Value, com.google.protobuf.Value.Builder, com.google.protobuf.ValueOrBuilder> bestOfBuilder_;
+    /**
+     * <pre>
+     * Optional. Not supported (OpenAI's `best_of`): any value but null is refused
+     * with INVALID_ARGUMENT, except 1.
+     * </pre>
+     *
+     * <code>.google.protobuf.Value best_of = 28;</code>
+     * @return Whether the bestOf field is set.
+     */
+    public boolean hasBestOf() {
+      return ((bitField0_ & 0x02000000) != 0);
+    }
+    /**
+     * <pre>
+     * Optional. Not supported (OpenAI's `best_of`): any value but null is refused
+     * with INVALID_ARGUMENT, except 1.
+     * </pre>
+     *
+     * <code>.google.protobuf.Value best_of = 28;</code>
+     * @return The bestOf.
+     */
+    public com.google.protobuf.Value getBestOf() {
+      if (bestOfBuilder_ == null) {
+        return bestOf_ == null ? com.google.protobuf.Value.getDefaultInstance() : bestOf_;
+      } else {
+        return bestOfBuilder_.getMessage();
+      }
+    }
+    /**
+     * <pre>
+     * Optional. Not supported (OpenAI's `best_of`): any value but null is refused
+     * with INVALID_ARGUMENT, except 1.
+     * </pre>
+     *
+     * <code>.google.protobuf.Value best_of = 28;</code>
+     */
+    public Builder setBestOf(com.google.protobuf.Value value) {
+      if (bestOfBuilder_ == null) {
+        if (value == null) {
+          throw new NullPointerException();
+        }
+        bestOf_ = value;
+      } else {
+        bestOfBuilder_.setMessage(value);
+      }
+      bitField0_ |= 0x02000000;
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * Optional. Not supported (OpenAI's `best_of`): any value but null is refused
+     * with INVALID_ARGUMENT, except 1.
+     * </pre>
+     *
+     * <code>.google.protobuf.Value best_of = 28;</code>
+     */
+    public Builder setBestOf(
+        com.google.protobuf.Value.Builder builderForValue) {
+      if (bestOfBuilder_ == null) {
+        bestOf_ = builderForValue.build();
+      } else {
+        bestOfBuilder_.setMessage(builderForValue.build());
+      }
+      bitField0_ |= 0x02000000;
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * Optional. Not supported (OpenAI's `best_of`): any value but null is refused
+     * with INVALID_ARGUMENT, except 1.
+     * </pre>
+     *
+     * <code>.google.protobuf.Value best_of = 28;</code>
+     */
+    public Builder mergeBestOf(com.google.protobuf.Value value) {
+      if (bestOfBuilder_ == null) {
+        if (((bitField0_ & 0x02000000) != 0) &&
+          bestOf_ != null &&
+          bestOf_ != com.google.protobuf.Value.getDefaultInstance()) {
+          getBestOfBuilder().mergeFrom(value);
+        } else {
+          bestOf_ = value;
+        }
+      } else {
+        bestOfBuilder_.mergeFrom(value);
+      }
+      if (bestOf_ != null) {
+        bitField0_ |= 0x02000000;
+        onChanged();
+      }
+      return this;
+    }
+    /**
+     * <pre>
+     * Optional. Not supported (OpenAI's `best_of`): any value but null is refused
+     * with INVALID_ARGUMENT, except 1.
+     * </pre>
+     *
+     * <code>.google.protobuf.Value best_of = 28;</code>
+     */
+    public Builder clearBestOf() {
+      bitField0_ = (bitField0_ & ~0x02000000);
+      bestOf_ = null;
+      if (bestOfBuilder_ != null) {
+        bestOfBuilder_.dispose();
+        bestOfBuilder_ = null;
+      }
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * Optional. Not supported (OpenAI's `best_of`): any value but null is refused
+     * with INVALID_ARGUMENT, except 1.
+     * </pre>
+     *
+     * <code>.google.protobuf.Value best_of = 28;</code>
+     */
+    public com.google.protobuf.Value.Builder getBestOfBuilder() {
+      bitField0_ |= 0x02000000;
+      onChanged();
+      return internalGetBestOfFieldBuilder().getBuilder();
+    }
+    /**
+     * <pre>
+     * Optional. Not supported (OpenAI's `best_of`): any value but null is refused
+     * with INVALID_ARGUMENT, except 1.
+     * </pre>
+     *
+     * <code>.google.protobuf.Value best_of = 28;</code>
+     */
+    public com.google.protobuf.ValueOrBuilder getBestOfOrBuilder() {
+      if (bestOfBuilder_ != null) {
+        return bestOfBuilder_.getMessageOrBuilder();
+      } else {
+        return bestOf_ == null ?
+            com.google.protobuf.Value.getDefaultInstance() : bestOf_;
+      }
+    }
+    /**
+     * <pre>
+     * Optional. Not supported (OpenAI's `best_of`): any value but null is refused
+     * with INVALID_ARGUMENT, except 1.
+     * </pre>
+     *
+     * <code>.google.protobuf.Value best_of = 28;</code>
+     */
+    private com.google.protobuf.SingleFieldBuilder<
+        com.google.protobuf.Value, com.google.protobuf.Value.Builder, com.google.protobuf.ValueOrBuilder> 
+        internalGetBestOfFieldBuilder() {
+      if (bestOfBuilder_ == null) {
+        bestOfBuilder_ = new com.google.protobuf.SingleFieldBuilder<
+            com.google.protobuf.Value, com.google.protobuf.Value.Builder, com.google.protobuf.ValueOrBuilder>(
+                getBestOf(),
+                getParentForChildren(),
+                isClean());
+        bestOf_ = null;
+      }
+      return bestOfBuilder_;
+    }
+
+    private com.google.protobuf.Value suffix_;
+    private com.google.protobuf.SingleFieldBuilder<
+        com.google.protobuf.Value, com.google.protobuf.Value.Builder, com.google.protobuf.ValueOrBuilder> suffixBuilder_;
+    /**
+     * <pre>
+     * Optional. Not supported (OpenAI's `suffix`): any value but null is refused
+     * with INVALID_ARGUMENT.
+     * </pre>
+     *
+     * <code>.google.protobuf.Value suffix = 29;</code>
+     * @return Whether the suffix field is set.
+     */
+    public boolean hasSuffix() {
+      return ((bitField0_ & 0x04000000) != 0);
+    }
+    /**
+     * <pre>
+     * Optional. Not supported (OpenAI's `suffix`): any value but null is refused
+     * with INVALID_ARGUMENT.
+     * </pre>
+     *
+     * <code>.google.protobuf.Value suffix = 29;</code>
+     * @return The suffix.
+     */
+    public com.google.protobuf.Value getSuffix() {
+      if (suffixBuilder_ == null) {
+        return suffix_ == null ? com.google.protobuf.Value.getDefaultInstance() : suffix_;
+      } else {
+        return suffixBuilder_.getMessage();
+      }
+    }
+    /**
+     * <pre>
+     * Optional. Not supported (OpenAI's `suffix`): any value but null is refused
+     * with INVALID_ARGUMENT.
+     * </pre>
+     *
+     * <code>.google.protobuf.Value suffix = 29;</code>
+     */
+    public Builder setSuffix(com.google.protobuf.Value value) {
+      if (suffixBuilder_ == null) {
+        if (value == null) {
+          throw new NullPointerException();
+        }
+        suffix_ = value;
+      } else {
+        suffixBuilder_.setMessage(value);
+      }
+      bitField0_ |= 0x04000000;
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * Optional. Not supported (OpenAI's `suffix`): any value but null is refused
+     * with INVALID_ARGUMENT.
+     * </pre>
+     *
+     * <code>.google.protobuf.Value suffix = 29;</code>
+     */
+    public Builder setSuffix(
+        com.google.protobuf.Value.Builder builderForValue) {
+      if (suffixBuilder_ == null) {
+        suffix_ = builderForValue.build();
+      } else {
+        suffixBuilder_.setMessage(builderForValue.build());
+      }
+      bitField0_ |= 0x04000000;
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * Optional. Not supported (OpenAI's `suffix`): any value but null is refused
+     * with INVALID_ARGUMENT.
+     * </pre>
+     *
+     * <code>.google.protobuf.Value suffix = 29;</code>
+     */
+    public Builder mergeSuffix(com.google.protobuf.Value value) {
+      if (suffixBuilder_ == null) {
+        if (((bitField0_ & 0x04000000) != 0) &&
+          suffix_ != null &&
+          suffix_ != com.google.protobuf.Value.getDefaultInstance()) {
+          getSuffixBuilder().mergeFrom(value);
+        } else {
+          suffix_ = value;
+        }
+      } else {
+        suffixBuilder_.mergeFrom(value);
+      }
+      if (suffix_ != null) {
+        bitField0_ |= 0x04000000;
+        onChanged();
+      }
+      return this;
+    }
+    /**
+     * <pre>
+     * Optional. Not supported (OpenAI's `suffix`): any value but null is refused
+     * with INVALID_ARGUMENT.
+     * </pre>
+     *
+     * <code>.google.protobuf.Value suffix = 29;</code>
+     */
+    public Builder clearSuffix() {
+      bitField0_ = (bitField0_ & ~0x04000000);
+      suffix_ = null;
+      if (suffixBuilder_ != null) {
+        suffixBuilder_.dispose();
+        suffixBuilder_ = null;
+      }
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * Optional. Not supported (OpenAI's `suffix`): any value but null is refused
+     * with INVALID_ARGUMENT.
+     * </pre>
+     *
+     * <code>.google.protobuf.Value suffix = 29;</code>
+     */
+    public com.google.protobuf.Value.Builder getSuffixBuilder() {
+      bitField0_ |= 0x04000000;
+      onChanged();
+      return internalGetSuffixFieldBuilder().getBuilder();
+    }
+    /**
+     * <pre>
+     * Optional. Not supported (OpenAI's `suffix`): any value but null is refused
+     * with INVALID_ARGUMENT.
+     * </pre>
+     *
+     * <code>.google.protobuf.Value suffix = 29;</code>
+     */
+    public com.google.protobuf.ValueOrBuilder getSuffixOrBuilder() {
+      if (suffixBuilder_ != null) {
+        return suffixBuilder_.getMessageOrBuilder();
+      } else {
+        return suffix_ == null ?
+            com.google.protobuf.Value.getDefaultInstance() : suffix_;
+      }
+    }
+    /**
+     * <pre>
+     * Optional. Not supported (OpenAI's `suffix`): any value but null is refused
+     * with INVALID_ARGUMENT.
+     * </pre>
+     *
+     * <code>.google.protobuf.Value suffix = 29;</code>
+     */
+    private com.google.protobuf.SingleFieldBuilder<
+        com.google.protobuf.Value, com.google.protobuf.Value.Builder, com.google.protobuf.ValueOrBuilder> 
+        internalGetSuffixFieldBuilder() {
+      if (suffixBuilder_ == null) {
+        suffixBuilder_ = new com.google.protobuf.SingleFieldBuilder<
+            com.google.protobuf.Value, com.google.protobuf.Value.Builder, com.google.protobuf.ValueOrBuilder>(
+                getSuffix(),
+                getParentForChildren(),
+                isClean());
+        suffix_ = null;
+      }
+      return suffixBuilder_;
     }
 
     // @@protoc_insertion_point(builder_scope:tokenway.v1.StreamCompletionRequest)

@@ -331,6 +331,24 @@ private static final long serialVersionUID = 0L;
   }
   private int allSpecialIdsMemoizedSerializedSize = -1;
 
+  public static final int MAX_CHARS_PER_TOKEN_FIELD_NUMBER = 8;
+  private int maxCharsPerToken_ = 0;
+  /**
+   * <pre>
+   * Optional. 0 = no such bound is known. Otherwise any text of more than
+   * N * max_chars_per_token characters (Unicode code points) encodes into more
+   * than N tokens, so a caller may reject it without calling Tokenize or
+   * RenderChat (contents counted, template markup not needed).
+   * </pre>
+   *
+   * <code>uint32 max_chars_per_token = 8;</code>
+   * @return The maxCharsPerToken.
+   */
+  @java.lang.Override
+  public int getMaxCharsPerToken() {
+    return maxCharsPerToken_;
+  }
+
   private byte memoizedIsInitialized = -1;
   @java.lang.Override
   public final boolean isInitialized() {
@@ -370,6 +388,9 @@ private static final long serialVersionUID = 0L;
     }
     for (int i = 0; i < allSpecialIds_.size(); i++) {
       output.writeInt32NoTag(allSpecialIds_.getInt(i));
+    }
+    if (maxCharsPerToken_ != 0) {
+      output.writeUInt32(8, maxCharsPerToken_);
     }
     getUnknownFields().writeTo(output);
   }
@@ -415,6 +436,10 @@ private static final long serialVersionUID = 0L;
       }
       allSpecialIdsMemoizedSerializedSize = dataSize;
     }
+    if (maxCharsPerToken_ != 0) {
+      size += com.google.protobuf.CodedOutputStream
+        .computeUInt32Size(8, maxCharsPerToken_);
+    }
     return size;
   }
   @java.lang.Override
@@ -453,6 +478,8 @@ private static final long serialVersionUID = 0L;
         .equals(other.getName())) return false;
     if (!getAllSpecialIdsList()
         .equals(other.getAllSpecialIdsList())) return false;
+    if (getMaxCharsPerToken()
+        != other.getMaxCharsPerToken()) return false;
     if (!getUnknownFields().equals(other.getUnknownFields())) return false;
     return true;
   }
@@ -483,6 +510,8 @@ private static final long serialVersionUID = 0L;
       hash = (37 * hash) + ALL_SPECIAL_IDS_FIELD_NUMBER;
       hash = (53 * hash) + getAllSpecialIdsList().hashCode();
     }
+    hash = (37 * hash) + MAX_CHARS_PER_TOKEN_FIELD_NUMBER;
+    hash = (53 * hash) + getMaxCharsPerToken();
     hash = (29 * hash) + getUnknownFields().hashCode();
     memoizedHashCode = hash;
     return hash;
@@ -631,6 +660,7 @@ private static final long serialVersionUID = 0L;
       modelMaxLength_ = 0L;
       name_ = "";
       allSpecialIds_ = emptyIntList();
+      maxCharsPerToken_ = 0;
       return this;
     }
 
@@ -695,6 +725,9 @@ private static final long serialVersionUID = 0L;
       if (((from_bitField0_ & 0x00000040) != 0)) {
         allSpecialIds_.makeImmutable();
         result.allSpecialIds_ = allSpecialIds_;
+      }
+      if (((from_bitField0_ & 0x00000080) != 0)) {
+        result.maxCharsPerToken_ = maxCharsPerToken_;
       }
     }
 
@@ -767,6 +800,9 @@ private static final long serialVersionUID = 0L;
           allSpecialIds_.addAll(other.allSpecialIds_);
         }
         onChanged();
+      }
+      if (other.getMaxCharsPerToken() != 0) {
+        setMaxCharsPerToken(other.getMaxCharsPerToken());
       }
       this.mergeUnknownFields(other.getUnknownFields());
       onChanged();
@@ -848,6 +884,11 @@ private static final long serialVersionUID = 0L;
               input.popLimit(limit);
               break;
             } // case 58
+            case 64: {
+              maxCharsPerToken_ = input.readUInt32();
+              bitField0_ |= 0x00000080;
+              break;
+            } // case 64
             default: {
               if (!super.parseUnknownField(input, extensionRegistry, tag)) {
                 done = true; // was an endgroup tag
@@ -1649,6 +1690,59 @@ private static final long serialVersionUID = 0L;
     public Builder clearAllSpecialIds() {
       allSpecialIds_ = emptyIntList();
       bitField0_ = (bitField0_ & ~0x00000040);
+      onChanged();
+      return this;
+    }
+
+    private int maxCharsPerToken_ ;
+    /**
+     * <pre>
+     * Optional. 0 = no such bound is known. Otherwise any text of more than
+     * N * max_chars_per_token characters (Unicode code points) encodes into more
+     * than N tokens, so a caller may reject it without calling Tokenize or
+     * RenderChat (contents counted, template markup not needed).
+     * </pre>
+     *
+     * <code>uint32 max_chars_per_token = 8;</code>
+     * @return The maxCharsPerToken.
+     */
+    @java.lang.Override
+    public int getMaxCharsPerToken() {
+      return maxCharsPerToken_;
+    }
+    /**
+     * <pre>
+     * Optional. 0 = no such bound is known. Otherwise any text of more than
+     * N * max_chars_per_token characters (Unicode code points) encodes into more
+     * than N tokens, so a caller may reject it without calling Tokenize or
+     * RenderChat (contents counted, template markup not needed).
+     * </pre>
+     *
+     * <code>uint32 max_chars_per_token = 8;</code>
+     * @param value The maxCharsPerToken to set.
+     * @return This builder for chaining.
+     */
+    public Builder setMaxCharsPerToken(int value) {
+
+      maxCharsPerToken_ = value;
+      bitField0_ |= 0x00000080;
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * Optional. 0 = no such bound is known. Otherwise any text of more than
+     * N * max_chars_per_token characters (Unicode code points) encodes into more
+     * than N tokens, so a caller may reject it without calling Tokenize or
+     * RenderChat (contents counted, template markup not needed).
+     * </pre>
+     *
+     * <code>uint32 max_chars_per_token = 8;</code>
+     * @return This builder for chaining.
+     */
+    public Builder clearMaxCharsPerToken() {
+      bitField0_ = (bitField0_ & ~0x00000080);
+      maxCharsPerToken_ = 0;
       onChanged();
       return this;
     }

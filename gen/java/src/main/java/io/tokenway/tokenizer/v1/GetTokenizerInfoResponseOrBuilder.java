@@ -162,4 +162,17 @@ public interface GetTokenizerInfoResponseOrBuilder extends
    * @return The allSpecialIds at the given index.
    */
   int getAllSpecialIds(int index);
+
+  /**
+   * <pre>
+   * Optional. 0 = no such bound is known. Otherwise any text of more than
+   * N * max_chars_per_token characters (Unicode code points) encodes into more
+   * than N tokens, so a caller may reject it without calling Tokenize or
+   * RenderChat (contents counted, template markup not needed).
+   * </pre>
+   *
+   * <code>uint32 max_chars_per_token = 8;</code>
+   * @return The maxCharsPerToken.
+   */
+  int getMaxCharsPerToken();
 }

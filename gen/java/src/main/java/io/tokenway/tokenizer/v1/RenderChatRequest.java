@@ -159,6 +159,39 @@ private static final long serialVersionUID = 0L;
     return returnText_;
   }
 
+  public static final int MAX_PROMPT_TOKENS_FIELD_NUMBER = 4;
+  private int maxPromptTokens_ = 0;
+  /**
+   * <pre>
+   * Optional. The most tokens the rendered prompt may have. A longer prompt
+   * fails the call with INVALID_ARGUMENT, reason CONTEXT_LENGTH_EXCEEDED, as
+   * soon as that is known, without encoding (or rendering) the rest. Unset:
+   * the service's own bound applies; set: the smaller of the two applies.
+   * </pre>
+   *
+   * <code>optional uint32 max_prompt_tokens = 4;</code>
+   * @return Whether the maxPromptTokens field is set.
+   */
+  @java.lang.Override
+  public boolean hasMaxPromptTokens() {
+    return ((bitField0_ & 0x00000002) != 0);
+  }
+  /**
+   * <pre>
+   * Optional. The most tokens the rendered prompt may have. A longer prompt
+   * fails the call with INVALID_ARGUMENT, reason CONTEXT_LENGTH_EXCEEDED, as
+   * soon as that is known, without encoding (or rendering) the rest. Unset:
+   * the service's own bound applies; set: the smaller of the two applies.
+   * </pre>
+   *
+   * <code>optional uint32 max_prompt_tokens = 4;</code>
+   * @return The maxPromptTokens.
+   */
+  @java.lang.Override
+  public int getMaxPromptTokens() {
+    return maxPromptTokens_;
+  }
+
   private byte memoizedIsInitialized = -1;
   @java.lang.Override
   public final boolean isInitialized() {
@@ -182,6 +215,9 @@ private static final long serialVersionUID = 0L;
     if (returnText_ != false) {
       output.writeBool(3, returnText_);
     }
+    if (((bitField0_ & 0x00000002) != 0)) {
+      output.writeUInt32(4, maxPromptTokens_);
+    }
     getUnknownFields().writeTo(output);
   }
   private int computeSerializedSize_0() {
@@ -202,6 +238,10 @@ private static final long serialVersionUID = 0L;
     if (returnText_ != false) {
       size += com.google.protobuf.CodedOutputStream
         .computeBoolSize(3, returnText_);
+    }
+    if (((bitField0_ & 0x00000002) != 0)) {
+      size += com.google.protobuf.CodedOutputStream
+        .computeUInt32Size(4, maxPromptTokens_);
     }
     return size;
   }
@@ -236,6 +276,11 @@ private static final long serialVersionUID = 0L;
     }
     if (getReturnText()
         != other.getReturnText()) return false;
+    if (hasMaxPromptTokens() != other.hasMaxPromptTokens()) return false;
+    if (hasMaxPromptTokens()) {
+      if (getMaxPromptTokens()
+          != other.getMaxPromptTokens()) return false;
+    }
     if (!getUnknownFields().equals(other.getUnknownFields())) return false;
     return true;
   }
@@ -259,6 +304,10 @@ private static final long serialVersionUID = 0L;
     hash = (37 * hash) + RETURN_TEXT_FIELD_NUMBER;
     hash = (53 * hash) + com.google.protobuf.Internal.hashBoolean(
         getReturnText());
+    if (hasMaxPromptTokens()) {
+      hash = (37 * hash) + MAX_PROMPT_TOKENS_FIELD_NUMBER;
+      hash = (53 * hash) + getMaxPromptTokens();
+    }
     hash = (29 * hash) + getUnknownFields().hashCode();
     memoizedHashCode = hash;
     return hash;
@@ -403,6 +452,7 @@ private static final long serialVersionUID = 0L;
       bitField0_ = (bitField0_ & ~0x00000001);
       addGenerationPrompt_ = false;
       returnText_ = false;
+      maxPromptTokens_ = 0;
       return this;
     }
 
@@ -457,6 +507,10 @@ private static final long serialVersionUID = 0L;
       if (((from_bitField0_ & 0x00000004) != 0)) {
         result.returnText_ = returnText_;
       }
+      if (((from_bitField0_ & 0x00000008) != 0)) {
+        result.maxPromptTokens_ = maxPromptTokens_;
+        to_bitField0_ |= 0x00000002;
+      }
       result.bitField0_ |= to_bitField0_;
     }
 
@@ -503,6 +557,9 @@ private static final long serialVersionUID = 0L;
       }
       if (other.getReturnText() != false) {
         setReturnText(other.getReturnText());
+      }
+      if (other.hasMaxPromptTokens()) {
+        setMaxPromptTokens(other.getMaxPromptTokens());
       }
       this.mergeUnknownFields(other.getUnknownFields());
       onChanged();
@@ -553,6 +610,11 @@ private static final long serialVersionUID = 0L;
               bitField0_ |= 0x00000004;
               break;
             } // case 24
+            case 32: {
+              maxPromptTokens_ = input.readUInt32();
+              bitField0_ |= 0x00000008;
+              break;
+            } // case 32
             default: {
               if (!super.parseUnknownField(input, extensionRegistry, tag)) {
                 done = true; // was an endgroup tag
@@ -982,6 +1044,74 @@ private static final long serialVersionUID = 0L;
     public Builder clearReturnText() {
       bitField0_ = (bitField0_ & ~0x00000004);
       returnText_ = false;
+      onChanged();
+      return this;
+    }
+
+    private int maxPromptTokens_ ;
+    /**
+     * <pre>
+     * Optional. The most tokens the rendered prompt may have. A longer prompt
+     * fails the call with INVALID_ARGUMENT, reason CONTEXT_LENGTH_EXCEEDED, as
+     * soon as that is known, without encoding (or rendering) the rest. Unset:
+     * the service's own bound applies; set: the smaller of the two applies.
+     * </pre>
+     *
+     * <code>optional uint32 max_prompt_tokens = 4;</code>
+     * @return Whether the maxPromptTokens field is set.
+     */
+    @java.lang.Override
+    public boolean hasMaxPromptTokens() {
+      return ((bitField0_ & 0x00000008) != 0);
+    }
+    /**
+     * <pre>
+     * Optional. The most tokens the rendered prompt may have. A longer prompt
+     * fails the call with INVALID_ARGUMENT, reason CONTEXT_LENGTH_EXCEEDED, as
+     * soon as that is known, without encoding (or rendering) the rest. Unset:
+     * the service's own bound applies; set: the smaller of the two applies.
+     * </pre>
+     *
+     * <code>optional uint32 max_prompt_tokens = 4;</code>
+     * @return The maxPromptTokens.
+     */
+    @java.lang.Override
+    public int getMaxPromptTokens() {
+      return maxPromptTokens_;
+    }
+    /**
+     * <pre>
+     * Optional. The most tokens the rendered prompt may have. A longer prompt
+     * fails the call with INVALID_ARGUMENT, reason CONTEXT_LENGTH_EXCEEDED, as
+     * soon as that is known, without encoding (or rendering) the rest. Unset:
+     * the service's own bound applies; set: the smaller of the two applies.
+     * </pre>
+     *
+     * <code>optional uint32 max_prompt_tokens = 4;</code>
+     * @param value The maxPromptTokens to set.
+     * @return This builder for chaining.
+     */
+    public Builder setMaxPromptTokens(int value) {
+
+      maxPromptTokens_ = value;
+      bitField0_ |= 0x00000008;
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * Optional. The most tokens the rendered prompt may have. A longer prompt
+     * fails the call with INVALID_ARGUMENT, reason CONTEXT_LENGTH_EXCEEDED, as
+     * soon as that is known, without encoding (or rendering) the rest. Unset:
+     * the service's own bound applies; set: the smaller of the two applies.
+     * </pre>
+     *
+     * <code>optional uint32 max_prompt_tokens = 4;</code>
+     * @return This builder for chaining.
+     */
+    public Builder clearMaxPromptTokens() {
+      bitField0_ = (bitField0_ & ~0x00000008);
+      maxPromptTokens_ = 0;
       onChanged();
       return this;
     }

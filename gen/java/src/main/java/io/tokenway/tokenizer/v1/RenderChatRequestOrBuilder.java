@@ -84,4 +84,29 @@ public interface RenderChatRequestOrBuilder extends
    * @return The returnText.
    */
   boolean getReturnText();
+
+  /**
+   * <pre>
+   * Optional. The most tokens the rendered prompt may have. A longer prompt
+   * fails the call with INVALID_ARGUMENT, reason CONTEXT_LENGTH_EXCEEDED, as
+   * soon as that is known, without encoding (or rendering) the rest. Unset:
+   * the service's own bound applies; set: the smaller of the two applies.
+   * </pre>
+   *
+   * <code>optional uint32 max_prompt_tokens = 4;</code>
+   * @return Whether the maxPromptTokens field is set.
+   */
+  boolean hasMaxPromptTokens();
+  /**
+   * <pre>
+   * Optional. The most tokens the rendered prompt may have. A longer prompt
+   * fails the call with INVALID_ARGUMENT, reason CONTEXT_LENGTH_EXCEEDED, as
+   * soon as that is known, without encoding (or rendering) the rest. Unset:
+   * the service's own bound applies; set: the smaller of the two applies.
+   * </pre>
+   *
+   * <code>optional uint32 max_prompt_tokens = 4;</code>
+   * @return The maxPromptTokens.
+   */
+  int getMaxPromptTokens();
 }

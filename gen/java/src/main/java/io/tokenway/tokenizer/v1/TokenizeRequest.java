@@ -54,6 +54,7 @@ private static final long serialVersionUID = 0L;
             io.tokenway.tokenizer.v1.TokenizeRequest.class, io.tokenway.tokenizer.v1.TokenizeRequest.Builder.class);
   }
 
+  private int bitField0_;
   public static final int TEXTS_FIELD_NUMBER = 1;
   @SuppressWarnings("serial")
   private com.google.protobuf.LazyStringArrayList texts_ =
@@ -137,6 +138,41 @@ private static final long serialVersionUID = 0L;
     return returnOffsets_;
   }
 
+  public static final int MAX_TOKENS_PER_TEXT_FIELD_NUMBER = 4;
+  private int maxTokensPerText_ = 0;
+  /**
+   * <pre>
+   * Optional. The most tokens any one text may encode into (special tokens
+   * added by add_special_tokens included). A text over it fails the call with
+   * INVALID_ARGUMENT, reason CONTEXT_LENGTH_EXCEEDED, as soon as that is
+   * known, without encoding the rest. Unset: the service's own bound applies;
+   * set: the smaller of the two applies.
+   * </pre>
+   *
+   * <code>optional uint32 max_tokens_per_text = 4;</code>
+   * @return Whether the maxTokensPerText field is set.
+   */
+  @java.lang.Override
+  public boolean hasMaxTokensPerText() {
+    return ((bitField0_ & 0x00000001) != 0);
+  }
+  /**
+   * <pre>
+   * Optional. The most tokens any one text may encode into (special tokens
+   * added by add_special_tokens included). A text over it fails the call with
+   * INVALID_ARGUMENT, reason CONTEXT_LENGTH_EXCEEDED, as soon as that is
+   * known, without encoding the rest. Unset: the service's own bound applies;
+   * set: the smaller of the two applies.
+   * </pre>
+   *
+   * <code>optional uint32 max_tokens_per_text = 4;</code>
+   * @return The maxTokensPerText.
+   */
+  @java.lang.Override
+  public int getMaxTokensPerText() {
+    return maxTokensPerText_;
+  }
+
   private byte memoizedIsInitialized = -1;
   @java.lang.Override
   public final boolean isInitialized() {
@@ -160,6 +196,9 @@ private static final long serialVersionUID = 0L;
     if (returnOffsets_ != false) {
       output.writeBool(3, returnOffsets_);
     }
+    if (((bitField0_ & 0x00000001) != 0)) {
+      output.writeUInt32(4, maxTokensPerText_);
+    }
     getUnknownFields().writeTo(output);
   }
   private int computeSerializedSize_0() {
@@ -179,6 +218,10 @@ private static final long serialVersionUID = 0L;
     if (returnOffsets_ != false) {
       size += com.google.protobuf.CodedOutputStream
         .computeBoolSize(3, returnOffsets_);
+    }
+    if (((bitField0_ & 0x00000001) != 0)) {
+      size += com.google.protobuf.CodedOutputStream
+        .computeUInt32Size(4, maxTokensPerText_);
     }
     return size;
   }
@@ -210,6 +253,11 @@ private static final long serialVersionUID = 0L;
         != other.getAddSpecialTokens()) return false;
     if (getReturnOffsets()
         != other.getReturnOffsets()) return false;
+    if (hasMaxTokensPerText() != other.hasMaxTokensPerText()) return false;
+    if (hasMaxTokensPerText()) {
+      if (getMaxTokensPerText()
+          != other.getMaxTokensPerText()) return false;
+    }
     if (!getUnknownFields().equals(other.getUnknownFields())) return false;
     return true;
   }
@@ -231,6 +279,10 @@ private static final long serialVersionUID = 0L;
     hash = (37 * hash) + RETURN_OFFSETS_FIELD_NUMBER;
     hash = (53 * hash) + com.google.protobuf.Internal.hashBoolean(
         getReturnOffsets());
+    if (hasMaxTokensPerText()) {
+      hash = (37 * hash) + MAX_TOKENS_PER_TEXT_FIELD_NUMBER;
+      hash = (53 * hash) + getMaxTokensPerText();
+    }
     hash = (29 * hash) + getUnknownFields().hashCode();
     memoizedHashCode = hash;
     return hash;
@@ -370,6 +422,7 @@ private static final long serialVersionUID = 0L;
           com.google.protobuf.LazyStringArrayList.emptyList();
       addSpecialTokens_ = false;
       returnOffsets_ = false;
+      maxTokensPerText_ = 0;
       return this;
     }
 
@@ -413,6 +466,12 @@ private static final long serialVersionUID = 0L;
       if (((from_bitField0_ & 0x00000004) != 0)) {
         result.returnOffsets_ = returnOffsets_;
       }
+      int to_bitField0_ = 0;
+      if (((from_bitField0_ & 0x00000008) != 0)) {
+        result.maxTokensPerText_ = maxTokensPerText_;
+        to_bitField0_ |= 0x00000001;
+      }
+      result.bitField0_ |= to_bitField0_;
     }
 
     @java.lang.Override
@@ -442,6 +501,9 @@ private static final long serialVersionUID = 0L;
       }
       if (other.getReturnOffsets() != false) {
         setReturnOffsets(other.getReturnOffsets());
+      }
+      if (other.hasMaxTokensPerText()) {
+        setMaxTokensPerText(other.getMaxTokensPerText());
       }
       this.mergeUnknownFields(other.getUnknownFields());
       onChanged();
@@ -484,6 +546,11 @@ private static final long serialVersionUID = 0L;
               bitField0_ |= 0x00000004;
               break;
             } // case 24
+            case 32: {
+              maxTokensPerText_ = input.readUInt32();
+              bitField0_ |= 0x00000008;
+              break;
+            } // case 32
             default: {
               if (!super.parseUnknownField(input, extensionRegistry, tag)) {
                 done = true; // was an endgroup tag
@@ -732,6 +799,78 @@ private static final long serialVersionUID = 0L;
     public Builder clearReturnOffsets() {
       bitField0_ = (bitField0_ & ~0x00000004);
       returnOffsets_ = false;
+      onChanged();
+      return this;
+    }
+
+    private int maxTokensPerText_ ;
+    /**
+     * <pre>
+     * Optional. The most tokens any one text may encode into (special tokens
+     * added by add_special_tokens included). A text over it fails the call with
+     * INVALID_ARGUMENT, reason CONTEXT_LENGTH_EXCEEDED, as soon as that is
+     * known, without encoding the rest. Unset: the service's own bound applies;
+     * set: the smaller of the two applies.
+     * </pre>
+     *
+     * <code>optional uint32 max_tokens_per_text = 4;</code>
+     * @return Whether the maxTokensPerText field is set.
+     */
+    @java.lang.Override
+    public boolean hasMaxTokensPerText() {
+      return ((bitField0_ & 0x00000008) != 0);
+    }
+    /**
+     * <pre>
+     * Optional. The most tokens any one text may encode into (special tokens
+     * added by add_special_tokens included). A text over it fails the call with
+     * INVALID_ARGUMENT, reason CONTEXT_LENGTH_EXCEEDED, as soon as that is
+     * known, without encoding the rest. Unset: the service's own bound applies;
+     * set: the smaller of the two applies.
+     * </pre>
+     *
+     * <code>optional uint32 max_tokens_per_text = 4;</code>
+     * @return The maxTokensPerText.
+     */
+    @java.lang.Override
+    public int getMaxTokensPerText() {
+      return maxTokensPerText_;
+    }
+    /**
+     * <pre>
+     * Optional. The most tokens any one text may encode into (special tokens
+     * added by add_special_tokens included). A text over it fails the call with
+     * INVALID_ARGUMENT, reason CONTEXT_LENGTH_EXCEEDED, as soon as that is
+     * known, without encoding the rest. Unset: the service's own bound applies;
+     * set: the smaller of the two applies.
+     * </pre>
+     *
+     * <code>optional uint32 max_tokens_per_text = 4;</code>
+     * @param value The maxTokensPerText to set.
+     * @return This builder for chaining.
+     */
+    public Builder setMaxTokensPerText(int value) {
+
+      maxTokensPerText_ = value;
+      bitField0_ |= 0x00000008;
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * Optional. The most tokens any one text may encode into (special tokens
+     * added by add_special_tokens included). A text over it fails the call with
+     * INVALID_ARGUMENT, reason CONTEXT_LENGTH_EXCEEDED, as soon as that is
+     * known, without encoding the rest. Unset: the service's own bound applies;
+     * set: the smaller of the two applies.
+     * </pre>
+     *
+     * <code>optional uint32 max_tokens_per_text = 4;</code>
+     * @return This builder for chaining.
+     */
+    public Builder clearMaxTokensPerText() {
+      bitField0_ = (bitField0_ & ~0x00000008);
+      maxTokensPerText_ = 0;
       onChanged();
       return this;
     }

@@ -70,4 +70,31 @@ public interface TokenizeRequestOrBuilder extends
    * @return The returnOffsets.
    */
   boolean getReturnOffsets();
+
+  /**
+   * <pre>
+   * Optional. The most tokens any one text may encode into (special tokens
+   * added by add_special_tokens included). A text over it fails the call with
+   * INVALID_ARGUMENT, reason CONTEXT_LENGTH_EXCEEDED, as soon as that is
+   * known, without encoding the rest. Unset: the service's own bound applies;
+   * set: the smaller of the two applies.
+   * </pre>
+   *
+   * <code>optional uint32 max_tokens_per_text = 4;</code>
+   * @return Whether the maxTokensPerText field is set.
+   */
+  boolean hasMaxTokensPerText();
+  /**
+   * <pre>
+   * Optional. The most tokens any one text may encode into (special tokens
+   * added by add_special_tokens included). A text over it fails the call with
+   * INVALID_ARGUMENT, reason CONTEXT_LENGTH_EXCEEDED, as soon as that is
+   * known, without encoding the rest. Unset: the service's own bound applies;
+   * set: the smaller of the two applies.
+   * </pre>
+   *
+   * <code>optional uint32 max_tokens_per_text = 4;</code>
+   * @return The maxTokensPerText.
+   */
+  int getMaxTokensPerText();
 }

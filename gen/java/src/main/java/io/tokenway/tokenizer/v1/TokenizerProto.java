@@ -111,6 +111,16 @@ public final class TokenizerProto extends com.google.protobuf.GeneratedFile {
   static final 
     com.google.protobuf.GeneratedMessage.FieldAccessorTable
       internal_static_tokenway_tokenizer_v1_GetTokenizerInfoResponse_fieldAccessorTable;
+  static final com.google.protobuf.Descriptors.Descriptor
+    internal_static_tokenway_tokenizer_v1_GetVocabularyRequest_descriptor;
+  static final 
+    com.google.protobuf.GeneratedMessage.FieldAccessorTable
+      internal_static_tokenway_tokenizer_v1_GetVocabularyRequest_fieldAccessorTable;
+  static final com.google.protobuf.Descriptors.Descriptor
+    internal_static_tokenway_tokenizer_v1_GetVocabularyResponse_descriptor;
+  static final 
+    com.google.protobuf.GeneratedMessage.FieldAccessorTable
+      internal_static_tokenway_tokenizer_v1_GetVocabularyResponse_fieldAccessorTable;
 
   public static com.google.protobuf.Descriptors.FileDescriptor
       getDescriptor() {
@@ -121,63 +131,72 @@ public final class TokenizerProto extends com.google.protobuf.GeneratedFile {
   static {
     java.lang.String[] descriptorData = {
       "\n%tokenway/tokenizer/v1/tokenizer.proto\022" +
-      "\025tokenway.tokenizer.v1\"T\n\017TokenizeReques" +
-      "t\022\r\n\005texts\030\001 \003(\t\022\032\n\022add_special_tokens\030\002" +
-      " \001(\010\022\026\n\016return_offsets\030\003 \001(\010\"$\n\006Offset\022\r" +
-      "\n\005start\030\001 \001(\r\022\013\n\003end\030\002 \001(\r\"M\n\010Encoding\022\021" +
-      "\n\ttoken_ids\030\001 \003(\005\022.\n\007offsets\030\002 \003(\0132\035.tok" +
-      "enway.tokenizer.v1.Offset\"F\n\020TokenizeRes" +
-      "ponse\0222\n\tencodings\030\001 \003(\0132\037.tokenway.toke" +
-      "nizer.v1.Encoding\"\035\n\010TokenIds\022\021\n\ttoken_i" +
-      "ds\030\001 \003(\005\"d\n\021DetokenizeRequest\0222\n\tsequenc" +
-      "es\030\001 \003(\0132\037.tokenway.tokenizer.v1.TokenId" +
-      "s\022\033\n\023skip_special_tokens\030\002 \001(\010\"#\n\022Detoke" +
-      "nizeResponse\022\r\n\005texts\030\001 \003(\t\"E\n\010ChatTurn\022" +
-      "\014\n\004role\030\001 \001(\t\022\017\n\007content\030\002 \001(\t\022\021\n\004name\030\003" +
-      " \001(\tH\000\210\001\001B\007\n\005_name\"\231\001\n\021RenderChatRequest" +
-      "\0221\n\010messages\030\001 \003(\0132\037.tokenway.tokenizer." +
-      "v1.ChatTurn\022\"\n\025add_generation_prompt\030\002 \001" +
-      "(\010H\000\210\001\001\022\023\n\013return_text\030\003 \001(\010B\030\n\026_add_gen" +
-      "eration_prompt\"[\n\022RenderChatResponse\022\030\n\020" +
-      "prompt_token_ids\030\001 \003(\005\022\023\n\013prompt_text\030\002 " +
-      "\001(\t\022\026\n\016stop_token_ids\030\003 \003(\005\"\235\001\n\025Detokeni" +
-      "zeStreamStart\022\030\n\020prompt_token_ids\030\001 \003(\005\022" +
-      " \n\023skip_special_tokens\030\002 \001(\010H\000\210\001\001\022\014\n\004sto" +
-      "p\030\003 \003(\t\022\"\n\032include_stop_str_in_output\030\004 " +
-      "\001(\010B\026\n\024_skip_special_tokens\"8\n\025Detokeniz" +
-      "eStreamChunk\022\021\n\ttoken_ids\030\001 \003(\005\022\014\n\004last\030" +
-      "\002 \001(\010\"\237\001\n\027DetokenizeStreamRequest\022=\n\005sta" +
-      "rt\030\001 \001(\0132,.tokenway.tokenizer.v1.Detoken" +
-      "izeStreamStartH\000\022=\n\005chunk\030\002 \001(\0132,.tokenw" +
-      "ay.tokenizer.v1.DetokenizeStreamChunkH\000B" +
-      "\006\n\004kind\"}\n\030DetokenizeStreamResponse\022\014\n\004t" +
-      "ext\030\001 \001(\t\022\022\n\nnum_tokens\030\002 \001(\r\022\031\n\014matched" +
-      "_stop\030\003 \001(\tH\000\210\001\001\022\023\n\013token_texts\030\004 \003(\tB\017\n" +
-      "\r_matched_stop\"\031\n\027GetTokenizerInfoReques" +
-      "t\"9\n\014SpecialToken\022\014\n\004name\030\001 \001(\t\022\017\n\007conte" +
-      "nt\030\002 \001(\t\022\n\n\002id\030\003 \001(\005\"\330\001\n\030GetTokenizerInf" +
-      "oResponse\022\022\n\nvocab_size\030\001 \001(\r\022;\n\016special" +
-      "_tokens\030\002 \003(\0132#.tokenway.tokenizer.v1.Sp" +
-      "ecialToken\022\025\n\rchat_template\030\003 \001(\t\022\023\n\013fin" +
-      "gerprint\030\004 \001(\t\022\030\n\020model_max_length\030\005 \001(\004" +
-      "\022\014\n\004name\030\006 \001(\t\022\027\n\017all_special_ids\030\007 \003(\0052" +
-      "\243\004\n\020TokenizerService\022[\n\010Tokenize\022&.token" +
-      "way.tokenizer.v1.TokenizeRequest\032\'.token" +
-      "way.tokenizer.v1.TokenizeResponse\022a\n\nDet" +
-      "okenize\022(.tokenway.tokenizer.v1.Detokeni" +
-      "zeRequest\032).tokenway.tokenizer.v1.Detoke" +
-      "nizeResponse\022a\n\nRenderChat\022(.tokenway.to" +
-      "kenizer.v1.RenderChatRequest\032).tokenway." +
-      "tokenizer.v1.RenderChatResponse\022w\n\020Detok" +
-      "enizeStream\022..tokenway.tokenizer.v1.Deto" +
-      "kenizeStreamRequest\032/.tokenway.tokenizer" +
-      ".v1.DetokenizeStreamResponse(\0010\001\022s\n\020GetT" +
-      "okenizerInfo\022..tokenway.tokenizer.v1.Get" +
-      "TokenizerInfoRequest\032/.tokenway.tokenize" +
-      "r.v1.GetTokenizerInfoResponseBs\n\030io.toke" +
-      "nway.tokenizer.v1B\016TokenizerProtoP\001ZEgit" +
-      "hub.com/tokenway/tokenway/gen/go/tokenwa" +
-      "y/tokenizer/v1;tokenizerv1b\006proto3"
+      "\025tokenway.tokenizer.v1\"\216\001\n\017TokenizeReque" +
+      "st\022\r\n\005texts\030\001 \003(\t\022\032\n\022add_special_tokens\030" +
+      "\002 \001(\010\022\026\n\016return_offsets\030\003 \001(\010\022 \n\023max_tok" +
+      "ens_per_text\030\004 \001(\rH\000\210\001\001B\026\n\024_max_tokens_p" +
+      "er_text\"$\n\006Offset\022\r\n\005start\030\001 \001(\r\022\013\n\003end\030" +
+      "\002 \001(\r\"M\n\010Encoding\022\021\n\ttoken_ids\030\001 \003(\005\022.\n\007" +
+      "offsets\030\002 \003(\0132\035.tokenway.tokenizer.v1.Of" +
+      "fset\"F\n\020TokenizeResponse\0222\n\tencodings\030\001 " +
+      "\003(\0132\037.tokenway.tokenizer.v1.Encoding\"\035\n\010" +
+      "TokenIds\022\021\n\ttoken_ids\030\001 \003(\005\"d\n\021Detokeniz" +
+      "eRequest\0222\n\tsequences\030\001 \003(\0132\037.tokenway.t" +
+      "okenizer.v1.TokenIds\022\033\n\023skip_special_tok" +
+      "ens\030\002 \001(\010\"#\n\022DetokenizeResponse\022\r\n\005texts" +
+      "\030\001 \003(\t\"E\n\010ChatTurn\022\014\n\004role\030\001 \001(\t\022\017\n\007cont" +
+      "ent\030\002 \001(\t\022\021\n\004name\030\003 \001(\tH\000\210\001\001B\007\n\005_name\"\317\001" +
+      "\n\021RenderChatRequest\0221\n\010messages\030\001 \003(\0132\037." +
+      "tokenway.tokenizer.v1.ChatTurn\022\"\n\025add_ge" +
+      "neration_prompt\030\002 \001(\010H\000\210\001\001\022\023\n\013return_tex" +
+      "t\030\003 \001(\010\022\036\n\021max_prompt_tokens\030\004 \001(\rH\001\210\001\001B" +
+      "\030\n\026_add_generation_promptB\024\n\022_max_prompt" +
+      "_tokens\"[\n\022RenderChatResponse\022\030\n\020prompt_" +
+      "token_ids\030\001 \003(\005\022\023\n\013prompt_text\030\002 \001(\t\022\026\n\016" +
+      "stop_token_ids\030\003 \003(\005\"\235\001\n\025DetokenizeStrea" +
+      "mStart\022\030\n\020prompt_token_ids\030\001 \003(\005\022 \n\023skip" +
+      "_special_tokens\030\002 \001(\010H\000\210\001\001\022\014\n\004stop\030\003 \003(\t" +
+      "\022\"\n\032include_stop_str_in_output\030\004 \001(\010B\026\n\024" +
+      "_skip_special_tokens\"8\n\025DetokenizeStream" +
+      "Chunk\022\021\n\ttoken_ids\030\001 \003(\005\022\014\n\004last\030\002 \001(\010\"\237" +
+      "\001\n\027DetokenizeStreamRequest\022=\n\005start\030\001 \001(" +
+      "\0132,.tokenway.tokenizer.v1.DetokenizeStre" +
+      "amStartH\000\022=\n\005chunk\030\002 \001(\0132,.tokenway.toke" +
+      "nizer.v1.DetokenizeStreamChunkH\000B\006\n\004kind" +
+      "\"}\n\030DetokenizeStreamResponse\022\014\n\004text\030\001 \001" +
+      "(\t\022\022\n\nnum_tokens\030\002 \001(\r\022\031\n\014matched_stop\030\003" +
+      " \001(\tH\000\210\001\001\022\023\n\013token_texts\030\004 \003(\tB\017\n\r_match" +
+      "ed_stop\"\031\n\027GetTokenizerInfoRequest\"9\n\014Sp" +
+      "ecialToken\022\014\n\004name\030\001 \001(\t\022\017\n\007content\030\002 \001(" +
+      "\t\022\n\n\002id\030\003 \001(\005\"\365\001\n\030GetTokenizerInfoRespon" +
+      "se\022\022\n\nvocab_size\030\001 \001(\r\022;\n\016special_tokens" +
+      "\030\002 \003(\0132#.tokenway.tokenizer.v1.SpecialTo" +
+      "ken\022\025\n\rchat_template\030\003 \001(\t\022\023\n\013fingerprin" +
+      "t\030\004 \001(\t\022\030\n\020model_max_length\030\005 \001(\004\022\014\n\004nam" +
+      "e\030\006 \001(\t\022\027\n\017all_special_ids\030\007 \003(\005\022\033\n\023max_" +
+      "chars_per_token\030\010 \001(\r\"\026\n\024GetVocabularyRe" +
+      "quest\"A\n\025GetVocabularyResponse\022\023\n\013token_" +
+      "bytes\030\001 \003(\014\022\023\n\013fingerprint\030\002 \001(\t2\217\005\n\020Tok" +
+      "enizerService\022[\n\010Tokenize\022&.tokenway.tok" +
+      "enizer.v1.TokenizeRequest\032\'.tokenway.tok" +
+      "enizer.v1.TokenizeResponse\022a\n\nDetokenize" +
+      "\022(.tokenway.tokenizer.v1.DetokenizeReque" +
+      "st\032).tokenway.tokenizer.v1.DetokenizeRes" +
+      "ponse\022a\n\nRenderChat\022(.tokenway.tokenizer" +
+      ".v1.RenderChatRequest\032).tokenway.tokeniz" +
+      "er.v1.RenderChatResponse\022w\n\020DetokenizeSt" +
+      "ream\022..tokenway.tokenizer.v1.DetokenizeS" +
+      "treamRequest\032/.tokenway.tokenizer.v1.Det" +
+      "okenizeStreamResponse(\0010\001\022s\n\020GetTokenize" +
+      "rInfo\022..tokenway.tokenizer.v1.GetTokeniz" +
+      "erInfoRequest\032/.tokenway.tokenizer.v1.Ge" +
+      "tTokenizerInfoResponse\022j\n\rGetVocabulary\022" +
+      "+.tokenway.tokenizer.v1.GetVocabularyReq" +
+      "uest\032,.tokenway.tokenizer.v1.GetVocabula" +
+      "ryResponseBs\n\030io.tokenway.tokenizer.v1B\016" +
+      "TokenizerProtoP\001ZEgithub.com/tokenway/to" +
+      "kenway/gen/go/tokenway/tokenizer/v1;toke" +
+      "nizerv1b\006proto3"
     };
     descriptor = com.google.protobuf.Descriptors.FileDescriptor
       .internalBuildGeneratedFileFrom(descriptorData,
@@ -188,7 +207,7 @@ public final class TokenizerProto extends com.google.protobuf.GeneratedFile {
     internal_static_tokenway_tokenizer_v1_TokenizeRequest_fieldAccessorTable = new
       com.google.protobuf.GeneratedMessage.FieldAccessorTable(
         internal_static_tokenway_tokenizer_v1_TokenizeRequest_descriptor,
-        new java.lang.String[] { "Texts", "AddSpecialTokens", "ReturnOffsets", });
+        new java.lang.String[] { "Texts", "AddSpecialTokens", "ReturnOffsets", "MaxTokensPerText", });
     internal_static_tokenway_tokenizer_v1_Offset_descriptor =
       getDescriptor().getMessageType(1);
     internal_static_tokenway_tokenizer_v1_Offset_fieldAccessorTable = new
@@ -236,7 +255,7 @@ public final class TokenizerProto extends com.google.protobuf.GeneratedFile {
     internal_static_tokenway_tokenizer_v1_RenderChatRequest_fieldAccessorTable = new
       com.google.protobuf.GeneratedMessage.FieldAccessorTable(
         internal_static_tokenway_tokenizer_v1_RenderChatRequest_descriptor,
-        new java.lang.String[] { "Messages", "AddGenerationPrompt", "ReturnText", });
+        new java.lang.String[] { "Messages", "AddGenerationPrompt", "ReturnText", "MaxPromptTokens", });
     internal_static_tokenway_tokenizer_v1_RenderChatResponse_descriptor =
       getDescriptor().getMessageType(9);
     internal_static_tokenway_tokenizer_v1_RenderChatResponse_fieldAccessorTable = new
@@ -284,7 +303,19 @@ public final class TokenizerProto extends com.google.protobuf.GeneratedFile {
     internal_static_tokenway_tokenizer_v1_GetTokenizerInfoResponse_fieldAccessorTable = new
       com.google.protobuf.GeneratedMessage.FieldAccessorTable(
         internal_static_tokenway_tokenizer_v1_GetTokenizerInfoResponse_descriptor,
-        new java.lang.String[] { "VocabSize", "SpecialTokens", "ChatTemplate", "Fingerprint", "ModelMaxLength", "Name", "AllSpecialIds", });
+        new java.lang.String[] { "VocabSize", "SpecialTokens", "ChatTemplate", "Fingerprint", "ModelMaxLength", "Name", "AllSpecialIds", "MaxCharsPerToken", });
+    internal_static_tokenway_tokenizer_v1_GetVocabularyRequest_descriptor =
+      getDescriptor().getMessageType(17);
+    internal_static_tokenway_tokenizer_v1_GetVocabularyRequest_fieldAccessorTable = new
+      com.google.protobuf.GeneratedMessage.FieldAccessorTable(
+        internal_static_tokenway_tokenizer_v1_GetVocabularyRequest_descriptor,
+        new java.lang.String[] { });
+    internal_static_tokenway_tokenizer_v1_GetVocabularyResponse_descriptor =
+      getDescriptor().getMessageType(18);
+    internal_static_tokenway_tokenizer_v1_GetVocabularyResponse_fieldAccessorTable = new
+      com.google.protobuf.GeneratedMessage.FieldAccessorTable(
+        internal_static_tokenway_tokenizer_v1_GetVocabularyResponse_descriptor,
+        new java.lang.String[] { "TokenBytes", "Fingerprint", });
     descriptor.resolveAllFeaturesImmutable();
   }
 

@@ -171,6 +171,37 @@ public final class TokenizerServiceGrpc {
     return getGetTokenizerInfoMethod;
   }
 
+  private static volatile io.grpc.MethodDescriptor<io.tokenway.tokenizer.v1.GetVocabularyRequest,
+      io.tokenway.tokenizer.v1.GetVocabularyResponse> getGetVocabularyMethod;
+
+  @io.grpc.stub.annotations.RpcMethod(
+      fullMethodName = SERVICE_NAME + '/' + "GetVocabulary",
+      requestType = io.tokenway.tokenizer.v1.GetVocabularyRequest.class,
+      responseType = io.tokenway.tokenizer.v1.GetVocabularyResponse.class,
+      methodType = io.grpc.MethodDescriptor.MethodType.UNARY)
+  public static io.grpc.MethodDescriptor<io.tokenway.tokenizer.v1.GetVocabularyRequest,
+      io.tokenway.tokenizer.v1.GetVocabularyResponse> getGetVocabularyMethod() {
+    io.grpc.MethodDescriptor<io.tokenway.tokenizer.v1.GetVocabularyRequest, io.tokenway.tokenizer.v1.GetVocabularyResponse> getGetVocabularyMethod;
+    if ((getGetVocabularyMethod = TokenizerServiceGrpc.getGetVocabularyMethod) == null) {
+      synchronized (TokenizerServiceGrpc.class) {
+        if ((getGetVocabularyMethod = TokenizerServiceGrpc.getGetVocabularyMethod) == null) {
+          TokenizerServiceGrpc.getGetVocabularyMethod = getGetVocabularyMethod =
+              io.grpc.MethodDescriptor.<io.tokenway.tokenizer.v1.GetVocabularyRequest, io.tokenway.tokenizer.v1.GetVocabularyResponse>newBuilder()
+              .setType(io.grpc.MethodDescriptor.MethodType.UNARY)
+              .setFullMethodName(generateFullMethodName(SERVICE_NAME, "GetVocabulary"))
+              .setSampledToLocalTracing(true)
+              .setRequestMarshaller(io.grpc.protobuf.ProtoUtils.marshaller(
+                  io.tokenway.tokenizer.v1.GetVocabularyRequest.getDefaultInstance()))
+              .setResponseMarshaller(io.grpc.protobuf.ProtoUtils.marshaller(
+                  io.tokenway.tokenizer.v1.GetVocabularyResponse.getDefaultInstance()))
+              .setSchemaDescriptor(new TokenizerServiceMethodDescriptorSupplier("GetVocabulary"))
+              .build();
+        }
+      }
+    }
+    return getGetVocabularyMethod;
+  }
+
   /**
    * Creates a new async stub that supports all call types for the service
    */
@@ -240,7 +271,9 @@ public final class TokenizerServiceGrpc {
 
     /**
      * <pre>
-     * Tokenize encodes a batch of texts.
+     * Tokenize encodes a batch of texts. The texts are raw prompts: special
+     * token strings in them become the special tokens (a completions prompt may
+     * contain them on purpose). Each text is bounded: see max_tokens_per_text.
      * </pre>
      */
     default void tokenize(io.tokenway.tokenizer.v1.TokenizeRequest request,
@@ -261,7 +294,10 @@ public final class TokenizerServiceGrpc {
     /**
      * <pre>
      * RenderChat applies the chat template and returns prompt token ids ready
-     * for generation (exactly one BOS) and the model's stop token ids.
+     * for generation (exactly one BOS) and the model's stop token ids. Message
+     * contents are data: a special token string inside a content is encoded as
+     * plain text; only the template's own markup produces special tokens. The
+     * prompt is bounded: see max_prompt_tokens.
      * </pre>
      */
     default void renderChat(io.tokenway.tokenizer.v1.RenderChatRequest request,
@@ -291,6 +327,18 @@ public final class TokenizerServiceGrpc {
     default void getTokenizerInfo(io.tokenway.tokenizer.v1.GetTokenizerInfoRequest request,
         io.grpc.stub.StreamObserver<io.tokenway.tokenizer.v1.GetTokenizerInfoResponse> responseObserver) {
       io.grpc.stub.ServerCalls.asyncUnimplementedUnaryCall(getGetTokenizerInfoMethod(), responseObserver);
+    }
+
+    /**
+     * <pre>
+     * GetVocabulary returns the bytes of every token id, for deriving logprob
+     * texts and bytes without a decode call per token. Fetch it once per
+     * fingerprint.
+     * </pre>
+     */
+    default void getVocabulary(io.tokenway.tokenizer.v1.GetVocabularyRequest request,
+        io.grpc.stub.StreamObserver<io.tokenway.tokenizer.v1.GetVocabularyResponse> responseObserver) {
+      io.grpc.stub.ServerCalls.asyncUnimplementedUnaryCall(getGetVocabularyMethod(), responseObserver);
     }
   }
 
@@ -331,7 +379,9 @@ public final class TokenizerServiceGrpc {
 
     /**
      * <pre>
-     * Tokenize encodes a batch of texts.
+     * Tokenize encodes a batch of texts. The texts are raw prompts: special
+     * token strings in them become the special tokens (a completions prompt may
+     * contain them on purpose). Each text is bounded: see max_tokens_per_text.
      * </pre>
      */
     public void tokenize(io.tokenway.tokenizer.v1.TokenizeRequest request,
@@ -354,7 +404,10 @@ public final class TokenizerServiceGrpc {
     /**
      * <pre>
      * RenderChat applies the chat template and returns prompt token ids ready
-     * for generation (exactly one BOS) and the model's stop token ids.
+     * for generation (exactly one BOS) and the model's stop token ids. Message
+     * contents are data: a special token string inside a content is encoded as
+     * plain text; only the template's own markup produces special tokens. The
+     * prompt is bounded: see max_prompt_tokens.
      * </pre>
      */
     public void renderChat(io.tokenway.tokenizer.v1.RenderChatRequest request,
@@ -388,6 +441,19 @@ public final class TokenizerServiceGrpc {
       io.grpc.stub.ClientCalls.asyncUnaryCall(
           getChannel().newCall(getGetTokenizerInfoMethod(), getCallOptions()), request, responseObserver);
     }
+
+    /**
+     * <pre>
+     * GetVocabulary returns the bytes of every token id, for deriving logprob
+     * texts and bytes without a decode call per token. Fetch it once per
+     * fingerprint.
+     * </pre>
+     */
+    public void getVocabulary(io.tokenway.tokenizer.v1.GetVocabularyRequest request,
+        io.grpc.stub.StreamObserver<io.tokenway.tokenizer.v1.GetVocabularyResponse> responseObserver) {
+      io.grpc.stub.ClientCalls.asyncUnaryCall(
+          getChannel().newCall(getGetVocabularyMethod(), getCallOptions()), request, responseObserver);
+    }
   }
 
   /**
@@ -412,7 +478,9 @@ public final class TokenizerServiceGrpc {
 
     /**
      * <pre>
-     * Tokenize encodes a batch of texts.
+     * Tokenize encodes a batch of texts. The texts are raw prompts: special
+     * token strings in them become the special tokens (a completions prompt may
+     * contain them on purpose). Each text is bounded: see max_tokens_per_text.
      * </pre>
      */
     public io.tokenway.tokenizer.v1.TokenizeResponse tokenize(io.tokenway.tokenizer.v1.TokenizeRequest request) throws io.grpc.StatusException {
@@ -433,7 +501,10 @@ public final class TokenizerServiceGrpc {
     /**
      * <pre>
      * RenderChat applies the chat template and returns prompt token ids ready
-     * for generation (exactly one BOS) and the model's stop token ids.
+     * for generation (exactly one BOS) and the model's stop token ids. Message
+     * contents are data: a special token string inside a content is encoded as
+     * plain text; only the template's own markup produces special tokens. The
+     * prompt is bounded: see max_prompt_tokens.
      * </pre>
      */
     public io.tokenway.tokenizer.v1.RenderChatResponse renderChat(io.tokenway.tokenizer.v1.RenderChatRequest request) throws io.grpc.StatusException {
@@ -466,6 +537,18 @@ public final class TokenizerServiceGrpc {
       return io.grpc.stub.ClientCalls.blockingV2UnaryCall(
           getChannel(), getGetTokenizerInfoMethod(), getCallOptions(), request);
     }
+
+    /**
+     * <pre>
+     * GetVocabulary returns the bytes of every token id, for deriving logprob
+     * texts and bytes without a decode call per token. Fetch it once per
+     * fingerprint.
+     * </pre>
+     */
+    public io.tokenway.tokenizer.v1.GetVocabularyResponse getVocabulary(io.tokenway.tokenizer.v1.GetVocabularyRequest request) throws io.grpc.StatusException {
+      return io.grpc.stub.ClientCalls.blockingV2UnaryCall(
+          getChannel(), getGetVocabularyMethod(), getCallOptions(), request);
+    }
   }
 
   /**
@@ -490,7 +573,9 @@ public final class TokenizerServiceGrpc {
 
     /**
      * <pre>
-     * Tokenize encodes a batch of texts.
+     * Tokenize encodes a batch of texts. The texts are raw prompts: special
+     * token strings in them become the special tokens (a completions prompt may
+     * contain them on purpose). Each text is bounded: see max_tokens_per_text.
      * </pre>
      */
     public io.tokenway.tokenizer.v1.TokenizeResponse tokenize(io.tokenway.tokenizer.v1.TokenizeRequest request) {
@@ -511,7 +596,10 @@ public final class TokenizerServiceGrpc {
     /**
      * <pre>
      * RenderChat applies the chat template and returns prompt token ids ready
-     * for generation (exactly one BOS) and the model's stop token ids.
+     * for generation (exactly one BOS) and the model's stop token ids. Message
+     * contents are data: a special token string inside a content is encoded as
+     * plain text; only the template's own markup produces special tokens. The
+     * prompt is bounded: see max_prompt_tokens.
      * </pre>
      */
     public io.tokenway.tokenizer.v1.RenderChatResponse renderChat(io.tokenway.tokenizer.v1.RenderChatRequest request) {
@@ -527,6 +615,18 @@ public final class TokenizerServiceGrpc {
     public io.tokenway.tokenizer.v1.GetTokenizerInfoResponse getTokenizerInfo(io.tokenway.tokenizer.v1.GetTokenizerInfoRequest request) {
       return io.grpc.stub.ClientCalls.blockingUnaryCall(
           getChannel(), getGetTokenizerInfoMethod(), getCallOptions(), request);
+    }
+
+    /**
+     * <pre>
+     * GetVocabulary returns the bytes of every token id, for deriving logprob
+     * texts and bytes without a decode call per token. Fetch it once per
+     * fingerprint.
+     * </pre>
+     */
+    public io.tokenway.tokenizer.v1.GetVocabularyResponse getVocabulary(io.tokenway.tokenizer.v1.GetVocabularyRequest request) {
+      return io.grpc.stub.ClientCalls.blockingUnaryCall(
+          getChannel(), getGetVocabularyMethod(), getCallOptions(), request);
     }
   }
 
@@ -552,7 +652,9 @@ public final class TokenizerServiceGrpc {
 
     /**
      * <pre>
-     * Tokenize encodes a batch of texts.
+     * Tokenize encodes a batch of texts. The texts are raw prompts: special
+     * token strings in them become the special tokens (a completions prompt may
+     * contain them on purpose). Each text is bounded: see max_tokens_per_text.
      * </pre>
      */
     public com.google.common.util.concurrent.ListenableFuture<io.tokenway.tokenizer.v1.TokenizeResponse> tokenize(
@@ -575,7 +677,10 @@ public final class TokenizerServiceGrpc {
     /**
      * <pre>
      * RenderChat applies the chat template and returns prompt token ids ready
-     * for generation (exactly one BOS) and the model's stop token ids.
+     * for generation (exactly one BOS) and the model's stop token ids. Message
+     * contents are data: a special token string inside a content is encoded as
+     * plain text; only the template's own markup produces special tokens. The
+     * prompt is bounded: see max_prompt_tokens.
      * </pre>
      */
     public com.google.common.util.concurrent.ListenableFuture<io.tokenway.tokenizer.v1.RenderChatResponse> renderChat(
@@ -594,13 +699,27 @@ public final class TokenizerServiceGrpc {
       return io.grpc.stub.ClientCalls.futureUnaryCall(
           getChannel().newCall(getGetTokenizerInfoMethod(), getCallOptions()), request);
     }
+
+    /**
+     * <pre>
+     * GetVocabulary returns the bytes of every token id, for deriving logprob
+     * texts and bytes without a decode call per token. Fetch it once per
+     * fingerprint.
+     * </pre>
+     */
+    public com.google.common.util.concurrent.ListenableFuture<io.tokenway.tokenizer.v1.GetVocabularyResponse> getVocabulary(
+        io.tokenway.tokenizer.v1.GetVocabularyRequest request) {
+      return io.grpc.stub.ClientCalls.futureUnaryCall(
+          getChannel().newCall(getGetVocabularyMethod(), getCallOptions()), request);
+    }
   }
 
   private static final int METHODID_TOKENIZE = 0;
   private static final int METHODID_DETOKENIZE = 1;
   private static final int METHODID_RENDER_CHAT = 2;
   private static final int METHODID_GET_TOKENIZER_INFO = 3;
-  private static final int METHODID_DETOKENIZE_STREAM = 4;
+  private static final int METHODID_GET_VOCABULARY = 4;
+  private static final int METHODID_DETOKENIZE_STREAM = 5;
 
   private static final class MethodHandlers<Req, Resp> implements
       io.grpc.stub.ServerCalls.UnaryMethod<Req, Resp>,
@@ -634,6 +753,10 @@ public final class TokenizerServiceGrpc {
         case METHODID_GET_TOKENIZER_INFO:
           serviceImpl.getTokenizerInfo((io.tokenway.tokenizer.v1.GetTokenizerInfoRequest) request,
               (io.grpc.stub.StreamObserver<io.tokenway.tokenizer.v1.GetTokenizerInfoResponse>) responseObserver);
+          break;
+        case METHODID_GET_VOCABULARY:
+          serviceImpl.getVocabulary((io.tokenway.tokenizer.v1.GetVocabularyRequest) request,
+              (io.grpc.stub.StreamObserver<io.tokenway.tokenizer.v1.GetVocabularyResponse>) responseObserver);
           break;
         default:
           throw new AssertionError();
@@ -691,6 +814,13 @@ public final class TokenizerServiceGrpc {
               io.tokenway.tokenizer.v1.GetTokenizerInfoRequest,
               io.tokenway.tokenizer.v1.GetTokenizerInfoResponse>(
                 service, METHODID_GET_TOKENIZER_INFO)))
+        .addMethod(
+          getGetVocabularyMethod(),
+          io.grpc.stub.ServerCalls.asyncUnaryCall(
+            new MethodHandlers<
+              io.tokenway.tokenizer.v1.GetVocabularyRequest,
+              io.tokenway.tokenizer.v1.GetVocabularyResponse>(
+                service, METHODID_GET_VOCABULARY)))
         .build();
   }
 
@@ -744,6 +874,7 @@ public final class TokenizerServiceGrpc {
               .addMethod(getRenderChatMethod())
               .addMethod(getDetokenizeStreamMethod())
               .addMethod(getGetTokenizerInfoMethod())
+              .addMethod(getGetVocabularyMethod())
               .build();
         }
       }
