@@ -24,9 +24,72 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy" / "envoy"
 
-# Envoy's own replies (bad JSON, unknown path, body too large, orchestrator down) as OpenAI errors.
-LOCAL_REPLIES = [(400, "invalid_request_error"), (404, "not_found_error"), (413, "invalid_request_error"),
-                 (500, "server_error"), (502, "server_error"), (503, "service_unavailable"), (504, "timeout")]
+# Envoy's own replies (bad JSON, unknown path, body too large, orchestrator down) as OpenAI errors with a
+# stable `code`; the message is Envoy's own only for 400 (what was wrong with the JSON), else a fixed text
+# (Envoy's 5xx bodies describe upstream connections, which are nobody else's business).
+# Replies the Lua filter wrote itself (already OpenAI JSON) are marked in metadata and passed through.
+EDGE_REPLY_MAPPER = """\
+                    - filter:
+                        metadata_filter:
+                          matcher:
+                            filter: tokenway
+                            path: [{key: edge_reply}]
+                            value: {bool_match: true}
+                          match_if_key_not_found: false
+                      body_format_override:
+                        content_type: application/json
+                        text_format_source: {inline_string: "%LOCAL_REPLY_BODY%"}
+"""
+LOCAL_REPLIES = [
+    (400, "invalid_request_error", "INVALID_REQUEST_BODY", "%LOCAL_REPLY_BODY%"),
+    (404, "not_found_error", "UNKNOWN_URL", "Unknown URL: %REQ(:METHOD)% %REQ(:PATH)%"),
+    (413, "invalid_request_error", "REQUEST_TOO_LARGE", "The request body is larger than this server accepts"),
+    (500, "server_error", "INTERNAL", "internal error at the edge"),
+    (502, "server_error", "UPSTREAM_ERROR", "the service answered with a protocol error; retry shortly"),
+    (503, "service_unavailable", "SERVICE_UNAVAILABLE", "the service is unavailable; retry shortly"),
+    (504, "timeout", "UPSTREAM_TIMEOUT", "the service did not answer in time"),
+]
+
+
+# The top-level request fields the edge checks before transcoding. Envoy's JSON -> proto parsing is lenient
+# where OpenAI is strict ("max_tokens": "5" would become 5, "stream": "true" would not stream), and it
+# drops fields it does not know; json_to_metadata extracts these keys with their JSON types, and the Lua
+# filter answers 400 naming the field. (OpenAI fields tokenway does not implement are in the protos, and
+# the orchestrator refuses them.)
+COMMON_FIELDS = {
+    "model": "string", "user": "string", "max_tokens": "integer", "n": "integer", "temperature": "number",
+    "top_p": "number", "top_k": "integer", "min_p": "number", "seed": "integer", "presence_penalty": "number",
+    "frequency_penalty": "number", "repetition_penalty": "number", "stream": "boolean", "ignore_eos": "boolean",
+    "min_tokens": "integer", "include_stop_str_in_output": "boolean", "skip_special_tokens": "boolean",
+}
+EDGE_FIELDS = {
+    "/v1/chat/completions": {
+        **COMMON_FIELDS, "max_completion_tokens": "integer", "logprobs": "boolean", "top_logprobs": "integer"},
+    "/v1/completions": {**COMMON_FIELDS, "logprobs": "integer", "echo": "boolean"},
+}
+
+
+def _json_rules() -> str:
+    keys = sorted({k for fields in EDGE_FIELDS.values() for k in fields})
+    pad = " " * 26
+    return "\n".join(f"{pad}- selectors: [{{key: \"{k}\"}}]\n{pad}  on_present: {{metadata_namespace: tokenway, key: \"{k}\"}}"
+                     for k in keys)
+
+
+def _lua_fields() -> str:
+    rows = []
+    for path, fields in EDGE_FIELDS.items():
+        body = ", ".join(f'{k} = "{t}"' for k, t in sorted(fields.items()))
+        rows.append(f'  ["{path}"] = {{{body}}},')
+    return "local FIELDS = {\n" + "\n".join(rows) + "\n}"
+
+
+def render_lua(out: Path) -> Path:
+    text = (DEPLOY / "openai_edge.lua").read_text()
+    marker = "local FIELDS = {}  -- filled in by tools/envoy.py from EDGE_FIELDS"
+    assert marker in text, "openai_edge.lua lost its FIELDS marker"
+    out.write_text(text.replace(marker, _lua_fields()))
+    return out
 
 
 # Tests only (TOKENWAY_ENVOY_FAULTS=1): a request header x-envoy-fault-abort-request: STATUS fails the
@@ -48,7 +111,7 @@ def envoy_binary() -> str:
     return found
 
 
-def _mapper(code: int, kind: str) -> str:
+def _mapper(code: int, kind: str, reason: str, message: str) -> str:
     pad = " " * 20
     return (f"{pad}- filter:\n"
             f"{pad}    status_code_filter:\n"
@@ -56,11 +119,12 @@ def _mapper(code: int, kind: str) -> str:
             f"{pad}  body_format_override:\n"
             f"{pad}    content_type: application/json\n"
             f"{pad}    json_format:\n"
-            f"{pad}      error: {{message: \"%LOCAL_REPLY_BODY%\", type: {kind}, param: null, code: \"%RESPONSE_CODE_DETAILS%\"}}")
+            f"{pad}      error: {{message: \"{message}\", type: {kind}, param: null, code: {reason}}}")
 
 
 def render(out: Path) -> Path:
     env = os.environ
+    out.parent.mkdir(parents=True, exist_ok=True)
     values = {
         "LISTEN_HOST": env.get("TOKENWAY_ENVOY_HOST", "127.0.0.1"),
         "LISTEN_PORT": env.get("TOKENWAY_ENVOY_PORT", "8080"),
@@ -71,12 +135,12 @@ def render(out: Path) -> Path:
         "IDLE_TIMEOUT": env.get("TOKENWAY_ENVOY_IDLE_TIMEOUT", "300s"),
         "MAX_CONNECTIONS": env.get("TOKENWAY_ENVOY_MAX_CONNECTIONS", "10000"),
         "DESCRIPTOR": str(ROOT / "gen" / "descriptors" / "tokenway.pb"),
-        "LUA_FILE": str(DEPLOY / "openai_edge.lua"),
-        "LOCAL_REPLY_MAPPERS": "\n".join(_mapper(c, k) for c, k in LOCAL_REPLIES),
+        "LUA_FILE": str(render_lua(out.with_suffix(".lua"))),
+        "JSON_RULES": _json_rules(),
+        "LOCAL_REPLY_MAPPERS": EDGE_REPLY_MAPPER + "\n".join(_mapper(*reply) for reply in LOCAL_REPLIES),
         "FAULT_FILTER": FAULT_FILTER if env.get("TOKENWAY_ENVOY_FAULTS") == "1" else "",
     }
     text = string.Template((DEPLOY / "envoy.yaml.tmpl").read_text()).substitute(values)
-    out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(text)
     return out
 

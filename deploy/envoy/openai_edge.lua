@@ -11,6 +11,10 @@
 -- headers) becomes OpenAI's error JSON, {"error": {"message", "type", "param", "code"}}, with the
 -- HTTP status the transcoder chose. Errors after the first chunk arrive as in-band SSE events.
 
+-- Request fields per path and the JSON type each must have. The json_to_metadata filter has put
+-- each present scalar one, with its JSON type, under the tokenway metadata namespace.
+local FIELDS = {}  -- filled in by tools/envoy.py from EDGE_FIELDS
+
 local STREAMING = {
   ["/v1/chat/completions"] = "/v1/chat/completions:sse",
   ["/v1/completions"] = "/v1/completions:sse",
@@ -48,6 +52,34 @@ local function percent_decode(s)
   return (s:gsub("%%(%x%x)", function(hex) return string.char(tonumber(hex, 16)) end))
 end
 
+local function reject(request_handle, param, message, code)
+  -- marked, so that the local-reply mappers pass this body through instead of wrapping it
+  request_handle:streamInfo():dynamicMetadata():set("tokenway", "edge_reply", true)
+  local body = string.format('{"error":{"message":%s,"type":"invalid_request_error","param":%s,"code":%s}}',
+    json_string(message), json_string(param), json_string(code))
+  request_handle:respond({[":status"] = "400", ["content-type"] = "application/json"}, body)
+end
+
+local function is_type(value, kind)
+  local t = type(value)
+  if kind == "integer" then
+    return t == "number" and value == math.floor(value)
+  end
+  return t == kind
+end
+
+-- The first field whose JSON type is wrong: (param, message, code), or nil.
+local function check_fields(fields, meta)
+  for name, kind in pairs(fields) do
+    local value = meta[name]
+    if value ~= nil and not is_type(value, kind) then
+      local article = (kind == "integer") and "an" or "a"
+      return name, string.format("'%s' must be %s %s", name, article, kind), "INVALID_TYPE"
+    end
+  end
+  return nil
+end
+
 function envoy_on_request(request_handle)
   local headers = request_handle:headers()
   local path = headers:get(":path")
@@ -56,6 +88,13 @@ function envoy_on_request(request_handle)
     return
   end
   local meta = request_handle:streamInfo():dynamicMetadata():get("tokenway")
+  if meta ~= nil then
+    local param, message, code = check_fields(FIELDS[path], meta)
+    if param ~= nil then
+      reject(request_handle, param, message, code)
+      return
+    end
+  end
   if meta ~= nil and meta["stream"] == true then
     headers:replace(":path", target)
     request_handle:clearRouteCache()

@@ -17,8 +17,31 @@ def _opt(msg, name: str):
     return getattr(msg, name) if msg.HasField(name) else None
 
 
+# OpenAI request fields tokenway does not implement: declared in the protos so that they are refused,
+# never silently ignored (null is the same as absent).
+UNSUPPORTED = ("tools", "tool_choice", "functions", "function_call", "response_format", "audio", "modalities",
+               "prediction", "web_search_options", "parallel_tool_calls", "reasoning_effort", "store", "metadata",
+               "service_tier", "best_of", "suffix")
+
+
+def _refuse_unsupported(req) -> None:
+    fields = req.DESCRIPTOR.fields_by_name
+    v = Violations()
+    for name in UNSUPPORTED:
+        if name not in fields or not req.HasField(name):
+            continue
+        value = getattr(req, name)
+        kind = value.WhichOneof("kind")
+        if kind in (None, "null_value") or (name == "best_of" and kind == "number_value" and value.number_value == 1):
+            continue
+        v.add(name, "is not supported by this server")
+    if v.items:
+        v.raise_if_any("UNSUPPORTED_PARAMETER")
+
+
 def generation_params(req, *, streaming: bool, max_tokens: int | None, logprobs: int | None) -> GenerationParams:
     """Reads the knobs common to every generation request; unset stays None."""
+    _refuse_unsupported(req)
     if req.HasField("stream") and req.stream and not streaming:
         raise errors.InvalidArgument(
             "stream=true must use the streaming RPC (REST clients: the gateway routes it)", reason="INVALID_REQUEST",
