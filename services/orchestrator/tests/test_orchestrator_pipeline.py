@@ -29,9 +29,11 @@ class LetterStream:
                 if self.text.endswith(s):
                     self.done, self.matched = True, s
                     out = self.text[self.emitted:len(self.text) - len(s)]
-                    return Detokenized(out, self.n, s)
+                    # per token up to the stop, what it added: the stop's own letters add nothing
+                    texts = tuple(self.text[self.emitted:len(self.text) - 1])
+                    return Detokenized(out, self.n, s, tuple(c if i < len(out) else "" for i, c in enumerate(texts)) + ("",))
         out, self.emitted = self.text[self.emitted:], len(self.text)
-        return Detokenized(out, self.n)
+        return Detokenized(out, self.n, token_texts=tuple(out))
 
     async def aclose(self):
         self.closed = True
@@ -121,7 +123,9 @@ async def test_closing_the_stream_early_cancels_every_choice():
 async def test_logprobs_follow_the_tokens_kept_before_a_stop():
     chunk = EngineChunk((7, 4, 11), 3, logprobs=((-0.1, ((7, -0.1),)), (-0.2, ()), (-0.3, ())))
     ports = Ports({0: [chunk]})
-    events = await collect(Pipeline(ports, ports, MODEL), job(stop=("e",), logprobs=True))
+    letters = [bytes([ord("a") + i]) for i in range(64)]
+    events = await collect(Pipeline(ports, ports, MODEL, letters), job(stop=("e",), logprobs=True))
     stop_event = events[-2]
-    assert [lp.token for lp in stop_event.logprobs] == ["h", "e"]
-    assert stop_event.logprobs[0].top == (("h", -0.1),)
+    assert [lp.token for lp in stop_event.logprobs] == ["h", ""]  # what each token added before the stop
+    assert [lp.bytes for lp in stop_event.logprobs] == [b"h", b"e"]
+    assert stop_event.logprobs[0].top == (("h", -0.1, b"h"),)

@@ -100,12 +100,17 @@ class OrchestratorApp:
             raise RuntimeError(f"tokenizer mismatch: the tokenizer service serves {tinfo.name} "
                                f"(fingerprint {tinfo.fingerprint[:12]}) but the inference model {minfo.model_name} "
                                f"was served with fingerprint {minfo.tokenizer_fingerprint[:12]}")
-        model = ModelInfo(name=minfo.model_name, context_length=minfo.max_context_length, vocab_size=minfo.vocab_size,
+        token_bytes = await tokenizer.vocabulary(s.peer_timeout_seconds)
+        # ids valid in requests: those the tokenizer can decode (a checkpoint may pad its embedding past them)
+        model = ModelInfo(name=minfo.model_name, context_length=minfo.max_context_length,
+                          vocab_size=min(minfo.vocab_size, tinfo.vocab_size, len(token_bytes)),
                           eos_token_ids=tuple(minfo.eos_token_ids), default_max_tokens=minfo.default_max_tokens,
-                          tokenizer_fingerprint=minfo.tokenizer_fingerprint, engine=minfo.engine)
+                          tokenizer_fingerprint=minfo.tokenizer_fingerprint, engine=minfo.engine,
+                          max_chars_per_token=tinfo.max_chars_per_token)
         self.system_fingerprint = f"fp_{minfo.engine}_{minfo.tokenizer_fingerprint[:10]}"
         self._orchestrator = Orchestrator(tokenizer, self.router, model, max_n=s.max_n, max_stop_strings=s.max_stop_strings,
-                                          max_stop_string_chars=s.max_stop_string_chars, max_prompts=s.max_prompts)
+                                          max_stop_string_chars=s.max_stop_string_chars, max_prompts=s.max_prompts,
+                                          token_bytes=token_bytes)
         log.info("serving model %s (context %d, engine %s)", model.name, model.context_length, model.engine)
         self._started = True
         self._readiness_changed()

@@ -33,15 +33,14 @@ class TokenizerClient:
 
     async def render_chat(self, messages: list[Message], max_prompt_tokens: int,
                           timeout: float | None) -> tuple[list[int], list[int]]:
-        req = pb.RenderChatRequest(messages=[pb.ChatTurn(role=m.role, content=m.content, name=m.name) for m in messages])
-        _limit(req, "max_prompt_tokens", max_prompt_tokens)
+        req = pb.RenderChatRequest(messages=[pb.ChatTurn(role=m.role, content=m.content, name=m.name) for m in messages],
+                                   max_prompt_tokens=max_prompt_tokens)
         with _context_errors("messages", max_prompt_tokens), translated(PEER):
             resp = await self.stub.RenderChat(req, timeout=self._t(timeout))
         return list(resp.prompt_token_ids), list(resp.stop_token_ids)
 
     async def tokenize(self, texts: list[str], max_tokens_per_text: int, timeout: float | None) -> list[list[int]]:
-        req = pb.TokenizeRequest(texts=texts, add_special_tokens=True)
-        _limit(req, "max_tokens_per_text", max_tokens_per_text)
+        req = pb.TokenizeRequest(texts=texts, add_special_tokens=True, max_tokens_per_text=max_tokens_per_text)
         with _context_errors("prompt", max_tokens_per_text), translated(PEER):
             resp = await self.stub.Tokenize(req, timeout=self._t(timeout))
         return [list(e.token_ids) for e in resp.encodings]
@@ -53,16 +52,16 @@ class TokenizerClient:
             resp = await self.stub.Detokenize(req, timeout=self._t(timeout))
         return list(resp.texts)
 
+    async def vocabulary(self, timeout: float | None) -> list[bytes]:
+        with translated(PEER):
+            resp = await self.stub.GetVocabulary(pb.GetVocabularyRequest(), timeout=timeout)
+        return list(resp.token_bytes)
+
     def detokenize_stream(self, prompt_tail: list[int], skip_special_tokens: bool, stop: tuple[str, ...],
                           include_stop: bool, timeout: float | None) -> DetokenizeStream:
         start = pb.DetokenizeStreamStart(prompt_token_ids=prompt_tail, skip_special_tokens=skip_special_tokens,
                                          stop=stop, include_stop_str_in_output=include_stop)
         return DetokenizeStream(self.stub, start, timeout)
-
-
-def _limit(req, field: str, value: int) -> None:  # TEMP until the tokenizer proto has the field
-    if field in req.DESCRIPTOR.fields_by_name:
-        setattr(req, field, value)
 
 
 @contextlib.contextmanager
@@ -96,7 +95,8 @@ class DetokenizeStream:
             resp = await self._call.read()
         if resp is grpc.aio.EOF:
             raise errors.Unavailable("the tokenizer closed the detokenize stream early", reason="DETOKENIZE_STREAM_CLOSED")
-        return Detokenized(resp.text, resp.num_tokens, resp.matched_stop if resp.HasField("matched_stop") else None)
+        return Detokenized(resp.text, resp.num_tokens, resp.matched_stop if resp.HasField("matched_stop") else None,
+                           tuple(resp.token_texts))
 
     async def aclose(self) -> None:
         if self._call is not None and not self._call.done():

@@ -12,7 +12,7 @@ import asyncio
 import dataclasses
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 
 from tokenway_common import errors
 
@@ -24,9 +24,10 @@ PROMPT_CONTEXT_TOKENS = 8  # prompt tail the detokenizer sees, so the first toke
 
 @dataclasses.dataclass(frozen=True)
 class TokenLogprob:
-    token: str
+    token: str  # the text this token added to the stream the caller saw
     logprob: float
-    top: tuple[tuple[str, float], ...]
+    top: tuple[tuple[str, float, bytes], ...]  # (text, logprob, real bytes) per alternative
+    bytes: bytes = b""  # the token's real bytes (a lone byte of a UTF-8 character stays that one byte)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,10 +65,15 @@ class Job:
 
 
 class Pipeline:
-    def __init__(self, tokenizer: TokenizerPort, inference: InferencePort, model: ModelInfo) -> None:
+    def __init__(self, tokenizer: TokenizerPort, inference: InferencePort, model: ModelInfo,
+                 token_bytes: Sequence[bytes] = ()) -> None:
         self.tokenizer = tokenizer
         self.inference = inference
         self.model = model
+        # Logprobs without a round trip: every id's real bytes (the tokenizer's vocabulary table) and the
+        # text an alternative token shows on its own.
+        self._bytes = list(token_bytes)
+        self._texts = [b.decode("utf-8", errors="replace") for b in self._bytes]
         self._running: set[asyncio.Queue] = set()  # one per request in flight
 
     def interrupt_all(self, exc: BaseException) -> int:
@@ -158,7 +164,7 @@ class Pipeline:
                 res = await detok.push(chunk.token_ids, last)
                 used = res.num_tokens - consumed
                 consumed = progress[index] = res.num_tokens
-                logprobs = await self._logprobs(chunk, used, timeout) if job.want_logprobs else None
+                logprobs = self._logprobs(chunk, used, res.token_texts) if job.want_logprobs else None
                 if res.matched_stop is not None:
                     out.put_nowait(ChoiceEvent(index, res.text, first, "stop", res.matched_stop, logprobs))
                     return res.num_tokens
@@ -180,12 +186,17 @@ class Pipeline:
             return None
         return str(chunk.stop_token_id)
 
-    async def _logprobs(self, chunk: EngineChunk, used: int, timeout: float | None) -> tuple[TokenLogprob, ...]:
-        entries = chunk.logprobs[:used]
-        ids = list(chunk.token_ids[:used])
-        wanted = ids + [tid for _, top in entries for tid, _ in top]
-        if not wanted:
-            return ()
-        texts = dict(zip(wanted, await self.tokenizer.detokenize([[t] for t in wanted], False, timeout)))
-        return tuple(TokenLogprob(texts[tid], chosen, tuple((texts[t], lp) for t, lp in top))
-                     for tid, (chosen, top) in zip(ids, entries))
+    def _token(self, tid: int) -> tuple[str, bytes]:
+        if 0 <= tid < len(self._bytes):
+            return self._texts[tid], self._bytes[tid]
+        return "", b""
+
+    def _logprobs(self, chunk: EngineChunk, used: int, token_texts: Sequence[str]) -> tuple[TokenLogprob, ...]:
+        """The logprobs of the `used` tokens of `chunk`: each chosen token's text is what it added to the
+        caller's stream (`token_texts`, from the streaming detokenizer), its bytes its real bytes."""
+        out = []
+        for k, (tid, (chosen, top)) in enumerate(zip(chunk.token_ids[:used], chunk.logprobs[:used])):
+            text, raw = self._token(tid)
+            out.append(TokenLogprob(token_texts[k] if k < len(token_texts) else text, chosen,
+                                    tuple((*self._token(t)[:1], lp, self._token(t)[1]) for t, lp in top), raw))
+        return tuple(out)

@@ -56,6 +56,7 @@ class Detokenized:
     text: str
     num_tokens: int
     matched_stop: str | None = None
+    token_texts: tuple[str, ...] = ()  # per token of the chunk (up to a stop), the text it added
 
 
 class DetokenizerStream(Protocol):
@@ -73,6 +74,9 @@ class TokenizerPort(Protocol):
         """Ids per text; raises CONTEXT_LENGTH_EXCEEDED (param "prompt") beyond max_tokens_per_text."""
 
     async def detokenize(self, sequences: list[list[int]], skip_special_tokens: bool, timeout: float | None) -> list[str]: ...
+
+    async def vocabulary(self, timeout: float | None) -> list[bytes]:
+        """Every token id's real bytes, index = id."""
 
     def detokenize_stream(self, prompt_tail: list[int], skip_special_tokens: bool, stop: tuple[str, ...],
                           include_stop: bool, timeout: float | None) -> DetokenizerStream: ...

@@ -40,10 +40,11 @@ class Prepared:
 
 class Orchestrator:
     def __init__(self, tokenizer: TokenizerPort, inference: InferencePort, model: ModelInfo, *, max_n: int,
-                 max_stop_strings: int, max_stop_string_chars: int, max_prompts: int) -> None:
+                 max_stop_strings: int, max_stop_string_chars: int, max_prompts: int,
+                 token_bytes: list[bytes] | None = None) -> None:
         self.tokenizer = tokenizer
         self.model = model
-        self.pipeline = Pipeline(tokenizer, inference, model)
+        self.pipeline = Pipeline(tokenizer, inference, model, token_bytes or ())
         self.limits = Limits(max_n=max_n, max_stop_strings=max_stop_strings, max_stop_string_chars=max_stop_string_chars,
                              max_prompts=max_prompts, vocab_size=model.vocab_size, context_length=model.context_length)
 

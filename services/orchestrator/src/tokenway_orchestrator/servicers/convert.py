@@ -196,14 +196,10 @@ def usage(u: Usage) -> common_pb2.Usage:
                             total_tokens=u.total_tokens)
 
 
-def _bytes(token: str) -> list[int]:
-    return list(token.encode("utf-8", errors="surrogatepass"))
-
-
 def chat_logprobs(entries) -> common_pb2.ChatLogprobs:
     return common_pb2.ChatLogprobs(content=[
-        common_pb2.TokenLogprob(token=e.token, logprob=e.logprob, bytes=_bytes(e.token),
-                                top_logprobs=[common_pb2.TopLogprob(token=t, logprob=lp, bytes=_bytes(t)) for t, lp in e.top])
+        common_pb2.TokenLogprob(token=e.token, logprob=e.logprob, bytes=list(e.bytes),
+                                top_logprobs=[common_pb2.TopLogprob(token=t, logprob=lp, bytes=list(b)) for t, lp, b in e.top])
         for e in entries])
 
 
@@ -213,7 +209,7 @@ def completion_logprobs(entries, offset: int) -> common_pb2.CompletionLogprobs:
         out.tokens.append(e.token)
         out.token_logprobs.append(e.logprob)
         top = struct_pb2.Struct()
-        for t, lp in e.top:
+        for t, lp, _ in e.top:
             top[t] = lp
         out.top_logprobs.append(top)
         out.text_offset.append(offset)
