@@ -115,6 +115,17 @@ class OrchestratorApp:
         self._started = True
         self._readiness_changed()
 
+    async def on_shutdown(self, grace: float) -> None:
+        """Lets requests in flight finish for most of the grace period, then ends those still running with
+        UNAVAILABLE, so that every caller learns its answer is incomplete (REST streams get an in-band error
+        event) instead of being cut off when the server stops."""
+        await asyncio.sleep(max(grace - min(1.0, grace / 2), 0.0))  # the grace budget itself, not synchronisation
+        if self._orchestrator is not None:
+            ended = self._orchestrator.interrupt_all(errors.Unavailable(
+                "the server is shutting down; retry the request", reason="SHUTTING_DOWN", retry_after=1.0))
+            if ended:
+                log.warning("shutdown grace period nearly over: ended %d request(s) still running", ended)
+
     async def close(self) -> None:
         if self.tokenizer_health:
             await self.tokenizer_health.close()
