@@ -14,6 +14,9 @@ from tokenway_inference.engines.transformers_engine import TransformersEngine
 
 MODEL_DIR = str(Path(__file__).resolve().parents[3] / ".tokenway" / "models" / "tokenway-tiny")
 GREEDY = SamplingOptions(temperature=0.0)
+#: max_tokens of a sequence a test aborts or cancels: it must outlive the test's own steps, so it runs to
+#: (nearly) the 2048-token context, tens of seconds on 2 cores, instead of a count a slow machine could reach.
+LONG = 2000
 
 
 def settings(**kw) -> InferenceSettings:

@@ -10,7 +10,7 @@ import pytest
 from tokenway_common.errors import InvalidArgument, ResourceExhausted
 from tokenway_inference.engines.base import (FinishReason, ModelFacts, SamplingOptions, GenerateRequest, validate)
 
-from conftest import MODEL_DIR, collect, request, wait_for_load
+from conftest import LONG, MODEL_DIR, collect, request, wait_for_load
 
 EOS = 1  # config.json eos_token_id [1, 4]
 rng = random.Random(7)
@@ -27,18 +27,22 @@ async def test_greedy_batched_equals_alone(engine):
 
 
 async def test_late_request_joins_running_batch_and_matches_alone(engine):
-    long_req = request("long", PROMPTS[2], max_tokens=200, ignore_eos=True)
+    # "long" runs to the context (~1980 tokens): it outlives the late one, which needs ~13 steps
+    long_req = request("long", PROMPTS[2], max_tokens=LONG, ignore_eos=True)
     late_alone, _ = await collect(engine, request("late-alone", PROMPTS[3], max_tokens=12, ignore_eos=True))
     stream = engine.generate(long_req)
     first = await anext(stream)
-    step_at_first = engine.load().steps
+    long_at_start = engine.generated_tokens("long")
     late_tokens, late_chunks = await collect(engine, request("late", PROMPTS[3], max_tokens=12, ignore_eos=True))
-    # the late request finished while the long one was still running: they shared decode steps
-    assert engine.load().running == 1 and engine.load().steps > step_at_first
-    rest = [c async for c in stream]
-    assert rest[-1].finish_reason is FinishReason.LENGTH and rest[-1].completion_tokens == 200
-    assert first.prompt_tokens == len(PROMPTS[2])
+    # the late request came and went while the long one kept running: they shared decode steps
+    long_at_end = engine.generated_tokens("long")
+    assert long_at_start is not None and long_at_end is not None and long_at_end > long_at_start
+    assert engine.load().running == 1
     assert late_tokens == late_alone and late_chunks[0].prompt_tokens == len(PROMPTS[3])
+    assert first.prompt_tokens == len(PROMPTS[2])
+    assert await engine.abort(["long"]) == ["long"]
+    rest = [c async for c in stream]
+    assert rest[-1].finish_reason is FinishReason.ABORT and rest[-1].completion_tokens >= long_at_end
 
 
 async def test_seed_reproducible_whatever_the_batch(engine):
@@ -55,19 +59,19 @@ async def test_seed_reproducible_whatever_the_batch(engine):
 
 
 async def test_abort_ends_stream_and_frees_the_row(engine):
-    stream = engine.generate(request("victim", PROMPTS[0], max_tokens=500, ignore_eos=True))
+    stream = engine.generate(request("victim", PROMPTS[0], max_tokens=LONG, ignore_eos=True))
     await anext(stream)
     assert engine.load().running == 1
     assert await engine.abort(["victim", "nobody"]) == ["victim"]
     chunks = [c async for c in stream]
     assert chunks[-1].finish_reason is FinishReason.ABORT
-    assert chunks[-1].completion_tokens < 500
+    assert chunks[-1].completion_tokens < LONG
     await wait_for_load(engine, lambda load: load.running == 0 and load.kv_cache_usage == 0)
     assert await engine.abort(["victim"]) == []  # finished ones are unknown
 
 
 async def test_closing_the_stream_cancels_the_sequence(engine):
-    stream = engine.generate(request("gone", PROMPTS[1], max_tokens=500, ignore_eos=True))
+    stream = engine.generate(request("gone", PROMPTS[1], max_tokens=LONG, ignore_eos=True))
     await anext(stream)
     await stream.aclose()  # what a cancelled gRPC call does
     await wait_for_load(engine, lambda load: load.running == 0)
@@ -170,18 +174,20 @@ async def test_invalid_requests(engine, req, reason):
 
 
 async def test_duplicate_request_id(engine):
-    stream = engine.generate(request("dup", PROMPTS[0], max_tokens=300, ignore_eos=True))
+    stream = engine.generate(request("dup", PROMPTS[0], max_tokens=LONG, ignore_eos=True))
     await anext(stream)
     with pytest.raises(InvalidArgument) as e:
         await collect(engine, request("dup", PROMPTS[0]))
     assert e.value.reason == "DUPLICATE_REQUEST_ID"
     await stream.aclose()
+    await wait_for_load(engine, lambda load: load.running == 0 and load.waiting == 0)
+    assert engine.generated_tokens("dup") is None
 
 
 async def test_queue_full(engine, monkeypatch):
     monkeypatch.setattr(engine, "max_batch_size", 1)
     monkeypatch.setattr(engine, "max_waiting", 1)
-    streams = [engine.generate(request(f"q{i}", PROMPTS[0], max_tokens=300, ignore_eos=True)) for i in range(2)]
+    streams = [engine.generate(request(f"q{i}", PROMPTS[0], max_tokens=LONG, ignore_eos=True)) for i in range(2)]
     await anext(streams[0])
     waiting = asyncio.ensure_future(anext(streams[1]))
     await wait_for_load(engine, lambda load: load.waiting == 1)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 
 import grpc
 import pytest
@@ -18,7 +17,7 @@ from tokenway_inference.app import SERVICE_NAME, InferenceApp
 from tokenway_inference.engines import create_engine
 from tokenway_inference.engines.errors import EngineUnavailable
 
-from conftest import MODEL_DIR, settings
+from conftest import LONG, MODEL_DIR, settings
 
 PROMPT = [0, 17, 230, 999, 42, 7, 3000, 12]
 
@@ -49,15 +48,12 @@ async def read_rest(call) -> list[pb.GenerateResponse]:
     return out
 
 
-async def wait_load(stub, predicate, timeout: float = 30.0) -> pb.GetLoadResponse:
-    """Polls GetLoad until predicate holds; fails at the deadline."""
-    deadline = time.monotonic() + timeout
-    while True:
-        load = await stub.GetLoad(pb.GetLoadRequest(), timeout=5)
-        if predicate(load):
-            return load
-        assert time.monotonic() < deadline, f"load never satisfied the condition: {load}"
-        await asyncio.sleep(0.01)  # poll interval, not synchronisation: the deadline decides
+async def wait_idle(stub, engine) -> pb.GetLoadResponse:
+    """Waits (on the engine's step notifications, off the loop) until nothing runs or waits, then
+    returns what GetLoad reports: the engine is idle, so the RPC sees the same state."""
+    assert await asyncio.to_thread(engine.wait_until, lambda load: load.running == 0 and load.waiting == 0, 30), \
+        engine.load()
+    return await stub.GetLoad(pb.GetLoadRequest(), timeout=5)
 
 
 async def test_generate_streams_with_prompt_info_and_cumulative_counts(stub):
@@ -74,16 +70,23 @@ async def test_generate_streams_with_prompt_info_and_cumulative_counts(stub):
     assert msgs[-1].finish_reason == pb.FINISH_REASON_LENGTH and not msgs[-1].HasField("stop_token_id")
 
 
-async def test_slow_reader_gets_several_tokens_per_message(stub, server, engine):
-    call = stub.Generate(gen_request("slow", max_tokens=40), timeout=60)
+async def test_slow_reader_gets_several_tokens_per_message(stub, engine):
+    """A reader that does not keep up receives the tokens produced meanwhile in one message."""
+    max_tokens = 64
+    call = stub.Generate(gen_request("slow", max_tokens=max_tokens), timeout=60)
     first = await call.read()
-    assert len(first.token_ids) >= 1
-    # Hold the event loop (and so the handler) until the engine has finished the sequence: every
-    # token produced meanwhile is queued for the handler, which must send them together.
-    assert engine.wait_until(lambda load: load.running == 0, timeout=30)
-    rest = await read_rest(call)
-    assert len(rest) == 1 and len(rest[0].token_ids) == 40 - len(first.token_ids)
-    assert rest[0].completion_tokens == 40 and rest[0].finish_reason == pb.FINISH_REASON_LENGTH
+    # From here until read_rest() this coroutine holds the event loop, and with it the handler (same
+    # loop): nothing more is sent. Messages already sent or in flight hold only tokens produced before
+    # `held_at`; every later token is queued for the handler while it cannot run, and must come in
+    # the one message it sends next, the last.
+    held_at = engine.generated_tokens("slow")
+    if held_at is None:  # it already finished: every token was produced before the hold
+        held_at = max_tokens
+    assert engine.wait_until(lambda load: engine.generated_tokens("slow") is None, timeout=60)  # finished, queued
+    msgs = [first, *await read_rest(call)]
+    assert sum(len(m.token_ids) for m in msgs[:-1]) <= held_at, ([len(m.token_ids) for m in msgs], held_at)
+    assert len(msgs[-1].token_ids) >= max_tokens - held_at
+    assert msgs[-1].completion_tokens == max_tokens and msgs[-1].finish_reason == pb.FINISH_REASON_LENGTH
 
 
 async def test_stop_token_is_reported(stub):
@@ -95,24 +98,25 @@ async def test_stop_token_is_reported(stub):
     assert msgs[-1].finish_reason == pb.FINISH_REASON_STOP and msgs[-1].stop_token_id == 4
 
 
-async def test_cancelling_the_call_frees_the_batch(stub):
-    call = stub.Generate(gen_request("cancel-me", max_tokens=1000), timeout=60)
+async def test_cancelling_the_call_frees_the_batch(stub, engine):
+    call = stub.Generate(gen_request("cancel-me", max_tokens=LONG), timeout=60)
     await call.read()
     assert (await stub.GetLoad(pb.GetLoadRequest())).running == 1
     call.cancel()
-    load = await wait_load(stub, lambda load: load.running == 0)
-    assert load.kv_cache_usage == 0.0 and load.max_batch_size == 8
+    load = await wait_idle(stub, engine)
+    assert load.running == 0 and load.kv_cache_usage == 0.0 and load.max_batch_size == 8
+    assert engine.generated_tokens("cancel-me") is None
 
 
-async def test_abort_ends_the_stream_with_abort(stub):
-    call = stub.Generate(gen_request("abort-me", max_tokens=1000), timeout=60)
+async def test_abort_ends_the_stream_with_abort(stub, engine):
+    call = stub.Generate(gen_request("abort-me", max_tokens=LONG), timeout=60)
     await call.read()
     resp = await stub.Abort(pb.AbortRequest(request_ids=["abort-me", "unknown"]), timeout=5)
     assert list(resp.aborted_request_ids) == ["abort-me"]
     rest = await read_rest(call)
-    assert rest[-1].finish_reason == pb.FINISH_REASON_ABORT and rest[-1].completion_tokens < 1000
+    assert rest[-1].finish_reason == pb.FINISH_REASON_ABORT and rest[-1].completion_tokens < LONG
     assert await call.code() == grpc.StatusCode.OK
-    await wait_load(stub, lambda load: load.running == 0)
+    assert (await wait_idle(stub, engine)).running == 0
 
 
 @pytest.mark.parametrize("req, reason", [
@@ -128,21 +132,21 @@ async def test_invalid_argument_statuses(stub, req, reason):
     assert errors.error_info(e.value).reason == reason
 
 
-async def test_duplicate_request_id_status(stub):
-    call = stub.Generate(gen_request("twice", max_tokens=1000), timeout=60)
+async def test_duplicate_request_id_status(stub, engine):
+    call = stub.Generate(gen_request("twice", max_tokens=LONG), timeout=60)
     await call.read()
     with pytest.raises(grpc.aio.AioRpcError) as e:
         [m async for m in stub.Generate(gen_request("twice"), timeout=30)]
     assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert errors.error_info(e.value).reason == "DUPLICATE_REQUEST_ID"
     call.cancel()
-    await wait_load(stub, lambda load: load.running == 0)
+    assert (await wait_idle(stub, engine)).running == 0
 
 
 async def test_full_queue_is_resource_exhausted_with_retry_info(stub, engine, monkeypatch):
     monkeypatch.setattr(engine, "max_batch_size", 1)
     monkeypatch.setattr(engine, "max_waiting", 0)
-    call = stub.Generate(gen_request("hog", max_tokens=1000), timeout=60)
+    call = stub.Generate(gen_request("hog", max_tokens=LONG), timeout=60)
     await call.read()
     with pytest.raises(grpc.aio.AioRpcError) as e:
         [m async for m in stub.Generate(gen_request("turned-away"), timeout=30)]
@@ -150,7 +154,7 @@ async def test_full_queue_is_resource_exhausted_with_retry_info(stub, engine, mo
     err = errors.from_rpc_error(e.value, "inference")
     assert err.reason == "QUEUE_FULL" and err.retry_after == pytest.approx(1.0)
     call.cancel()
-    await wait_load(stub, lambda load: load.running == 0)
+    assert (await wait_idle(stub, engine)).running == 0
 
 
 async def test_model_info(stub):

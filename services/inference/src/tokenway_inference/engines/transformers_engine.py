@@ -29,7 +29,7 @@ import gc
 import logging
 import secrets
 import threading
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 
 import torch
 
@@ -100,6 +100,15 @@ class _Seq:
             self.bias_ids = self.bias_vals = None
 
 
+@dataclasses.dataclass(eq=False)
+class _Waiter:
+    """One wait_until() call: the scheduler sets `done` after the first step that satisfies `predicate`."""
+
+    predicate: Callable[[Load], bool]
+    done: threading.Event = dataclasses.field(default_factory=threading.Event)
+    error: Exception | None = None
+
+
 @dataclasses.dataclass
 class _Batch:
     """The running batch: row i of every tensor belongs to rows[i]; the cache is left-padded."""
@@ -145,6 +154,8 @@ class TransformersEngine(Engine):
         self._batch: _Batch | None = None
         self._running = 0
         self._steps = 0
+        self._in_step = False  # between the scheduler taking work and its chunks being queued
+        self._waiters: list[_Waiter] = []  # wait_until() calls, checked after each step
         self._stop = False
         self._thread: threading.Thread | None = None
         self._eos = self.facts.eos_token_ids
@@ -274,10 +285,37 @@ class TransformersEngine(Engine):
             seq = self._seqs.get(request_id)
             return len(seq.generated) if seq is not None else None
 
-    def wait_until(self, predicate, timeout: float) -> bool:
-        """Blocks the calling thread until predicate(load) holds after a scheduler step (for tests and tools)."""
+    def wait_until(self, predicate: Callable[[Load], bool], timeout: float) -> bool:
+        """Blocks the calling thread until predicate(load) holds between two scheduler steps, when every
+        chunk of the last step is already queued on its event loop; False at the timeout. The predicate
+        runs under the engine lock (it may call `load()` or `generated_tokens()`). For tests and tools."""
+        waiter = _Waiter(predicate)
         with self._lock:
-            return self._lock.wait_for(lambda: predicate(self.load()), timeout)
+            if not self._in_step and predicate(self.load()):
+                return True
+            self._waiters.append(waiter)
+        try:
+            met = waiter.done.wait(timeout)
+        finally:
+            with self._lock:
+                if waiter in self._waiters:
+                    self._waiters.remove(waiter)
+        if waiter.error is not None:
+            raise waiter.error
+        return met
+
+    def _wake_waiters(self) -> None:  # under the lock, between steps
+        if not self._waiters:
+            return
+        load = self.load()
+        for waiter in list(self._waiters):
+            try:
+                met = waiter.predicate(load)
+            except Exception as exc:  # noqa: BLE001 - a bad predicate must not kill the scheduler
+                waiter.error, met = exc, True
+            if met:
+                self._waiters.remove(waiter)
+                waiter.done.set()
 
     # ---- the scheduler thread --------------------------------------------------------------
 
@@ -297,6 +335,7 @@ class TransformersEngine(Engine):
                         self._lock.wait()
                     if self._stop:
                         break
+                    self._in_step = True
                     admitted = self._admit()
                     dropped = self._take_aborted()
                 out: list[tuple[_Seq, Chunk | BaseException]] = []
@@ -317,7 +356,8 @@ class TransformersEngine(Engine):
                     self._running = len(self._batch.rows) if self._batch is not None else 0
                 self._deliver(out)
                 with self._lock:  # then wake wait_until(): this step's chunks are already queued
-                    self._lock.notify_all()
+                    self._in_step = False
+                    self._wake_waiters()
         # shutting down: end every stream
         out = []
         with self._lock:
@@ -327,6 +367,8 @@ class TransformersEngine(Engine):
             self._finish(seq, FinishReason.ABORT, out)
         self._batch, self._running = None, 0
         self._deliver(out)
+        with self._lock:
+            self._wake_waiters()
 
     def _admit(self) -> list[_Seq]:
         """Moves waiting sequences into the batch while rows and KV budget allow (FIFO, under the lock)."""
