@@ -22,8 +22,9 @@ from .server import server_options
 log = logging.getLogger("tokenway.channels")
 
 #: HTTP/2 keepalive: ping every KEEPALIVE_MS even with no call in flight; a ping unanswered for
-#: KEEPALIVE_TIMEOUT_MS closes the connection and fails its calls with UNAVAILABLE. The servers
-#: (server.server_options) accept pings this frequent.
+#: KEEPALIVE_TIMEOUT_MS closes the connection and fails its calls with UNAVAILABLE (measured: a
+#: SIGSTOPped peer is found in ~2 s). gRPC core also needs grpc.http2.ping_timeout_ms for that (its
+#: default, 1 min, wins otherwise). The servers (server.server_options) accept pings this frequent.
 KEEPALIVE_MS = 1_000
 KEEPALIVE_TIMEOUT_MS = 1_000
 #: Reconnect backoff: first retry after 100 ms, never more than 500 ms apart. The minimum is also
@@ -51,6 +52,7 @@ def channel_options(settings: config.ServerSettings, services: tuple[str, ...] =
     options += [
         ("grpc.keepalive_time_ms", KEEPALIVE_MS),
         ("grpc.keepalive_timeout_ms", KEEPALIVE_TIMEOUT_MS),
+        ("grpc.http2.ping_timeout_ms", KEEPALIVE_TIMEOUT_MS),
         ("grpc.keepalive_permit_without_calls", 1),
         ("grpc.http2.max_pings_without_data", 0),
         ("grpc.initial_reconnect_backoff_ms", RECONNECT_INITIAL_MS),

@@ -124,7 +124,26 @@ class RunningServer:
                 result = (await asyncio.gather(shutdown, return_exceptions=True))[0]
                 if isinstance(result, Exception):
                     log.error("on_shutdown failed: %s", result, exc_info=result)
+        await _settle_rpc_tasks()
         await self.app.close()
+
+
+async def _settle_rpc_tasks(timeout: float = 5.0) -> None:
+    """Lets grpc.aio's per-RPC tasks finish after `server.stop()` returned.
+
+    stop() returns once the core has no live call, but each call's Python task (grpc's
+    `_schedule_rpc_coro`, named "rpc_task") still needs a few loop turns to unwind its handler. If the
+    process exits first, asyncio.run() cancels those tasks and grpc logs each one as "Exception not
+    handled by _handle_exceptions" with a CancelledError traceback (long health Watch streams, streams
+    cut at the end of the grace period). Waiting for them is the fix; nothing is filtered.
+    """
+    me = asyncio.current_task()
+    pending = [t for t in asyncio.all_tasks() if t is not me and not t.done() and
+               (t.get_name() == "rpc_task" or "_schedule_rpc_coro" in getattr(t.get_coro(), "__qualname__", ""))]
+    if pending:
+        done, still = await asyncio.wait(pending, timeout=timeout)
+        if still:
+            log.warning("%d RPC task(s) still running %.0fs after the server stopped", len(still), timeout)
 
 
 async def start_server(settings: config.ServerSettings, app: App, *, wait_ready: bool = True) -> RunningServer:
