@@ -93,6 +93,14 @@ def test_decodable_vocab_is_the_tokenizers_size(padded_dir):
     assert (plain.vocab_size, plain.logit_rows, plain.padded) == (TOKENS, TOKENS, False)
 
 
+def test_without_a_tokenizer_the_vocab_is_the_logit_rows(padded_dir, tmp_path):
+    for name in ("config.json", "generation_config.json"):
+        shutil.copy(f"{padded_dir}/{name}", tmp_path / name)
+    assert tokenizer_vocab_size(str(tmp_path)) is None
+    facts = ModelFacts.read(str(tmp_path))
+    assert (facts.vocab_size, facts.logit_rows, facts.padded) == (TOKENS + PAD, TOKENS + PAD, False)
+
+
 async def test_model_info_reports_the_tokenizers_size(padded_stub):
     info = await padded_stub.GetModelInfo(pb.GetModelInfoRequest(), timeout=5)
     assert info.vocab_size == TOKENS and info.model_name == "tokenway-tiny-padded"
