@@ -204,3 +204,27 @@ def test_a_hung_inference_peer_fails_its_stream_fast_and_readiness_follows(own, 
     _report("inference SIGCONT -> orchestrator SERVING", readiness.wait(SERVING) - resumed)
     own.wait_http_health(200)
     assert _chat(orch).choices
+
+
+def test_shutdown_with_streams_in_flight_logs_no_traceback(own, orch, readiness):
+    """Runs last: stops this module's suite (SIGTERM to each service) while streams are generating."""
+    req = chat_pb2.StreamChatCompletionRequest(model="tokenway-tiny", max_tokens=1900, ignore_eos=True,
+                                               messages=[chat_pb2.ChatRequestMessage(role="user")])
+    req.messages[0].content.string_value = "Tell me a long story."
+    stub = chat_pb2_grpc.ChatServiceStub(orch)
+    streams = [stub.StreamChatCompletion(req, timeout=10 * BOUND) for _ in range(2)]
+    for s in streams:
+        next(s)  # in flight
+    down = subprocess.run([sys.executable, "tools/suite.py", "down"], cwd=ROOT, env=own.env, capture_output=True,
+                          text=True, timeout=10 * BOUND)
+    assert down.returncode == 0, down.stderr
+    assert "ignored SIGTERM" not in down.stdout
+    for s in streams:  # each one ended (how is the orchestrator's business), none hangs
+        try:
+            for _ in s:
+                pass
+        except grpc.RpcError as e:
+            assert e.code() != grpc.StatusCode.DEADLINE_EXCEEDED
+    logs = {f.name: f.read_text() for f in own.run.glob("*.log")}
+    assert not [name for name, text in logs.items() if "Traceback" in text], logs
+    assert all(f"{name} stopped" in logs[f"{name}.log"] for name in ("orchestrator", "tokenizer", "inference"))
