@@ -6,7 +6,7 @@
 
 Settings (environment): TOKENWAY_ENVOY_PORT (8080), TOKENWAY_ENVOY_HOST (127.0.0.1),
 TOKENWAY_ENVOY_ADMIN_PORT (9901), TOKENWAY_ORCHESTRATOR_PORT (50051), TOKENWAY_ENVOY_ORCHESTRATOR_HOST
-(127.0.0.1), TOKENWAY_ENVOY_BUFFER_MB (64), TOKENWAY_ENVOY_IDLE_TIMEOUT (300s),
+(127.0.0.1), TOKENWAY_ENVOY_BUFFER_MB (from the model: see body_limit_mb), TOKENWAY_ENVOY_IDLE_TIMEOUT (300s),
 TOKENWAY_ENVOY_MAX_CONNECTIONS (10000); TOKENWAY_ENVOY_FAULTS=1 adds
 header-driven fault injection, for tests only.
 """
@@ -14,6 +14,7 @@ header-driven fault injection, for tests only.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import string
@@ -122,6 +123,32 @@ def _mapper(code: int, kind: str, reason: str, message: str) -> str:
             f"{pad}      error: {{message: \"{message}\", type: {kind}, param: null, code: {reason}}}")
 
 
+BYTES_PER_CONTEXT_TOKEN = 256  # JSON text per token of context a request may need, generously
+
+
+def _context_length(model_dir: Path) -> int | None:
+    for name, key in (("config.json", "max_position_embeddings"), ("tokenizer_config.json", "model_max_length")):
+        try:
+            value = json.loads((model_dir / name).read_text()).get(key)
+        except (OSError, ValueError):
+            continue
+        if isinstance(value, int) and 0 < value < 10**8:
+            return value
+    return None
+
+
+def body_limit_mb(env=os.environ) -> int:
+    """The largest request body the edge accepts (413 beyond, before any JSON parsing): the setting, else
+    derived from the served model's context (BYTES_PER_CONTEXT_TOKEN per token, at least 1 MiB, at most
+    64 MiB), so that the work a request can cause at the edge is bounded by the model, not by its size."""
+    if env.get("TOKENWAY_ENVOY_BUFFER_MB"):
+        return int(env["TOKENWAY_ENVOY_BUFFER_MB"])
+    context = _context_length(Path(env.get("TOKENWAY_MODEL", ROOT / ".tokenway" / "models" / "tokenway-tiny")))
+    if context is None:
+        return 64
+    return max(1, min(64, -(-context * BYTES_PER_CONTEXT_TOKEN // 2**20)))
+
+
 def render(out: Path) -> Path:
     env = os.environ
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -131,7 +158,7 @@ def render(out: Path) -> Path:
         "ADMIN_PORT": env.get("TOKENWAY_ENVOY_ADMIN_PORT", "9901"),
         "ORCHESTRATOR_HOST": env.get("TOKENWAY_ENVOY_ORCHESTRATOR_HOST", "127.0.0.1"),
         "ORCHESTRATOR_PORT": env.get("TOKENWAY_ORCHESTRATOR_PORT", "50051"),
-        "BUFFER_BYTES": str(int(env.get("TOKENWAY_ENVOY_BUFFER_MB", "64")) * 1024 * 1024),
+        "BUFFER_BYTES": str(body_limit_mb(env) * 1024 * 1024),
         "IDLE_TIMEOUT": env.get("TOKENWAY_ENVOY_IDLE_TIMEOUT", "300s"),
         "MAX_CONNECTIONS": env.get("TOKENWAY_ENVOY_MAX_CONNECTIONS", "10000"),
         "DESCRIPTOR": str(ROOT / "gen" / "descriptors" / "tokenway.pb"),

@@ -177,21 +177,25 @@ def _peak_rss_mb(pid_file: Path) -> float:
     raise AssertionError("no VmHWM")
 
 
-def test_huge_prompts_are_refused_while_others_are_served(suite, client):
+@pytest.mark.parametrize("surface", ["rest", "grpc"])
+def test_huge_prompts_are_refused_while_others_are_served(suite, client, chat, surface):
+    """Four 8 MB prompts at once: REST ones stop at the edge (413, body limit derived from the model), gRPC ones
+    at the orchestrator (CONTEXT_LENGTH_EXCEEDED from their size, before tokenizing); a small request sent
+    meanwhile is served, and no service's memory grows by the prompts' size."""
     run = Path(suite.env["TOKENWAY_RUN_DIR"])
     peak_before = {s: _peak_rss_mb(run / f"{s}.pid") for s in ("tokenizer", "orchestrator")}
-    huge = "lorem ipsum dolor " * (8 * 1024 * 1024 // 18)  # 8 MB
+    huge = "lorem ipsum dolor " * (8 * 1024 * 1024 // 18)
     outcomes: list[BaseException | None] = [None] * 4
-    big_done = threading.Event()
 
     def big(i: int) -> None:
         try:
-            client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": huge}], max_tokens=2)
+            if surface == "rest":
+                client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": huge}], max_tokens=2)
+            else:
+                chat.CreateChatCompletion(chat_pb2.CreateChatCompletionRequest(model=MODEL, max_tokens=2, messages=[
+                    chat_pb2.ChatRequestMessage(role="user", content=struct_pb2.Value(string_value=huge))]), timeout=120)
         except BaseException as e:  # noqa: BLE001 - recorded for the assertion below
             outcomes[i] = e
-        finally:
-            if all(o is not None for o in outcomes):
-                big_done.set()
 
     threads = [threading.Thread(target=big, args=(i,)) for i in range(4)]
     for t in threads:
@@ -200,7 +204,11 @@ def test_huge_prompts_are_refused_while_others_are_served(suite, client):
     assert small.choices[0].finish_reason == "length"
     for t in threads:
         t.join(timeout=120)
-    assert all(isinstance(o, openai.BadRequestError) and o.code == "CONTEXT_LENGTH_EXCEEDED" for o in outcomes), outcomes
+    if surface == "rest":
+        assert all(isinstance(o, openai.APIStatusError) and o.status_code == 413 for o in outcomes), outcomes
+    else:
+        assert all(isinstance(o, grpc.RpcError) and o.code() == grpc.StatusCode.INVALID_ARGUMENT
+                   and error_info(o).reason == "CONTEXT_LENGTH_EXCEEDED" for o in outcomes), outcomes
     for service, before in peak_before.items():
         assert _peak_rss_mb(run / f"{service}.pid") - before < 200, service
 

@@ -138,11 +138,16 @@ def test_unknown_model_raises_not_found(client):
     assert e.value.code == "MODEL_NOT_FOUND" and e.value.param == "model"
 
 
-def test_a_prompt_over_one_mib_reaches_the_server(client):
-    big = "lorem ipsum " * 100_000  # 1.2 MB: past Envoy's default buffer, past the tiny model's context
+def test_a_prompt_past_the_context_is_refused_by_size(client):
+    """Under the edge's body limit (derived from the model: 1 MiB for the tiny one), the orchestrator refuses a
+    prompt its length alone rules out, before tokenizing; past the limit, the edge answers 413 unparsed."""
+    big = "lorem ipsum " * 70_000  # 840 KB
     with pytest.raises(openai.BadRequestError) as e:
         client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": big}], max_tokens=4)
-    assert e.value.code == "CONTEXT_LENGTH_EXCEEDED"  # the orchestrator answered: not a 413 from the edge
+    assert e.value.code == "CONTEXT_LENGTH_EXCEEDED" and e.value.param == "messages"
+    with pytest.raises(openai.APIStatusError) as e:
+        client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": big * 2}], max_tokens=4)
+    assert e.value.status_code == 413 and e.value.body["code"] == "REQUEST_TOO_LARGE"
 
 
 def test_edge_errors_are_openai_shaped(suite):

@@ -56,6 +56,11 @@ class Orchestrator:
             raise errors.NotFound(f"The model '{errors.clip(name, 100)}' does not exist; this deployment serves "
                                   f"'{self.model.name}'", reason="MODEL_NOT_FOUND", metadata={"model": name, "param": "model"})
 
+    def check_prompt_bytes(self, nbytes: int, field: str) -> None:
+        """`check_prompt_size` from the UTF-8 size (a character is at most 4 bytes), so that a huge prompt
+        is refused before its text is even decoded."""
+        self.check_prompt_size(nbytes // 4, field)
+
     def check_prompt_size(self, chars: int, field: str) -> None:
         """Refuses, before any tokenization, a prompt whose length alone proves it cannot fit the context:
         no token spans more than `max_chars_per_token` characters (0: no such bound is known)."""
@@ -63,8 +68,8 @@ class Orchestrator:
         if self.model.max_chars_per_token and chars > bound:
             raise errors.InvalidArgument(
                 f"This model's maximum context length is {self.model.context_length} tokens, but the prompt "
-                f"({chars} characters) is longer than that", reason="CONTEXT_LENGTH_EXCEEDED",
-                field_violations=[(field, f"{chars} characters cannot fit in {self.model.context_length} tokens")],
+                f"(at least {chars} characters) is longer than that", reason="CONTEXT_LENGTH_EXCEEDED",
+                field_violations=[(field, f"{chars}+ characters cannot fit in {self.model.context_length} tokens")],
                 metadata={"param": field, "context_length": str(self.model.context_length)})
 
     def _spec(self, p: GenerationParams, max_tokens: int, extra_stop_ids: list[int]) -> EngineSpec:

@@ -16,6 +16,7 @@ class ChatServicer(chat_pb2_grpc.ChatServiceServicer):
     async def _prepare(self, request, context, streaming: bool):
         self.app.admit(context, request.model)
         orch = self.app.orchestrator()
+        orch.check_prompt_bytes(sum(m.content.ByteSize() for m in request.messages), "messages")
         messages, params, field = convert.chat_params(request, streaming=streaming)
         timeout = remaining(context, self.app.settings.request_timeout_seconds)
         prepared = await orch.prepare_chat(request.model, messages, params, max_tokens_field=field, timeout=timeout)

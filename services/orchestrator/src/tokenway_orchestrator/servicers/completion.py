@@ -16,6 +16,7 @@ class CompletionServicer(completion_pb2_grpc.CompletionServiceServicer):
     async def _prepare(self, request, context, streaming: bool):
         self.app.admit(context, request.model)
         orch = self.app.orchestrator()
+        orch.check_prompt_bytes(convert.largest_text_prompt_bytes(request), "prompt")
         params = convert.completion_params(request, streaming=streaming)
         timeout = remaining(context, self.app.settings.request_timeout_seconds)
         echo = request.echo if request.HasField("echo") else False

@@ -118,6 +118,14 @@ def _token_ids(values, field: str, max_len: int, v: Violations) -> list[int]:
     return ids
 
 
+def largest_text_prompt_bytes(req) -> int:
+    """The serialized size of the largest text prompt (0 for token ids): a bound known before decoding."""
+    value = req.prompt
+    if value.WhichOneof("kind") == "string_value":
+        return value.ByteSize()
+    return max((x.ByteSize() for x in value.list_value.values if x.WhichOneof("kind") == "string_value"), default=0)
+
+
 def completion_prompts(req, context_length: int) -> tuple[list[str], list[list[int]]]:
     """The prompts of a completion request: texts, or token-id lists (OpenAI's four shapes, plus
     tokenway's typed prompt_token_ids for gRPC callers)."""
