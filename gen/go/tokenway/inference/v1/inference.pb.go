@@ -757,7 +757,10 @@ type GetModelInfoResponse struct {
 	TokenizerFingerprint string `protobuf:"bytes,7,opt,name=tokenizer_fingerprint,json=tokenizerFingerprint,proto3" json:"tokenizer_fingerprint,omitempty"`
 	// Required. Engine kind, e.g. "transformers" or "vllm".
 	Engine string `protobuf:"bytes,8,opt,name=engine,proto3" json:"engine,omitempty"`
-	// Required. Size of the model's vocabulary (logits).
+	// Required. Number of token ids the model may generate and the tokenizer
+	// can decode: min(tokenizer size including added tokens, model logit
+	// rows); padded rows are never sampled. Prompt ids, stop ids and
+	// logit_bias keys must be in [0, vocab_size).
 	VocabSize uint32 `protobuf:"varint,9,opt,name=vocab_size,json=vocabSize,proto3" json:"vocab_size,omitempty"`
 	// Optional. Default max_tokens when a request sets none (0: up to the context).
 	DefaultMaxTokens uint32 `protobuf:"varint,10,opt,name=default_max_tokens,json=defaultMaxTokens,proto3" json:"default_max_tokens,omitempty"`

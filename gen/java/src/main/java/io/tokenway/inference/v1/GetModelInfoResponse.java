@@ -351,7 +351,10 @@ private static final long serialVersionUID = 0L;
   private int vocabSize_ = 0;
   /**
    * <pre>
-   * Required. Size of the model's vocabulary (logits).
+   * Required. Number of token ids the model may generate and the tokenizer
+   * can decode: min(tokenizer size including added tokens, model logit
+   * rows); padded rows are never sampled. Prompt ids, stop ids and
+   * logit_bias keys must be in [0, vocab_size).
    * </pre>
    *
    * <code>uint32 vocab_size = 9;</code>
@@ -1663,7 +1666,10 @@ private static final long serialVersionUID = 0L;
     private int vocabSize_ ;
     /**
      * <pre>
-     * Required. Size of the model's vocabulary (logits).
+     * Required. Number of token ids the model may generate and the tokenizer
+     * can decode: min(tokenizer size including added tokens, model logit
+     * rows); padded rows are never sampled. Prompt ids, stop ids and
+     * logit_bias keys must be in [0, vocab_size).
      * </pre>
      *
      * <code>uint32 vocab_size = 9;</code>
@@ -1675,7 +1681,10 @@ private static final long serialVersionUID = 0L;
     }
     /**
      * <pre>
-     * Required. Size of the model's vocabulary (logits).
+     * Required. Number of token ids the model may generate and the tokenizer
+     * can decode: min(tokenizer size including added tokens, model logit
+     * rows); padded rows are never sampled. Prompt ids, stop ids and
+     * logit_bias keys must be in [0, vocab_size).
      * </pre>
      *
      * <code>uint32 vocab_size = 9;</code>
@@ -1691,7 +1700,10 @@ private static final long serialVersionUID = 0L;
     }
     /**
      * <pre>
-     * Required. Size of the model's vocabulary (logits).
+     * Required. Number of token ids the model may generate and the tokenizer
+     * can decode: min(tokenizer size including added tokens, model logit
+     * rows); padded rows are never sampled. Prompt ids, stop ids and
+     * logit_bias keys must be in [0, vocab_size).
      * </pre>
      *
      * <code>uint32 vocab_size = 9;</code>

@@ -176,7 +176,10 @@ public interface GetModelInfoResponseOrBuilder extends
 
   /**
    * <pre>
-   * Required. Size of the model's vocabulary (logits).
+   * Required. Number of token ids the model may generate and the tokenizer
+   * can decode: min(tokenizer size including added tokens, model logit
+   * rows); padded rows are never sampled. Prompt ids, stop ids and
+   * logit_bias keys must be in [0, vocab_size).
    * </pre>
    *
    * <code>uint32 vocab_size = 9;</code>
