@@ -70,8 +70,9 @@ test-integration: setup-python model ## the three services as processes over loo
 clean: ## remove local state (.tokenway/: venv, tools, model, logs)
 	rm -rf .tokenway
 
-bench: model ## first speed figures: 1 and 8 concurrent streams end to end vs. in-process (writes bench/results/)
-	@mkdir -p bench/results; out=bench/results/quick-$$(date +%Y%m%d).txt; started=0; \
+bench: model ## speed figures (1 and 8 streams end to end vs. in-process) and huge-prompt figures (writes bench/results/)
+	@mkdir -p bench/results; day=$$(date +%Y%m%d); started=0; \
 	if ! $(PY) tools/suite.py status >/dev/null 2>&1; then $(PY) tools/suite.py up; started=1; fi; \
-	{ echo "# make bench ($$(date -u +%FT%TZ), $$(nproc) cores): $(PY) bench/quick.py"; $(PY) bench/quick.py; } | tee $$out; \
+	{ echo "# make bench ($$(date -u +%FT%TZ), $$(nproc) cores): $(PY) bench/quick.py"; $(PY) bench/quick.py; } | tee bench/results/quick-$$day.txt; \
+	{ echo "# make bench ($$(date -u +%FT%TZ), $$(nproc) cores): $(PY) bench/hostile.py"; $(PY) bench/hostile.py; } | tee bench/results/hostile-$$day.txt; \
 	if [ $$started = 1 ]; then $(PY) tools/suite.py down; fi

@@ -31,6 +31,7 @@ SERVICES = {"orchestrator": (ENV.get("TOKENWAY_ORCHESTRATOR_PORT", "50051"), "to
             "tokenizer": (ENV.get("TOKENWAY_TOKENIZER_PORT", "50052"), "tokenway.tokenizer.v1.TokenizerService"),
             "inference": (ENV.get("TOKENWAY_INFERENCE_PORT", "50053"), "tokenway.inference.v1.InferenceService")}
 SMALL = {"model": "tokenway-tiny", "messages": [{"role": "user", "content": "Hi there"}], "max_tokens": 2}
+ORCHESTRATOR = f"127.0.0.1:{SERVICES['orchestrator'][0]}"
 
 
 def rss_mb(service: str, key: str) -> float:
@@ -82,23 +83,52 @@ class Prober:
                 self.stop.wait(0.02)  # probe pacing
 
 
-def scenario(name: str, sizes_mb: list[int], idle_ms: float) -> list[str]:
-    before = {s: rss_mb(s, "VmHWM") for s in ("tokenizer", "orchestrator")}
-    bodies = [json.dumps({"model": "tokenway-tiny", "max_tokens": 2, "messages": [
-        {"role": "user", "content": "lorem ipsum dolor " * (mb * 1024 * 1024 // 18)}]}).encode() for mb in sizes_mb]
-    results: list[tuple] = [()] * len(bodies)
+def _rest_sender(mb: int):
+    body = json.dumps({"model": "tokenway-tiny", "max_tokens": 2, "messages": [
+        {"role": "user", "content": "lorem ipsum dolor " * (mb * 1024 * 1024 // 18)}]}).encode()
 
-    def send(i: int) -> None:
+    def send() -> tuple:
         with httpx.Client(base_url=REST, timeout=300) as http:
             t = time.perf_counter()
-            r = http.post("/v1/chat/completions", content=bodies[i], headers={"content-type": "application/json"})
-            results[i] = (r.status_code, (time.perf_counter() - t) * 1e3, r.json()["error"]["code"])
+            r = http.post("/v1/chat/completions", content=body, headers={"content-type": "application/json"})
+            return f"HTTP {r.status_code}", (time.perf_counter() - t) * 1e3, r.json()["error"]["code"]
+    return send
+
+
+def _grpc_sender(mb: int):
+    from google.protobuf import struct_pb2
+    from tokenway.v1 import chat_pb2, chat_pb2_grpc
+
+    from tokenway_common.errors import error_info
+
+    req = chat_pb2.CreateChatCompletionRequest(model="tokenway-tiny", max_tokens=2, messages=[chat_pb2.ChatRequestMessage(
+        role="user", content=struct_pb2.Value(string_value="lorem ipsum dolor " * (mb * 1024 * 1024 // 18)))])
+
+    def send() -> tuple:
+        with grpc.insecure_channel(ORCHESTRATOR, options=[("grpc.max_send_message_length", 2**30)]) as ch:
+            t = time.perf_counter()
+            try:
+                chat_pb2_grpc.ChatServiceStub(ch).CreateChatCompletion(req, timeout=300)
+                return "OK", (time.perf_counter() - t) * 1e3, "-"
+            except grpc.RpcError as e:
+                info = error_info(e)
+                return e.code().name, (time.perf_counter() - t) * 1e3, info.reason if info else e.details()
+    return send
+
+
+def scenario(name: str, sizes_mb: list[int], idle_ms: float, surface: str) -> list[str]:
+    before = {s: rss_mb(s, "VmHWM") for s in ("tokenizer", "orchestrator")}
+    senders_fn = [(_rest_sender if surface == "rest" else _grpc_sender)(mb) for mb in sizes_mb]
+    results: list[tuple] = [()] * len(senders_fn)
+
+    def send(i: int) -> None:
+        results[i] = senders_fn[i]()
 
     here, there = multiprocessing.Pipe()
     proc = multiprocessing.get_context("fork").Process(target=Prober().run, args=(there,), daemon=True)
     proc.start()
     assert here.recv() == "started"
-    senders = [threading.Thread(target=send, args=(i,)) for i in range(len(bodies))]
+    senders = [threading.Thread(target=send, args=(i,)) for i in range(len(senders_fn))]
     for s in senders:
         s.start()
     for s in senders:
@@ -107,8 +137,8 @@ def scenario(name: str, sizes_mb: list[int], idle_ms: float) -> list[str]:
     small_ms, health = here.recv()
     proc.join()
     small = sorted(small_ms)
-    lines = [f"## {name}",
-             "rejections: " + ", ".join(f"HTTP {c} {code} in {ms:.0f} ms" for c, ms, code in results),
+    lines = [f"## {name}, {'REST through Envoy' if surface == 'rest' else 'gRPC to the orchestrator'}",
+             "rejections: " + ", ".join(f"{c} {code} in {ms:.0f} ms" for c, ms, code in results),
              f"small requests meanwhile: n={len(small)} median {statistics.median(small):.0f} ms, "
              f"max {small[-1]:.0f} ms (idle median {idle_ms:.0f} ms; bar {2 * idle_ms + 50:.0f} ms)"]
     for service, b in before.items():
@@ -125,8 +155,9 @@ def main() -> int:
             small_latency(http)  # warm-up
         idle = statistics.median(small_latency(http) for _ in range(15))
     out = [f"idle small chat request (REST, 2 tokens): median {idle:.0f} ms"]
-    out += scenario("one 60 MB chat prompt", [60], idle)
-    out += scenario("four concurrent 8 MB chat prompts", [8, 8, 8, 8], idle)
+    for surface in ("rest", "grpc"):
+        out += scenario("one 60 MB chat prompt", [60], idle, surface)
+        out += scenario("four concurrent 8 MB chat prompts", [8, 8, 8, 8], idle, surface)
     print("\n".join(out))
     return 0
 
