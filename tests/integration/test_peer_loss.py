@@ -14,6 +14,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -63,6 +64,9 @@ class OwnSuite:
             proc = subprocess.Popen(spec["cmd"], env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
                                     start_new_session=True)
         (self.run / f"{name}.pid").write_text(str(proc.pid))
+        # Our child, unlike the ones `suite.py up` left behind: reap it when it exits, or `suite.py down`
+        # sees a zombie that looks alive.
+        threading.Thread(target=proc.wait, daemon=True).start()
 
     def http_health(self) -> int:
         try:

@@ -78,13 +78,16 @@ async def test_the_app_drives_its_readiness_and_liveness_stays_serving():
             assert (await health.Check(health_pb2.HealthCheckRequest(service=""), timeout=10)).status == SERVING
             app.set_ready(True)
             assert await _next_status(watch) == SERVING
-            await running.stop()
+            # shutdown begins; the long drain keeps the server answering while we look
+            stopping = asyncio.create_task(running.stop(grace=0, drain=3600))
             assert await _next_status(watch) == NOT_SERVING
             app.set_ready(True)  # after shutdown began: changes nothing
             await asyncio.gather(*running._tasks)
-            assert not running.ready and running.health._server_status[SERVICE] == NOT_SERVING
+            check = await health.Check(health_pb2.HealthCheckRequest(service=SERVICE), timeout=10)
+            assert check.status == NOT_SERVING and not running.ready
+            stopping.cancel()
     finally:
-        await running.stop()
+        await running.server.stop(0)
 
 
 async def test_on_shutdown_runs_alongside_server_stop_and_is_cancelled_when_stop_returns():
