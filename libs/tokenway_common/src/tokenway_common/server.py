@@ -124,18 +124,19 @@ class RunningServer:
                 result = (await asyncio.gather(shutdown, return_exceptions=True))[0]
                 if isinstance(result, Exception):
                     log.error("on_shutdown failed: %s", result, exc_info=result)
-        await _settle_rpc_tasks()
         await self.app.close()
 
 
 async def _settle_rpc_tasks(timeout: float = 5.0) -> None:
-    """Lets grpc.aio's per-RPC tasks finish after `server.stop()` returned.
+    """Lets grpc.aio's per-RPC tasks finish after `server.stop()` returned, before the process exits.
 
     stop() returns once the core has no live call, but each call's Python task (grpc's
-    `_schedule_rpc_coro`, named "rpc_task") still needs a few loop turns to unwind its handler. If the
-    process exits first, asyncio.run() cancels those tasks and grpc logs each one as "Exception not
-    handled by _handle_exceptions" with a CancelledError traceback (long health Watch streams, streams
-    cut at the end of the grace period). Waiting for them is the fix; nothing is filtered.
+    `_schedule_rpc_coro`, named "rpc_task") still needs a few loop turns to unwind its handler. If
+    `asyncio.run()` ends first, it cancels those tasks and grpc logs each one as "Exception not handled
+    by _handle_exceptions" with a CancelledError traceback (long health Watch streams, streams cut at
+    the end of the grace period). Waiting for them is the fix; nothing is filtered. Called by `serve()`
+    only: there this process's one server owns every RPC task (in-process tests run several servers
+    in one loop, whose tasks are not ours to wait for).
     """
     me = asyncio.current_task()
     pending = [t for t in asyncio.all_tasks() if t is not me and not t.done() and
@@ -207,5 +208,6 @@ async def serve(settings: config.ServerSettings, app: App, name: str) -> int:
     stopper.cancel()
     log.info("%s shutting down: NOT_SERVING, drain %.1fs, grace %.1fs", name, settings.drain_seconds, settings.grace_seconds)
     await running.stop(settings.grace_seconds, settings.drain_seconds)
+    await _settle_rpc_tasks()
     log.info("%s stopped", name)
     return code
