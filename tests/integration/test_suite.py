@@ -50,7 +50,7 @@ def test_unary_chat_answers_with_text_finish_reason_and_exact_usage(chat, tokeni
     assert choice.message.role == "assistant" and choice.message.content
     assert choice.finish_reason in ("stop", "length")
     rendered = tokenizer.RenderChat(tokenizer_pb2.RenderChatRequest(
-        messages=[tokenizer_pb2.ChatTurn(role=m.role, content=m.content) for m in HELLO]))
+        messages=[tokenizer_pb2.ChatTurn(role=m.role, content=m.content.string_value) for m in HELLO]))
     assert resp.usage.prompt_tokens == len(rendered.prompt_token_ids)
     assert 1 <= resp.usage.completion_tokens <= 24
     assert resp.usage.total_tokens == resp.usage.prompt_tokens + resp.usage.completion_tokens
