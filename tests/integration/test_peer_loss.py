@@ -22,6 +22,7 @@ from pathlib import Path
 from unittest import mock
 
 import grpc
+import openai
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from tokenway.v1 import chat_pb2, chat_pb2_grpc
@@ -156,10 +157,31 @@ def readiness(orch, own):
     r.close()
 
 
+def _rest_stream(own):
+    """A long REST stream through Envoy, already started."""
+    client = openai.OpenAI(base_url=f"http://127.0.0.1:{own.rest}/v1", api_key="unused", max_retries=0, timeout=BOUND)
+    stream = iter(client.chat.completions.create(model="tokenway-tiny", stream=True, max_tokens=1500,
+                                                 messages=[{"role": "user", "content": "Tell me a long story."}],
+                                                 extra_body={"ignore_eos": True}))
+    assert next(stream).choices
+    return stream
+
+
+def _assert_ends_with_an_error_event(stream, code: str) -> None:
+    """The REST caller is told, in-band: never a clean end of a truncated answer."""
+    with pytest.raises(openai.APIError) as e:
+        for _ in stream:
+            pass
+    assert e.value.body["code"] == code and e.value.body["type"] == "service_unavailable"
+    assert "127.0.0.1" not in e.value.message
+
+
 @pytest.mark.parametrize("peer", ["inference", "tokenizer"])
 def test_a_dead_peer_turns_readiness_off_and_its_return_turns_it_back_on(own, orch, readiness, peer):
+    rest = _rest_stream(own)
     killed = time.monotonic()
     os.kill(own.pid(peer), signal.SIGKILL)
+    _assert_ends_with_an_error_event(rest, "PEER_UNAVAILABLE")
     _report(f"{peer} SIGKILL -> orchestrator NOT_SERVING", readiness.wait(NOT_SERVING) - killed)
     _report(f"{peer} SIGKILL -> GET /health 503", own.wait_http_health(503) - killed)
     assert readiness.live() == SERVING  # liveness is the process only
@@ -187,6 +209,7 @@ def test_a_hung_inference_peer_fails_its_stream_fast_and_readiness_follows(own, 
     deadline = 10 * BOUND
     stream = chat_pb2_grpc.ChatServiceStub(orch).StreamChatCompletion(req, timeout=deadline)
     next(stream)  # in flight
+    rest = _rest_stream(own)
     pid = own.pid("inference")
     stopped = time.monotonic()
     os.kill(pid, signal.SIGSTOP)
@@ -197,6 +220,7 @@ def test_a_hung_inference_peer_fails_its_stream_fast_and_readiness_follows(own, 
         failed = time.monotonic()
         assert e.value.code() == grpc.StatusCode.UNAVAILABLE, e.value  # not DEADLINE_EXCEEDED
         _report("inference SIGSTOP -> in-flight stream UNAVAILABLE", failed - stopped)
+        _assert_ends_with_an_error_event(rest, "PEER_UNAVAILABLE")
         _report("inference SIGSTOP -> orchestrator NOT_SERVING", readiness.wait(NOT_SERVING) - stopped)
         own.wait_http_health(503)
         with pytest.raises(grpc.RpcError) as e:
