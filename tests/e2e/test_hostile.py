@@ -180,8 +180,8 @@ def _peak_rss_mb(pid_file: Path) -> float:
 @pytest.mark.parametrize("surface", ["rest", "grpc"])
 def test_huge_prompts_are_refused_while_others_are_served(suite, client, chat, surface):
     """Four 8 MB prompts at once: REST ones stop at the edge (413, body limit derived from the model), gRPC ones
-    at the orchestrator (CONTEXT_LENGTH_EXCEEDED from their size, before tokenizing); a small request sent
-    meanwhile is served, and no service's memory grows by the prompts' size."""
+    in gRPC itself (RESOURCE_EXHAUSTED: past the orchestrator's request limit, never parsed); a small request
+    sent meanwhile is served, and no service's memory grows by the prompts' size."""
     run = Path(suite.env["TOKENWAY_RUN_DIR"])
     peak_before = {s: _peak_rss_mb(run / f"{s}.pid") for s in ("tokenizer", "orchestrator")}
     huge = "lorem ipsum dolor " * (8 * 1024 * 1024 // 18)
@@ -207,10 +207,22 @@ def test_huge_prompts_are_refused_while_others_are_served(suite, client, chat, s
     if surface == "rest":
         assert all(isinstance(o, openai.APIStatusError) and o.status_code == 413 for o in outcomes), outcomes
     else:
-        assert all(isinstance(o, grpc.RpcError) and o.code() == grpc.StatusCode.INVALID_ARGUMENT
-                   and error_info(o).reason == "CONTEXT_LENGTH_EXCEEDED" for o in outcomes), outcomes
+        assert all(isinstance(o, grpc.RpcError) and o.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+                   for o in outcomes), outcomes
     for service, before in peak_before.items():
         assert _peak_rss_mb(run / f"{service}.pid") - before < 200, service
+
+
+def test_a_prompt_its_size_rules_out_is_refused_by_its_size(chat):
+    """Under the request limit, a prompt whose length alone cannot fit is refused by the orchestrator from its
+    size, with the public field name."""
+    text = "lorem ipsum dolor " * (2 * 1024 * 1024 // 18)  # 2 MB
+    req = chat_pb2.CreateChatCompletionRequest(model=MODEL, max_tokens=2, messages=[
+        chat_pb2.ChatRequestMessage(role="user", content=struct_pb2.Value(string_value=text))])
+    with pytest.raises(grpc.RpcError) as e:
+        chat.CreateChatCompletion(req, timeout=60)
+    assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT and error_info(e.value).reason == "CONTEXT_LENGTH_EXCEEDED"
+    assert error_info(e.value).metadata["param"] == "messages"
 
 
 # --- observability of the unhappy path -----------------------------------------------------------------

@@ -48,7 +48,8 @@ def _service_config(services: tuple[str, ...]) -> str:
 
 
 def channel_options(settings: config.ServerSettings, services: tuple[str, ...] = ()) -> list[tuple[str, int | str]]:
-    options: list[tuple[str, int | str]] = [o for o in server_options(settings) if not o[0].startswith("grpc.so_reuseport")]
+    options: list[tuple[str, int | str]] = [o for o in server_options(settings, receiving="responses")
+                                            if not o[0].startswith("grpc.so_reuseport")]
     options += [
         ("grpc.keepalive_time_ms", KEEPALIVE_MS),
         ("grpc.keepalive_timeout_ms", KEEPALIVE_TIMEOUT_MS),

@@ -43,6 +43,8 @@ class ServerSettings:
     log_level: str = setting("INFO", "log level", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
     log_format: str = setting("text", "log format", choices=("text", "json"))
     max_message_mb: int = setting(64, "largest gRPC message accepted or sent, MiB", minimum=1)
+    max_request_mb: int = setting(0, "largest request message the server accepts (refused by gRPC before it is "
+                                     "parsed), MiB; 0: max_message_mb", minimum=0)
 
 
 def _base_type(tp: Any) -> Any:

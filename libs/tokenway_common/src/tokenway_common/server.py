@@ -54,11 +54,14 @@ class App(Protocol):
     async def close(self) -> None: ...
 
 
-def server_options(settings: config.ServerSettings) -> list[tuple[str, int]]:
+def server_options(settings: config.ServerSettings, *, receiving: str = "requests") -> list[tuple[str, int]]:
+    """Options for a server (`receiving="requests"`: at most max_request_mb) or, with `receiving="responses"`,
+    for a channel to a peer (whose answers may be as large as max_message_mb)."""
     size = settings.max_message_mb * 1024 * 1024
+    receive = settings.max_request_mb * 1024 * 1024 if receiving == "requests" and settings.max_request_mb else size
     return [
         ("grpc.max_send_message_length", size),
-        ("grpc.max_receive_message_length", size),
+        ("grpc.max_receive_message_length", receive),
         ("grpc.so_reuseport", 0),  # a second server on a taken port must fail, not share it
         # Accept the peers' keepalive pings (channels.py pings every second so that a hung peer is
         # found fast): a ping every 0.5 s or slower is fine, and never answered with GOAWAY.

@@ -20,8 +20,10 @@ def _addresses(value: tuple[str, ...]) -> str | None:
 class OrchestratorSettings(ServerSettings):
     port: int = setting(50051, "port of the public tokenway.v1 API", minimum=0)
     # The public port takes hostile input: a request larger than any prompt a served model could take is
-    # refused by gRPC itself (RESOURCE_EXHAUSTED) before it is parsed. 16 MiB holds a 128k-token prompt.
-    max_message_mb: int = setting(16, "largest gRPC message accepted or sent, MiB", minimum=1)
+    # refused by gRPC itself (RESOURCE_EXHAUSTED) before it is parsed. 8 MiB holds a 128k-token prompt
+    # several times over; answers (n choices with logprobs) may still be up to max_message_mb.
+    max_request_mb: int = setting(8, "largest request message the server accepts (refused by gRPC before it is "
+                                     "parsed), MiB; 0: max_message_mb", minimum=0)
     tokenizer_address: str = setting("127.0.0.1:50052", "tokenizer service host:port")
     inference_addresses: tuple[str, ...] = setting(("127.0.0.1:50053",), "inference replicas, comma-separated host:port",
                                                    check=_addresses)
