@@ -83,9 +83,9 @@ class Prober:
                 self.stop.wait(0.02)  # probe pacing
 
 
-def _rest_sender(mb: int):
+def _rest_sender(mb: float):
     body = json.dumps({"model": "tokenway-tiny", "max_tokens": 2, "messages": [
-        {"role": "user", "content": "lorem ipsum dolor " * (mb * 1024 * 1024 // 18)}]}).encode()
+        {"role": "user", "content": "lorem ipsum dolor " * int(mb * 1024 * 1024 // 18)}]}).encode()
 
     def send() -> tuple:
         with httpx.Client(base_url=REST, timeout=300) as http:
@@ -95,14 +95,14 @@ def _rest_sender(mb: int):
     return send
 
 
-def _grpc_sender(mb: int):
+def _grpc_sender(mb: float):
     from google.protobuf import struct_pb2
     from tokenway.v1 import chat_pb2, chat_pb2_grpc
 
     from tokenway_common.errors import error_info
 
     req = chat_pb2.CreateChatCompletionRequest(model="tokenway-tiny", max_tokens=2, messages=[chat_pb2.ChatRequestMessage(
-        role="user", content=struct_pb2.Value(string_value="lorem ipsum dolor " * (mb * 1024 * 1024 // 18)))])
+        role="user", content=struct_pb2.Value(string_value="lorem ipsum dolor " * int(mb * 1024 * 1024 // 18)))])
 
     def send() -> tuple:
         with grpc.insecure_channel(ORCHESTRATOR, options=[("grpc.max_send_message_length", 2**30)]) as ch:
@@ -116,7 +116,7 @@ def _grpc_sender(mb: int):
     return send
 
 
-def scenario(name: str, sizes_mb: list[int], idle_ms: float, surface: str) -> list[str]:
+def scenario(name: str, sizes_mb: list[float], idle_ms: float, surface: str) -> list[str]:
     before = {s: rss_mb(s, "VmHWM") for s in ("tokenizer", "orchestrator")}
     senders_fn = [(_rest_sender if surface == "rest" else _grpc_sender)(mb) for mb in sizes_mb]
     results: list[tuple] = [()] * len(senders_fn)
@@ -158,6 +158,8 @@ def main() -> int:
     for surface in ("rest", "grpc"):
         out += scenario("one 60 MB chat prompt", [60], idle, surface)
         out += scenario("four concurrent 8 MB chat prompts", [8, 8, 8, 8], idle, surface)
+    # just under the orchestrator's 8 MiB request limit: parsed, then refused by their size
+    out += scenario("four concurrent 7.5 MB chat prompts", [7.5] * 4, idle, "grpc")
     print("\n".join(out))
     return 0
 
