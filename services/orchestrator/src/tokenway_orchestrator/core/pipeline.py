@@ -197,6 +197,6 @@ class Pipeline:
         out = []
         for k, (tid, (chosen, top)) in enumerate(zip(chunk.token_ids[:used], chunk.logprobs[:used])):
             text, raw = self._token(tid)
-            out.append(TokenLogprob(token_texts[k] if k < len(token_texts) else text, chosen,
-                                    tuple((*self._token(t)[:1], lp, self._token(t)[1]) for t, lp in top), raw))
+            alternatives = tuple((alt, lp, alt_bytes) for t, lp in top for alt, alt_bytes in (self._token(t),))
+            out.append(TokenLogprob(token_texts[k] if k < len(token_texts) else text, chosen, alternatives, raw))
         return tuple(out)
