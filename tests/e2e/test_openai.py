@@ -42,11 +42,16 @@ def _running(inference) -> int:
     return inference.GetLoad(inference_pb2.GetLoadRequest(), timeout=5).running
 
 
-def _wait_idle(inference, seconds: float = 30) -> int:
+def _wait_running(inference, want: int, seconds: float = 30) -> int:
+    """The engine's running count once it is `want` (polled: GetLoad is a snapshot published per engine step)."""
     deadline = time.monotonic() + seconds
-    while (running := _running(inference)) and time.monotonic() < deadline:
-        time.sleep(0.05)  # polling the engine's load with a deadline
+    while (running := _running(inference)) != want and time.monotonic() < deadline:
+        time.sleep(0.02)  # polling the engine's load with a deadline
     return running
+
+
+def _wait_idle(inference, seconds: float = 30) -> int:
+    return _wait_running(inference, 0, seconds)
 
 
 def test_chat_completion_matches_the_grpc_answer(client, chat):
@@ -72,7 +77,7 @@ def test_chat_stream_arrives_chunk_by_chunk_while_the_engine_is_still_generating
         arrivals.append(time.monotonic())
         if len(arrivals) == 1:
             # the first chunk is here and the generation is not over: it was not buffered
-            assert _running(inference) == 1
+            assert _wait_running(inference, 1) == 1
         for choice in chunk.choices:
             parts.append(choice.delta.content or "")
             finish = choice.finish_reason or finish
@@ -170,7 +175,7 @@ def test_client_disconnect_frees_the_engine_slot(suite, inference):
         with http.stream("POST", "/chat/completions", json=body) as resp:
             first = next(resp.iter_lines())
             assert first.startswith("data: ")
-            assert _running(inference) == 1
+            assert _wait_running(inference, 1) == 1
     assert _wait_idle(inference) == 0
 
 

@@ -144,7 +144,7 @@ def test_cancelling_the_client_call_frees_the_engine_slot(chat, inference):
                                                  ignore_eos=True), timeout=120)
     first = next(call)
     assert first.choices
-    assert _running(inference) == 1
+    assert _wait_running(inference, 1) == 1
     call.cancel()
     assert _wait_running(inference, 0) == 0
 
