@@ -17,7 +17,7 @@ ifneq ($(ENGINE),)
 export TOKENWAY_INFERENCE_ENGINE := $(ENGINE)
 endif
 
-.PHONY: bench clients help setup setup-python setup-vllm setup-engine model gen gen-check lint run up down status test test-unit test-integration clean
+.PHONY: bench clients help setup setup-python setup-vllm setup-engine test-vllm model gen gen-check lint run up down status test test-unit test-integration clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-17s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -74,6 +74,10 @@ test: setup model ## install what is missing, then run every test
 
 test-unit: setup-python model ## unit and in-process service tests only
 	@$(PY) -m pytest -m "not integration" $(PYTEST_ARGS)
+
+test-vllm: setup-python model ## the REST end-to-end tests once more with the inference service on vLLM (make setup-vllm)
+	@tools/setup.sh vllm
+	@TOKENWAY_INFERENCE_ENGINE=vllm $(PY) -m pytest tests/e2e/test_openai.py tests/e2e/test_hostile.py $(PYTEST_ARGS)
 
 test-integration: setup-python model ## the three services as processes over loopback
 	@$(PY) -m pytest -m integration $(PYTEST_ARGS)

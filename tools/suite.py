@@ -118,6 +118,8 @@ def start_all(detach: bool) -> list[tuple[dict, subprocess.Popen]]:
     # Everything shares this host: torch on every core would stall whenever the CPU tier runs
     # (measured on 2 cores, 8 streams: 1 torch thread 625-670 tok/s, 2 threads 445-500 tok/s).
     env.setdefault("TOKENWAY_INFERENCE_THREADS", str(max(1, (os.cpu_count() or 2) - 1)))
+    if env.get("TOKENWAY_INFERENCE_ENGINE") == "vllm":  # vLLM's compile cache survives restarts, under .tokenway/
+        env.setdefault("VLLM_CACHE_ROOT", str(ROOT / ".tokenway" / "vllm-cache"))
     procs = []
     for s in services():
         if port_taken(s["port"]):

@@ -21,9 +21,12 @@ class InferenceSettings(ServerSettings):
     max_waiting: int = setting(256, "most requests queued for the batch; beyond it RESOURCE_EXHAUSTED", minimum=0)
     max_model_len: int = setting(0, "longest prompt plus completion (0: max_position_embeddings of config.json)",
                                  minimum=0)
-    dtype: str = setting("float32", "weights and activations dtype", choices=("float32", "bfloat16"))
+    dtype: str = setting("auto", "weights and activations dtype; auto: float32 on the transformers engine (CPU), "
+                                 "the checkpoint's on vllm", choices=("auto", "float32", "bfloat16"))
     threads: int = setting(0, "torch intra-op threads; 0: one per core (a dedicated host). Sharing the host with "
                               "the CPU tier, leave it a core: `make run` uses cores - 1", minimum=0)
     kv_cache_tokens: int = setting(65536, "KV-cache budget in tokens (batch rows x padded length); "
                                           "admission keeps the reserved prompt+max_tokens within it", minimum=1)
-    gpu_memory_utilization: float = setting(0.9, "vllm engine only: share of GPU memory vLLM may use", minimum=0.05)
+    gpu_memory_utilization: float = setting(0.0, "vllm engine on GPUs only: share of GPU memory vLLM may use "
+                                                  "(0: vLLM's default); the KV cache is sized by kv_cache_tokens",
+                                            minimum=0.0)

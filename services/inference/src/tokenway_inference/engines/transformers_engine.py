@@ -145,7 +145,7 @@ class TransformersEngine(Engine):
         self.max_batch_size = max_batch_size
         self.max_waiting = max_waiting
         self.kv_cache_tokens = kv_cache_tokens
-        self.dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16}[dtype]
+        self.dtype = {"auto": torch.float32, "float32": torch.float32, "bfloat16": torch.bfloat16}[dtype]
         self.threads = threads
         self._model = None
         self._lock = threading.Condition()

