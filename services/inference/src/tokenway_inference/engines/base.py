@@ -344,3 +344,18 @@ class Engine(abc.ABC):
     @abc.abstractmethod
     async def close(self) -> None:
         """Stops scheduling, ends every open stream with ABORT and frees the model."""
+
+
+_DTYPE_BYTES = {"float32": 4, "float": 4, "bfloat16": 2, "float16": 2, "half": 2}
+
+
+def kv_bytes_per_token(model_dir: str, dtype: str) -> int:
+    """KV-cache bytes one token takes: K and V for every layer's KV heads, at the cache's dtype."""
+    cfg = json.loads((Path(model_dir) / "config.json").read_text())
+    cfg = cfg.get("text_config", cfg)
+    heads = cfg.get("num_attention_heads", 1)
+    head_dim = cfg.get("head_dim") or cfg["hidden_size"] // heads
+    kv_heads = cfg.get("num_key_value_heads") or heads
+    if dtype == "auto":
+        dtype = str(cfg.get("dtype") or cfg.get("torch_dtype") or "float32")
+    return 2 * cfg["num_hidden_layers"] * kv_heads * head_dim * _DTYPE_BYTES.get(dtype, 4)

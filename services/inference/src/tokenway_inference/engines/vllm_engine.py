@@ -24,16 +24,14 @@ step), and top-logprob alternatives naming a padded id are dropped. Unpadded mod
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
 from collections.abc import AsyncIterator, Iterable
-from pathlib import Path
 
 from tokenway_common.errors import InvalidArgument, ResourceExhausted, Unavailable
 
 from .base import (Chunk, Engine, FinishReason, GenerateRequest, Load, ModelFacts, ModelInfo, ResolvedParams,
-                   StoppingOptions, TokenLogprob, validate)
+                   StoppingOptions, TokenLogprob, kv_bytes_per_token, validate)
 from .errors import EngineUnavailable
 
 try:
@@ -53,21 +51,6 @@ except ImportError as exc:  # the CPU default environment has no vllm
 log = logging.getLogger("tokenway.inference.vllm")
 
 _FINISH = {"stop": FinishReason.STOP, "length": FinishReason.LENGTH, "abort": FinishReason.ABORT}
-_DTYPE_BYTES = {"float32": 4, "float": 4, "bfloat16": 2, "float16": 2, "half": 2}
-
-
-def kv_bytes_per_token(model_dir: str, dtype: str) -> int:
-    """KV-cache bytes one token takes: K and V for every layer's KV heads, at the cache's dtype."""
-    cfg = json.loads((Path(model_dir) / "config.json").read_text())
-    cfg = cfg.get("text_config", cfg)
-    heads = cfg.get("num_attention_heads", 1)
-    head_dim = cfg.get("head_dim") or cfg["hidden_size"] // heads
-    kv_heads = cfg.get("num_key_value_heads") or heads
-    if dtype == "auto":
-        dtype = str(cfg.get("dtype") or cfg.get("torch_dtype") or "float32")
-    return 2 * cfg["num_hidden_layers"] * kv_heads * head_dim * _DTYPE_BYTES.get(dtype, 4)
-
-
 class _SchedulerState(StatLoggerBase):
     """Keeps the latest scheduler stats vLLM reports (one instance per engine core)."""
 
