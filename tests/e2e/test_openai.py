@@ -173,7 +173,10 @@ def test_client_disconnect_frees_the_engine_slot(suite, inference):
     body = {"model": MODEL, "messages": MESSAGES, "max_tokens": 1800, "ignore_eos": True, "stream": True}
     with httpx.Client(base_url=suite.base_url, timeout=60) as http:
         with http.stream("POST", "/chat/completions", json=body) as resp:
-            first = next(resp.iter_lines())
+            # keep the line iterator referenced: a dropped generator is closed, and httpx then closes the
+            # connection, which is a disconnect of its own
+            lines = resp.iter_lines()
+            first = next(lines)
             assert first.startswith("data: ")
             assert _wait_running(inference, 1) == 1
     assert _wait_idle(inference) == 0
