@@ -17,7 +17,7 @@ ifneq ($(ENGINE),)
 export TOKENWAY_INFERENCE_ENGINE := $(ENGINE)
 endif
 
-.PHONY: bench clients help setup setup-python setup-vllm setup-engine test-vllm model gen gen-check lint run up down status test test-unit test-integration clean
+.PHONY: bench clients gpu-check help setup setup-python setup-vllm setup-engine test-vllm model gen gen-check lint run up down status test test-unit test-integration clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-17s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -91,3 +91,6 @@ bench: model ## speed figures (1 and 8 streams end to end vs. in-process) and hu
 	{ echo "# make bench ($$(date -u +%FT%TZ), $$(nproc) cores): $(PY) bench/quick.py"; $(PY) bench/quick.py; } | tee bench/results/quick-$$day.txt; \
 	{ echo "# make bench ($$(date -u +%FT%TZ), $$(nproc) cores): $(PY) bench/hostile.py"; $(PY) bench/hostile.py; } | tee bench/results/hostile-$$day.txt; \
 	if [ $$started = 1 ]; then $(PY) tools/suite.py down; fi
+
+gpu-check: ## on a machine with an NVIDIA GPU: CUDA vLLM profile, vLLM tests, engine comparison, vs-vLLM bench (bench/results/gpu-check-*.txt)
+	@tools/gpu-check.sh
