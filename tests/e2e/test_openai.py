@@ -17,7 +17,7 @@ from tokenway.inference.v1 import inference_pb2
 from google.protobuf import struct_pb2
 from tokenway.v1 import chat_pb2
 
-from tests.conftest import ROOT, free_port
+from tests.conftest import ROOT, free_port, tokens_lasting
 
 pytestmark = pytest.mark.e2e
 MODEL = "tokenway-tiny"
@@ -68,9 +68,10 @@ def test_chat_completion_matches_the_grpc_answer(client, chat):
 
 
 def test_chat_stream_arrives_chunk_by_chunk_while_the_engine_is_still_generating(client, inference):
-    unary = client.chat.completions.create(model=MODEL, messages=MESSAGES, max_tokens=300, temperature=0,
+    n = tokens_lasting(2)  # still generating when the first chunk is in and GetLoad asked
+    unary = client.chat.completions.create(model=MODEL, messages=MESSAGES, max_tokens=n, temperature=0,
                                            extra_body={"ignore_eos": True})
-    stream = client.chat.completions.create(model=MODEL, messages=MESSAGES, max_tokens=300, temperature=0, stream=True,
+    stream = client.chat.completions.create(model=MODEL, messages=MESSAGES, max_tokens=n, temperature=0, stream=True,
                                             stream_options={"include_usage": True}, extra_body={"ignore_eos": True})
     arrivals, parts, finish, usage = [], [], None, None
     for chunk in stream:
@@ -84,7 +85,7 @@ def test_chat_stream_arrives_chunk_by_chunk_while_the_engine_is_still_generating
         usage = chunk.usage or usage
     assert len(arrivals) > 3 and arrivals[-1] > arrivals[0]
     assert "".join(parts) == unary.choices[0].message.content
-    assert finish == "length" and usage.completion_tokens == 300 == unary.usage.completion_tokens
+    assert finish == "length" and usage.completion_tokens == n == unary.usage.completion_tokens
 
 
 async def test_async_client_completes_and_streams(aclient):
@@ -219,7 +220,7 @@ def strict(suite):
     port = free_port()
     env = dict(suite.env, TOKENWAY_ORCHESTRATOR_API_KEYS="sk-test,sk-burst,sk-scoped@some-other-model",
                TOKENWAY_ORCHESTRATOR_RATE_LIMIT_RPM="6", TOKENWAY_ORCHESTRATOR_RATE_LIMIT_BURST="2",
-               TOKENWAY_ORCHESTRATOR_REQUEST_TIMEOUT_SECONDS="1.5")
+               TOKENWAY_ORCHESTRATOR_REQUEST_TIMEOUT_SECONDS="3")
     orch = _spawn([sys.executable, "-m", "tokenway_orchestrator", "--port", str(port), "--tokenizer-address",
                    f"127.0.0.1:{suite.tokenizer}", "--inference-addresses", f"127.0.0.1:{suite.inference}"], env)
     procs = [orch]
@@ -299,9 +300,11 @@ def test_body_over_the_edge_limit_is_413(strict):
 
 
 def test_failure_after_the_stream_started_is_raised_not_truncated(strict):
-    """The strict orchestrator gives every request 1.5 s: a long stream fails mid-way."""
+    """The strict orchestrator gives every request 3 s: a stream as long as the context allows fails mid-way
+    (3 s leaves room for the first chunk on a busy core; the whole stream takes ~4 s on vLLM, ~20 s on
+    the transformers engine, here)."""
     stream = _client(strict["url"], "sk-test").chat.completions.create(
-        model=MODEL, messages=MESSAGES, max_tokens=1800, stream=True, extra_body={"ignore_eos": True})
+        model=MODEL, messages=MESSAGES, max_tokens=2000, stream=True, extra_body={"ignore_eos": True})
     received = 0
     with pytest.raises(openai.APIError) as e:
         for chunk in stream:

