@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import gc
 import logging
 import signal
 from typing import Protocol
@@ -178,6 +179,14 @@ async def start_server(settings: config.ServerSettings, app: App, *, wait_ready:
     return running
 
 
+def freeze_startup_heap() -> None:
+    """Moves every object that exists once startup is done (modules, model wrappers, vLLM's engine
+    client: ~650k objects with torch and vLLM imported) out of the collector's reach, as vLLM's own
+    server does: a full collection over them took 0.3 s here, during which the process answers nothing."""
+    gc.collect()
+    gc.freeze()
+
+
 async def serve(settings: config.ServerSettings, app: App, name: str) -> int:
     """Runs `app` until SIGTERM/SIGINT; returns the process exit code."""
     logs.setup(name, settings.log_level, settings.log_format)
@@ -196,6 +205,7 @@ async def serve(settings: config.ServerSettings, app: App, name: str) -> int:
     stopper = asyncio.create_task(stop.wait())
     await asyncio.wait({startup, stopper}, return_when=asyncio.FIRST_COMPLETED)
     if startup.done() and startup.exception() is None:
+        freeze_startup_heap()
         await running.set_ready(True)
         print(f"{name} SERVING on {settings.host}:{running.port}", flush=True)
         log.info("%s SERVING on %s:%d", name, settings.host, running.port)
