@@ -142,7 +142,9 @@ def main() -> int:
     sys.path.insert(0, str(ROOT / "services" / "inference" / "src"))
     from tokenway_inference.engines.base import kv_bytes_per_token  # noqa: PLC0415
     env = dict(os.environ, HF_HUB_OFFLINE="1", TOKENWAY_MODEL=model, VLLM_CACHE_ROOT=str(ROOT / ".tokenway" / "vllm-cache"),
-               VLLM_CPU_OMP_THREADS_BIND=f"0-{threads - 1}", TOKENWAY_INFERENCE_THREADS=str(threads))
+               TOKENWAY_INFERENCE_THREADS=os.environ.get("TOKENWAY_INFERENCE_THREADS", str(threads)))  # 0 on GPUs
+    if env["TOKENWAY_INFERENCE_THREADS"] != "0":  # vLLM's own server on the same cores as tokenway's engine
+        env.setdefault("VLLM_CPU_OMP_THREADS_BIND", f"0-{threads - 1}")
     kv_bytes = 65536 * kv_bytes_per_token(model, "bfloat16")
     (ROOT / ".tokenway" / "run").mkdir(parents=True, exist_ok=True)
     texts = prompts(args.requests)
