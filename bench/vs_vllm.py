@@ -7,6 +7,11 @@ and `tools/suite.py up` with TOKENWAY_INFERENCE_ENGINE=vllm, both with the same 
 CPU binding and compile cache. The same OpenAI-SSE load for both: seeded prompts of ~100-1300 tokens,
 64 output tokens (ignore_eos), greedy, `requests` requests per concurrency level. Reports output
 tokens/s, TTFT p50 and inter-token latency p50 per level and server, and tokenway's ratios to vLLM.
+
+Where the time goes: for every level, the CPU seconds each process of the server (and this client)
+used per 1000 output tokens, read from /proc (both servers share the same cores, so CPU is the budget).
+`--pyspy DIR` also samples each Python process of both servers with py-spy during the last round's
+levels and prints its five busiest functions.
 """
 
 from __future__ import annotations
@@ -67,6 +72,63 @@ async def one(http: httpx.AsyncClient, prompt: str) -> tuple[float, float, int]:
     return (first or time.perf_counter()) - start, itl, tokens
 
 
+CLK = os.sysconf("SC_CLK_TCK")
+
+
+def _children() -> dict[int, list[int]]:
+    kids: dict[int, list[int]] = {}
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                ppid = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            kids.setdefault(ppid, []).append(int(d.name))
+    return kids
+
+
+def processes(roots: dict[str, int]) -> dict[str, int]:
+    """{label: pid} for each root and its descendants (labelled by their process name)."""
+    kids, out = _children(), {}
+    for label, pid in roots.items():
+        todo = [(label, pid)]
+        while todo:
+            name, p = todo.pop()
+            out[name] = p
+            for k in kids.get(p, ()):
+                try:
+                    comm = Path(f"/proc/{k}/comm").read_text().strip()
+                except OSError:
+                    continue
+                todo.append((f"{label}/{comm}" if comm not in name else f"{name}.{k}", k))
+    return out
+
+
+def cpu_seconds(pids: dict[str, int]) -> dict[str, float]:
+    out = {}
+    for label, pid in pids.items():
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            out[label] = (int(fields[11]) + int(fields[12])) / CLK
+        except (OSError, IndexError, ValueError):
+            pass
+    return out
+
+
+def pyspy_top(raw: Path, n: int = 5) -> list[str]:
+    """The n functions with the most samples on top of the stack (self time), as 'share% function'."""
+    leaf: dict[str, int] = {}
+    total = 0
+    for line in raw.read_text(errors="replace").splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack or not count.isdigit():
+            continue
+        frame = stack.split(";")[-1]
+        leaf[frame] = leaf.get(frame, 0) + int(count)
+        total += int(count)
+    return [f"{100 * c / total:5.1f}% {f}" for f, c in sorted(leaf.items(), key=lambda kv: -kv[1])[:n]] if total else []
+
+
 async def level(base_url: str, texts: list[str], concurrency: int) -> dict:
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     async with httpx.AsyncClient(base_url=base_url, timeout=600, limits=limits) as http:
@@ -80,7 +142,7 @@ async def level(base_url: str, texts: list[str], concurrency: int) -> dict:
         start = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(concurrency)))
         wall = time.perf_counter() - start
-    return {"tok_s": sum(r[2] for r in results) / wall, "ttft_ms": statistics.median(r[0] for r in results) * 1e3,
+    return {"tokens": sum(r[2] for r in results), "tok_s": sum(r[2] for r in results) / wall, "ttft_ms": statistics.median(r[0] for r in results) * 1e3,
             "itl_ms": statistics.median(r[1] for r in results) * 1e3}
 
 
@@ -110,7 +172,7 @@ def vllm_server(env: dict, vpy: str, model: str, kv_bytes: int) -> tuple[str, ca
     def stop() -> None:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=120)
-    return f"http://127.0.0.1:{port}/v1", stop
+    return f"http://127.0.0.1:{port}/v1", stop, {"vllm": proc.pid}
 
 
 def tokenway_server(env: dict) -> tuple[str, callable]:
@@ -125,7 +187,8 @@ def tokenway_server(env: dict) -> tuple[str, callable]:
 
     def stop() -> None:
         subprocess.run([sys.executable, "tools/suite.py", "down"], cwd=ROOT, env=env, capture_output=True)
-    return f"http://127.0.0.1:{ports['ENVOY']}/v1", stop
+    roots = {name: int((run / f"{name}.pid").read_text()) for name in ("envoy", "orchestrator", "tokenizer", "inference")}
+    return f"http://127.0.0.1:{ports['ENVOY']}/v1", stop, roots
 
 
 def main() -> int:
@@ -133,6 +196,8 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--requests", type=int, default=48)
     ap.add_argument("--levels", default="1,8,32")
+    ap.add_argument("--pyspy", type=Path, help="sample every Python process with py-spy in the last round, "
+                                                "writing raw profiles here")
     args = ap.parse_args()
     levels = [int(x) for x in args.levels.split(",")]
     model = os.environ.get("TOKENWAY_MODEL", str(ROOT / ".tokenway" / "models" / "tokenway-tiny"))
@@ -151,13 +216,36 @@ def main() -> int:
     table: dict[tuple[str, int], list[dict]] = {}
     for r in range(args.rounds):
         for name, start in (("vllm", lambda: vllm_server(env, vpy, model, kv_bytes)), ("tokenway", lambda: tokenway_server(env))):
-            url, stop = start()
+            url, stop, roots = start()
             try:
                 for c in levels:
+                    pids = processes({**roots, "client": os.getpid()})
+                    spies = []
+                    if args.pyspy and r == args.rounds - 1:
+                        args.pyspy.mkdir(parents=True, exist_ok=True)
+                        spies = [(label, args.pyspy / f"{name}-c{c}-{label.replace('/', '_')}.raw") for label in pids
+                                 if label != "client" and "envoy" not in label]
+                        spies = [(label, out, subprocess.Popen(
+                            ["py-spy", "record", "--nonblocking", "-r", "50", "-f", "raw", "-o", str(out),
+                             "-p", str(pids[label])], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+                                 for label, out in spies]
+                    before = cpu_seconds(pids)
                     res = asyncio.run(level(url, texts, c))
+                    after = cpu_seconds(pids)
+                    for _, _, spy in spies:
+                        spy.send_signal(signal.SIGINT)
+                        spy.wait(timeout=60)
                     table.setdefault((name, c), []).append(res)
                     print(f"round {r + 1} {name:8} c={c:<3} {res['tok_s']:7.1f} tok/s  TTFT p50 {res['ttft_ms']:7.1f} ms  "
                           f"ITL p50 {res['itl_ms']:6.2f} ms", flush=True)
+                    k_tokens = res["tokens"] / 1000
+                    used = {label: after[label] - before.get(label, 0.0) for label in after}
+                    print("    CPU s per 1k output tokens: " + ", ".join(
+                        f"{label} {v / k_tokens:.2f}" for label, v in sorted(used.items(), key=lambda kv: -kv[1])
+                        if v / k_tokens >= 0.01), flush=True)
+                    for label, out, _ in spies:
+                        if out.exists():
+                            print(f"    py-spy {label}: " + " | ".join(pyspy_top(out)), flush=True)
             finally:
                 stop()
     print("\ntokenway / vLLM, per round (bars: tok/s >= 0.95, TTFT <= 1.10, ITL <= 1.05)")

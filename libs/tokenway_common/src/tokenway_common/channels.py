@@ -1,7 +1,7 @@
 """Outbound channels, deadlines and peer readiness.
 
 Every downstream call carries the caller's remaining time; every channel pings its peer so a hung
-peer (a stopped process, a dead host that sent no RST) is found within ~6 s and its calls fail with
+peer (a stopped process, a dead host that sent no RST) is found within ~10-11 s and its calls fail with
 UNAVAILABLE instead of waiting for their deadlines; reconnects are fast (backoff capped at 0.5 s).
 `ReadinessFollower` follows a peer's grpc.health.v1 Watch and tells its owner when it changes.
 """
@@ -23,12 +23,13 @@ log = logging.getLogger("tokenway.channels")
 
 #: HTTP/2 keepalive: ping every KEEPALIVE_MS even with no call in flight; a ping unanswered for
 #: KEEPALIVE_TIMEOUT_MS closes the connection and fails its calls with UNAVAILABLE (a SIGSTOPped peer
-#: is found in ~5-6 s). gRPC core also needs grpc.http2.ping_timeout_ms for that (its default, 1 min,
+#: is found in ~10-11 s). gRPC core also needs grpc.http2.ping_timeout_ms for that (its default, 1 min,
 #: wins otherwise). The servers (server.server_options) accept pings this frequent. The timeout is
 #: the longest a healthy but busy peer may stay silent: a 1 s timeout dropped live streams to the vLLM
-#: engine's service on a busy 2-core host (it went 2-4 s without answering during long generations).
+#: engine's service on a busy 2-core host (it sends nothing for 1-4.9 s at times during long generations:
+#: services/inference/README.md, known defect).
 KEEPALIVE_MS = 1_000
-KEEPALIVE_TIMEOUT_MS = 5_000
+KEEPALIVE_TIMEOUT_MS = 10_000
 #: Reconnect backoff: first retry after 100 ms, never more than 500 ms apart. The minimum is also
 #: gRPC's floor for one connection attempt (a peer that accepts TCP but never answers HTTP/2).
 RECONNECT_INITIAL_MS = 100
