@@ -219,7 +219,7 @@ def main() -> int:
             url, stop, roots = start()
             try:
                 for c in levels:
-                    pids = processes({**roots, "client": os.getpid()})
+                    pids = {**processes(roots), "client": os.getpid()}  # the client alone, not its servers
                     spies = []
                     if args.pyspy and r == args.rounds - 1:
                         args.pyspy.mkdir(parents=True, exist_ok=True)
