@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from pathlib import Path
 
 import grpc
 import httpx2 as httpx  # the HTTP client the openai SDK itself uses
@@ -186,7 +187,10 @@ def test_client_disconnect_frees_the_engine_slot(suite, inference):
 # --- an edge with API keys, a rate limit, a short request deadline, a small body limit and fault injection ---
 
 def _spawn(cmd: list[str], env: dict) -> subprocess.Popen:
-    return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    """Starts a process whose output goes to its own log in the suite's run directory (kept for failures)."""
+    log = Path(env["TOKENWAY_RUN_DIR"]) / f"{Path(cmd[-1] if cmd[1] != '-m' else cmd[2]).stem}-{free_port()}.log"
+    with log.open("wb") as out:
+        return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
 
 
 def _wait_ready(check, proc: subprocess.Popen, seconds: float = 60) -> None:
@@ -310,4 +314,4 @@ def test_failure_after_the_stream_started_is_raised_not_truncated(strict):
         for chunk in stream:
             received += len(chunk.choices)
     assert received > 0  # it had started
-    assert e.value.body["code"] == "DEADLINE_EXCEEDED" and json.dumps(e.value.body)
+    assert e.value.body["code"] == "DEADLINE_EXCEEDED", json.dumps(e.value.body)
