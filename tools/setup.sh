@@ -29,7 +29,7 @@ python_env() {
   "$venv/bin/python" -m pip install --progress-bar on --disable-pip-version-check -q --upgrade pip
   "$venv/bin/python" -m pip install --progress-bar on --disable-pip-version-check \
     -r "$root/requirements.txt" \
-    -e "$root/gen/python" -e "$root/libs/tokenway_common" \
+    -e "$root/gen/python" -e "$root/libs/tokenway_common" -e "$root/libs/tokenway_text" \
     -e "$root/services/tokenizer" -e "$root/services/inference" -e "$root/services/orchestrator" \
     | { grep -vE '^(Requirement already satisfied|Obtaining|  )' || true; }  # pip's own failure still fails
   "$venv/bin/python" -c 'import torch, transformers, grpc, tokenway_common' # fail loudly

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 from tokenway_common import errors
 
 from tokenway_tokenizer.core import StopMatcher, StreamOptions, Tokenizer
-from tokenway_tokenizer.core.stream import WindowDecoder, DetokenizeStream
+from tokenway_text.stream import DetokenizeStream, WindowDecoder
 
 SAMPLES = ["Hello, world!", " héllo wörld", "日本語のテキスト", "emoji 🎉🚀 done", "a\nb\tc", "naïve café", "Ω≈ç√∫"]
 

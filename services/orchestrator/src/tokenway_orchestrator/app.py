@@ -12,11 +12,13 @@ from tokenway.v1 import chat_pb2, chat_pb2_grpc, completion_pb2, completion_pb2_
 
 from tokenway_common import errors
 from tokenway_common.channels import ReadinessFollower, insecure_channel
+from tokenway_text import Detokenizer, spec_digest
 
 from .clients.inference import InferenceRouter, Replica
 from .clients.tokenizer import TokenizerClient
 from .config import OrchestratorSettings
 from .core.access import Access, Principal
+from .core.detokenize import LocalDetokenizer
 from .core.ports import ModelInfo
 from .core.service import Orchestrator
 from .servicers.chat import ChatServicer
@@ -101,6 +103,7 @@ class OrchestratorApp:
                                f"(fingerprint {tinfo.fingerprint[:12]}) but the inference model {minfo.model_name} "
                                f"was served with fingerprint {minfo.tokenizer_fingerprint[:12]}")
         token_bytes = await tokenizer.vocabulary(s.peer_timeout_seconds)
+        detokenizer = await self._local_detokenizer(tokenizer, tinfo) if s.detokenize == "local" else None
         # ids valid in requests: those the tokenizer can decode (a checkpoint may pad its embedding past them)
         model = ModelInfo(name=minfo.model_name, context_length=minfo.max_context_length,
                           vocab_size=min(minfo.vocab_size, tinfo.vocab_size, len(token_bytes)),
@@ -110,10 +113,28 @@ class OrchestratorApp:
         self.system_fingerprint = f"fp_{minfo.engine}_{minfo.tokenizer_fingerprint[:10]}"
         self._orchestrator = Orchestrator(tokenizer, self.router, model, max_n=s.max_n, max_stop_strings=s.max_stop_strings,
                                           max_stop_string_chars=s.max_stop_string_chars, max_prompts=s.max_prompts,
-                                          token_bytes=token_bytes)
-        log.info("serving model %s (context %d, engine %s)", model.name, model.context_length, model.engine)
+                                          token_bytes=token_bytes, detokenizer=detokenizer)
+        log.info("serving model %s (context %d, engine %s, detokenizing %s)", model.name, model.context_length,
+                 model.engine, s.detokenize)
         self._started = True
         self._readiness_changed()
+
+    async def _local_detokenizer(self, tokenizer: TokenizerClient, tinfo) -> LocalDetokenizer:
+        """The tokenizer service's own tokenizer, rebuilt here: checked whole (sha256), the same files as the
+        served model's (fingerprint) and the same vocabulary, or the orchestrator does not start."""
+        spec = await tokenizer.spec(self.settings.peer_timeout_seconds)
+        if spec_digest(spec.tokenizer_json) != spec.tokenizer_json_sha256:
+            raise RuntimeError("the tokenizer spec from the tokenizer service arrived damaged (sha256 mismatch)")
+        if spec.fingerprint != tinfo.fingerprint:
+            raise RuntimeError(f"the tokenizer spec's fingerprint {spec.fingerprint[:12]} is not the served "
+                               f"tokenizer's {tinfo.fingerprint[:12]}")
+        detokenizer = await asyncio.to_thread(Detokenizer.from_json, spec.tokenizer_json)
+        if detokenizer.vocab_size != tinfo.vocab_size:
+            raise RuntimeError(f"the rebuilt tokenizer has {detokenizer.vocab_size} ids, the tokenizer service "
+                               f"{tinfo.vocab_size}")
+        log.info("detokenizing in process with tokenizer %s (%d ids, %s)", spec.fingerprint[:12],
+                 detokenizer.vocab_size, "byte-level" if detokenizer.byte_level else "windowed decode")
+        return LocalDetokenizer(detokenizer)
 
     async def on_shutdown(self, grace: float) -> None:
         """Lets requests in flight finish for most of the grace period, then ends those still running with

@@ -27,6 +27,10 @@ class OrchestratorSettings(ServerSettings):
     tokenizer_address: str = setting("127.0.0.1:50052", "tokenizer service host:port")
     inference_addresses: tuple[str, ...] = setting(("127.0.0.1:50053",), "inference replicas, comma-separated host:port",
                                                    check=_addresses)
+    detokenize: str = setting("local", "where generated tokens become text: local (in this process, with the tokenizer "
+                                       "the tokenizer service serves, fetched once and fingerprint-checked) or remote "
+                                       "(a DetokenizeStream call to the tokenizer service per choice, a round trip per "
+                                       "chunk)", choices=("local", "remote"))
     startup_timeout_seconds: float = setting(600.0, "how long to wait at startup for the peers to be ready", minimum=1)
     request_timeout_seconds: float = setting(3600.0, "deadline of a request whose caller set none", minimum=1)
     peer_timeout_seconds: float = setting(30.0, "deadline of a short peer call (render, tokenize, info)", minimum=0.1)

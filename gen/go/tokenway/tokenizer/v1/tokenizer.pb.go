@@ -1212,6 +1212,110 @@ func (x *GetVocabularyResponse) GetFingerprint() string {
 	return ""
 }
 
+// GetTokenizerSpecRequest takes no parameters.
+type GetTokenizerSpecRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetTokenizerSpecRequest) Reset() {
+	*x = GetTokenizerSpecRequest{}
+	mi := &file_tokenway_tokenizer_v1_tokenizer_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetTokenizerSpecRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetTokenizerSpecRequest) ProtoMessage() {}
+
+func (x *GetTokenizerSpecRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_tokenway_tokenizer_v1_tokenizer_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetTokenizerSpecRequest.ProtoReflect.Descriptor instead.
+func (*GetTokenizerSpecRequest) Descriptor() ([]byte, []int) {
+	return file_tokenway_tokenizer_v1_tokenizer_proto_rawDescGZIP(), []int{19}
+}
+
+// GetTokenizerSpecResponse is the served tokenizer, serialized.
+type GetTokenizerSpecResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Required. The Rust tokenizer as `tokenizers.Tokenizer.to_str()` writes
+	// it; `Tokenizer.from_str()` rebuilds the one this service decodes with.
+	TokenizerJson string `protobuf:"bytes,1,opt,name=tokenizer_json,json=tokenizerJson,proto3" json:"tokenizer_json,omitempty"`
+	// Required. sha256 of tokenizer_json's UTF-8, hex: the reader checks that
+	// it arrived whole.
+	TokenizerJsonSha256 string `protobuf:"bytes,2,opt,name=tokenizer_json_sha256,json=tokenizerJsonSha256,proto3" json:"tokenizer_json_sha256,omitempty"`
+	// Required. The tokenizer's fingerprint (as GetTokenizerInfo's): a client
+	// checks it against the model it serves and caches the spec under it.
+	Fingerprint   string `protobuf:"bytes,3,opt,name=fingerprint,proto3" json:"fingerprint,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetTokenizerSpecResponse) Reset() {
+	*x = GetTokenizerSpecResponse{}
+	mi := &file_tokenway_tokenizer_v1_tokenizer_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetTokenizerSpecResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetTokenizerSpecResponse) ProtoMessage() {}
+
+func (x *GetTokenizerSpecResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_tokenway_tokenizer_v1_tokenizer_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetTokenizerSpecResponse.ProtoReflect.Descriptor instead.
+func (*GetTokenizerSpecResponse) Descriptor() ([]byte, []int) {
+	return file_tokenway_tokenizer_v1_tokenizer_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *GetTokenizerSpecResponse) GetTokenizerJson() string {
+	if x != nil {
+		return x.TokenizerJson
+	}
+	return ""
+}
+
+func (x *GetTokenizerSpecResponse) GetTokenizerJsonSha256() string {
+	if x != nil {
+		return x.TokenizerJsonSha256
+	}
+	return ""
+}
+
+func (x *GetTokenizerSpecResponse) GetFingerprint() string {
+	if x != nil {
+		return x.Fingerprint
+	}
+	return ""
+}
+
 var File_tokenway_tokenizer_v1_tokenizer_proto protoreflect.FileDescriptor
 
 const file_tokenway_tokenizer_v1_tokenizer_proto_rawDesc = "" +
@@ -1296,7 +1400,12 @@ const file_tokenway_tokenizer_v1_tokenizer_proto_rawDesc = "" +
 	"\x15GetVocabularyResponse\x12\x1f\n" +
 	"\vtoken_bytes\x18\x01 \x03(\fR\n" +
 	"tokenBytes\x12 \n" +
-	"\vfingerprint\x18\x02 \x01(\tR\vfingerprint2\x8f\x05\n" +
+	"\vfingerprint\x18\x02 \x01(\tR\vfingerprint\"\x19\n" +
+	"\x17GetTokenizerSpecRequest\"\x97\x01\n" +
+	"\x18GetTokenizerSpecResponse\x12%\n" +
+	"\x0etokenizer_json\x18\x01 \x01(\tR\rtokenizerJson\x122\n" +
+	"\x15tokenizer_json_sha256\x18\x02 \x01(\tR\x13tokenizerJsonSha256\x12 \n" +
+	"\vfingerprint\x18\x03 \x01(\tR\vfingerprint2\x84\x06\n" +
 	"\x10TokenizerService\x12[\n" +
 	"\bTokenize\x12&.tokenway.tokenizer.v1.TokenizeRequest\x1a'.tokenway.tokenizer.v1.TokenizeResponse\x12a\n" +
 	"\n" +
@@ -1305,7 +1414,8 @@ const file_tokenway_tokenizer_v1_tokenizer_proto_rawDesc = "" +
 	"RenderChat\x12(.tokenway.tokenizer.v1.RenderChatRequest\x1a).tokenway.tokenizer.v1.RenderChatResponse\x12w\n" +
 	"\x10DetokenizeStream\x12..tokenway.tokenizer.v1.DetokenizeStreamRequest\x1a/.tokenway.tokenizer.v1.DetokenizeStreamResponse(\x010\x01\x12s\n" +
 	"\x10GetTokenizerInfo\x12..tokenway.tokenizer.v1.GetTokenizerInfoRequest\x1a/.tokenway.tokenizer.v1.GetTokenizerInfoResponse\x12j\n" +
-	"\rGetVocabulary\x12+.tokenway.tokenizer.v1.GetVocabularyRequest\x1a,.tokenway.tokenizer.v1.GetVocabularyResponseBs\n" +
+	"\rGetVocabulary\x12+.tokenway.tokenizer.v1.GetVocabularyRequest\x1a,.tokenway.tokenizer.v1.GetVocabularyResponse\x12s\n" +
+	"\x10GetTokenizerSpec\x12..tokenway.tokenizer.v1.GetTokenizerSpecRequest\x1a/.tokenway.tokenizer.v1.GetTokenizerSpecResponseBs\n" +
 	"\x18io.tokenway.tokenizer.v1B\x0eTokenizerProtoP\x01ZEgithub.com/tokenway/tokenway/gen/go/tokenway/tokenizer/v1;tokenizerv1b\x06proto3"
 
 var (
@@ -1320,7 +1430,7 @@ func file_tokenway_tokenizer_v1_tokenizer_proto_rawDescGZIP() []byte {
 	return file_tokenway_tokenizer_v1_tokenizer_proto_rawDescData
 }
 
-var file_tokenway_tokenizer_v1_tokenizer_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
+var file_tokenway_tokenizer_v1_tokenizer_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
 var file_tokenway_tokenizer_v1_tokenizer_proto_goTypes = []any{
 	(*TokenizeRequest)(nil),          // 0: tokenway.tokenizer.v1.TokenizeRequest
 	(*Offset)(nil),                   // 1: tokenway.tokenizer.v1.Offset
@@ -1341,6 +1451,8 @@ var file_tokenway_tokenizer_v1_tokenizer_proto_goTypes = []any{
 	(*GetTokenizerInfoResponse)(nil), // 16: tokenway.tokenizer.v1.GetTokenizerInfoResponse
 	(*GetVocabularyRequest)(nil),     // 17: tokenway.tokenizer.v1.GetVocabularyRequest
 	(*GetVocabularyResponse)(nil),    // 18: tokenway.tokenizer.v1.GetVocabularyResponse
+	(*GetTokenizerSpecRequest)(nil),  // 19: tokenway.tokenizer.v1.GetTokenizerSpecRequest
+	(*GetTokenizerSpecResponse)(nil), // 20: tokenway.tokenizer.v1.GetTokenizerSpecResponse
 }
 var file_tokenway_tokenizer_v1_tokenizer_proto_depIdxs = []int32{
 	1,  // 0: tokenway.tokenizer.v1.Encoding.offsets:type_name -> tokenway.tokenizer.v1.Offset
@@ -1356,14 +1468,16 @@ var file_tokenway_tokenizer_v1_tokenizer_proto_depIdxs = []int32{
 	12, // 10: tokenway.tokenizer.v1.TokenizerService.DetokenizeStream:input_type -> tokenway.tokenizer.v1.DetokenizeStreamRequest
 	14, // 11: tokenway.tokenizer.v1.TokenizerService.GetTokenizerInfo:input_type -> tokenway.tokenizer.v1.GetTokenizerInfoRequest
 	17, // 12: tokenway.tokenizer.v1.TokenizerService.GetVocabulary:input_type -> tokenway.tokenizer.v1.GetVocabularyRequest
-	3,  // 13: tokenway.tokenizer.v1.TokenizerService.Tokenize:output_type -> tokenway.tokenizer.v1.TokenizeResponse
-	6,  // 14: tokenway.tokenizer.v1.TokenizerService.Detokenize:output_type -> tokenway.tokenizer.v1.DetokenizeResponse
-	9,  // 15: tokenway.tokenizer.v1.TokenizerService.RenderChat:output_type -> tokenway.tokenizer.v1.RenderChatResponse
-	13, // 16: tokenway.tokenizer.v1.TokenizerService.DetokenizeStream:output_type -> tokenway.tokenizer.v1.DetokenizeStreamResponse
-	16, // 17: tokenway.tokenizer.v1.TokenizerService.GetTokenizerInfo:output_type -> tokenway.tokenizer.v1.GetTokenizerInfoResponse
-	18, // 18: tokenway.tokenizer.v1.TokenizerService.GetVocabulary:output_type -> tokenway.tokenizer.v1.GetVocabularyResponse
-	13, // [13:19] is the sub-list for method output_type
-	7,  // [7:13] is the sub-list for method input_type
+	19, // 13: tokenway.tokenizer.v1.TokenizerService.GetTokenizerSpec:input_type -> tokenway.tokenizer.v1.GetTokenizerSpecRequest
+	3,  // 14: tokenway.tokenizer.v1.TokenizerService.Tokenize:output_type -> tokenway.tokenizer.v1.TokenizeResponse
+	6,  // 15: tokenway.tokenizer.v1.TokenizerService.Detokenize:output_type -> tokenway.tokenizer.v1.DetokenizeResponse
+	9,  // 16: tokenway.tokenizer.v1.TokenizerService.RenderChat:output_type -> tokenway.tokenizer.v1.RenderChatResponse
+	13, // 17: tokenway.tokenizer.v1.TokenizerService.DetokenizeStream:output_type -> tokenway.tokenizer.v1.DetokenizeStreamResponse
+	16, // 18: tokenway.tokenizer.v1.TokenizerService.GetTokenizerInfo:output_type -> tokenway.tokenizer.v1.GetTokenizerInfoResponse
+	18, // 19: tokenway.tokenizer.v1.TokenizerService.GetVocabulary:output_type -> tokenway.tokenizer.v1.GetVocabularyResponse
+	20, // 20: tokenway.tokenizer.v1.TokenizerService.GetTokenizerSpec:output_type -> tokenway.tokenizer.v1.GetTokenizerSpecResponse
+	14, // [14:21] is the sub-list for method output_type
+	7,  // [7:14] is the sub-list for method input_type
 	7,  // [7:7] is the sub-list for extension type_name
 	7,  // [7:7] is the sub-list for extension extendee
 	0,  // [0:7] is the sub-list for field type_name
@@ -1389,7 +1503,7 @@ func file_tokenway_tokenizer_v1_tokenizer_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_tokenway_tokenizer_v1_tokenizer_proto_rawDesc), len(file_tokenway_tokenizer_v1_tokenizer_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   19,
+			NumMessages:   21,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -25,6 +25,7 @@ const (
 	TokenizerService_DetokenizeStream_FullMethodName = "/tokenway.tokenizer.v1.TokenizerService/DetokenizeStream"
 	TokenizerService_GetTokenizerInfo_FullMethodName = "/tokenway.tokenizer.v1.TokenizerService/GetTokenizerInfo"
 	TokenizerService_GetVocabulary_FullMethodName    = "/tokenway.tokenizer.v1.TokenizerService/GetVocabulary"
+	TokenizerService_GetTokenizerSpec_FullMethodName = "/tokenway.tokenizer.v1.TokenizerService/GetTokenizerSpec"
 )
 
 // TokenizerServiceClient is the client API for TokenizerService service.
@@ -58,6 +59,11 @@ type TokenizerServiceClient interface {
 	// texts and bytes without a decode call per token. Fetch it once per
 	// fingerprint.
 	GetVocabulary(ctx context.Context, in *GetVocabularyRequest, opts ...grpc.CallOption) (*GetVocabularyResponse, error)
+	// GetTokenizerSpec returns the served tokenizer serialized (the Hugging Face
+	// `tokenizers` JSON, with every token the service added), so that a peer
+	// can run the same streaming detokenizer in its own process instead of a
+	// DetokenizeStream call per chunk. Fetch it once per fingerprint.
+	GetTokenizerSpec(ctx context.Context, in *GetTokenizerSpecRequest, opts ...grpc.CallOption) (*GetTokenizerSpecResponse, error)
 }
 
 type tokenizerServiceClient struct {
@@ -131,6 +137,16 @@ func (c *tokenizerServiceClient) GetVocabulary(ctx context.Context, in *GetVocab
 	return out, nil
 }
 
+func (c *tokenizerServiceClient) GetTokenizerSpec(ctx context.Context, in *GetTokenizerSpecRequest, opts ...grpc.CallOption) (*GetTokenizerSpecResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetTokenizerSpecResponse)
+	err := c.cc.Invoke(ctx, TokenizerService_GetTokenizerSpec_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // TokenizerServiceServer is the server API for TokenizerService service.
 // All implementations must embed UnimplementedTokenizerServiceServer
 // for forward compatibility.
@@ -162,6 +178,11 @@ type TokenizerServiceServer interface {
 	// texts and bytes without a decode call per token. Fetch it once per
 	// fingerprint.
 	GetVocabulary(context.Context, *GetVocabularyRequest) (*GetVocabularyResponse, error)
+	// GetTokenizerSpec returns the served tokenizer serialized (the Hugging Face
+	// `tokenizers` JSON, with every token the service added), so that a peer
+	// can run the same streaming detokenizer in its own process instead of a
+	// DetokenizeStream call per chunk. Fetch it once per fingerprint.
+	GetTokenizerSpec(context.Context, *GetTokenizerSpecRequest) (*GetTokenizerSpecResponse, error)
 	mustEmbedUnimplementedTokenizerServiceServer()
 }
 
@@ -189,6 +210,9 @@ func (UnimplementedTokenizerServiceServer) GetTokenizerInfo(context.Context, *Ge
 }
 func (UnimplementedTokenizerServiceServer) GetVocabulary(context.Context, *GetVocabularyRequest) (*GetVocabularyResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetVocabulary not implemented")
+}
+func (UnimplementedTokenizerServiceServer) GetTokenizerSpec(context.Context, *GetTokenizerSpecRequest) (*GetTokenizerSpecResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetTokenizerSpec not implemented")
 }
 func (UnimplementedTokenizerServiceServer) mustEmbedUnimplementedTokenizerServiceServer() {}
 func (UnimplementedTokenizerServiceServer) testEmbeddedByValue()                          {}
@@ -308,6 +332,24 @@ func _TokenizerService_GetVocabulary_Handler(srv interface{}, ctx context.Contex
 	return interceptor(ctx, in, info, handler)
 }
 
+func _TokenizerService_GetTokenizerSpec_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetTokenizerSpecRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(TokenizerServiceServer).GetTokenizerSpec(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: TokenizerService_GetTokenizerSpec_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(TokenizerServiceServer).GetTokenizerSpec(ctx, req.(*GetTokenizerSpecRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // TokenizerService_ServiceDesc is the grpc.ServiceDesc for TokenizerService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -334,6 +376,10 @@ var TokenizerService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetVocabulary",
 			Handler:    _TokenizerService_GetVocabulary_Handler,
+		},
+		{
+			MethodName: "GetTokenizerSpec",
+			Handler:    _TokenizerService_GetTokenizerSpec_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

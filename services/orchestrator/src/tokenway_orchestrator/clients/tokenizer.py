@@ -52,6 +52,11 @@ class TokenizerClient:
             resp = await self.stub.Detokenize(req, timeout=self._t(timeout))
         return list(resp.texts)
 
+    async def spec(self, timeout: float | None) -> pb.GetTokenizerSpecResponse:
+        """The served tokenizer, serialized (tokenizer_json, its sha256, the files' fingerprint)."""
+        with translated(PEER):
+            return await self.stub.GetTokenizerSpec(pb.GetTokenizerSpecRequest(), timeout=timeout)
+
     async def vocabulary(self, timeout: float | None) -> list[bytes]:
         with translated(PEER):
             resp = await self.stub.GetVocabulary(pb.GetVocabularyRequest(), timeout=timeout)

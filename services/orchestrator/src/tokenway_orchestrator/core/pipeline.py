@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator, Sequence
 
 from tokenway_common import errors
 
-from .ports import EngineChunk, EngineSpec, InferencePort, ModelInfo, TokenizerPort
+from .ports import DetokenizerPort, EngineChunk, EngineSpec, InferencePort, ModelInfo, TokenizerPort
 
 log = logging.getLogger("tokenway.orchestrator.requests")
 PROMPT_CONTEXT_TOKENS = 8  # prompt tail the detokenizer sees, so the first token decodes as in context
@@ -66,8 +66,10 @@ class Job:
 
 class Pipeline:
     def __init__(self, tokenizer: TokenizerPort, inference: InferencePort, model: ModelInfo,
-                 token_bytes: Sequence[bytes] = ()) -> None:
+                 token_bytes: Sequence[bytes] = (), detokenizer: DetokenizerPort | None = None) -> None:
         self.tokenizer = tokenizer
+        # In process (core.detokenize) or, without one, the tokenizer service's DetokenizeStream per choice.
+        self.detokenizer: DetokenizerPort = detokenizer if detokenizer is not None else tokenizer
         self.inference = inference
         self.model = model
         # Logprobs without a round trip: every id's real bytes (the tokenizer's vocabulary table) and the
@@ -153,7 +155,7 @@ class Pipeline:
                       out: asyncio.Queue, timeout: float | None, progress: dict[int, int]) -> int:
         """Runs one choice; returns its billed completion tokens."""
         gen = self.inference.generate(f"{job.request_id}-{index}", prompt, spec, timeout)
-        detok = self.tokenizer.detokenize_stream(prompt[-PROMPT_CONTEXT_TOKENS:], job.skip_special_tokens,
+        detok = self.detokenizer.detokenize_stream(prompt[-PROMPT_CONTEXT_TOKENS:], job.skip_special_tokens,
                                                  job.stop, job.include_stop, timeout)
         first, consumed = True, 0
         try:

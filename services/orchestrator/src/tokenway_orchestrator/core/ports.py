@@ -6,7 +6,7 @@ The gRPC adapters in `tokenway_orchestrator.clients` implement these; tests may 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Protocol
 
 
@@ -56,13 +56,18 @@ class Detokenized:
     text: str
     num_tokens: int
     matched_stop: str | None = None
-    token_texts: tuple[str, ...] = ()  # per token of the chunk (up to a stop), the text it added
+    token_texts: Sequence[str] = ()  # per token of the chunk (up to a stop), the text it added
 
 
 class DetokenizerStream(Protocol):
     async def push(self, token_ids: tuple[int, ...], last: bool) -> Detokenized: ...
 
     async def aclose(self) -> None: ...
+
+
+class DetokenizerPort(Protocol):
+    def detokenize_stream(self, prompt_tail: list[int], skip_special_tokens: bool, stop: tuple[str, ...],
+                          include_stop: bool, timeout: float | None) -> DetokenizerStream: ...
 
 
 class TokenizerPort(Protocol):

@@ -11,7 +11,7 @@ from tokenway_common import errors
 
 from .params import GenerationParams, Limits, Message, Violations, resolve_max_tokens, validate_generation, validate_messages
 from .pipeline import ChoiceEvent, Job, Pipeline, TokenLogprob, Usage
-from .ports import EngineSpec, InferencePort, ModelInfo, TokenizerPort
+from .ports import DetokenizerPort, EngineSpec, InferencePort, ModelInfo, TokenizerPort
 
 COMPLETIONS_DEFAULT_MAX_TOKENS = 16  # OpenAI's default for the legacy completions API
 
@@ -41,10 +41,10 @@ class Prepared:
 class Orchestrator:
     def __init__(self, tokenizer: TokenizerPort, inference: InferencePort, model: ModelInfo, *, max_n: int,
                  max_stop_strings: int, max_stop_string_chars: int, max_prompts: int,
-                 token_bytes: list[bytes] | None = None) -> None:
+                 token_bytes: list[bytes] | None = None, detokenizer: DetokenizerPort | None = None) -> None:
         self.tokenizer = tokenizer
         self.model = model
-        self.pipeline = Pipeline(tokenizer, inference, model, token_bytes or ())
+        self.pipeline = Pipeline(tokenizer, inference, model, token_bytes or (), detokenizer)
         self.limits = Limits(max_n=max_n, max_stop_strings=max_stop_strings, max_stop_string_chars=max_stop_string_chars,
                              max_prompts=max_prompts, vocab_size=model.vocab_size, context_length=model.context_length)
 

@@ -1,8 +1,10 @@
 """The tokenizer's domain logic; imports no gRPC."""
 
+from tokenway_text import DetokenizeStream, StopMatcher, StreamDelta, StreamOptions
+
 from .bounded import Job
-from .stream import DetokenizeStream, StreamDelta, StreamOptions, StopMatcher
-from .tokenizer import ROLES, ChatMessage, Encoded, RenderedChat, SpecialToken, Tokenizer, TokenizerInfo, Vocabulary
+from .tokenizer import (ROLES, ChatMessage, Encoded, RenderedChat, SpecialToken, Tokenizer, TokenizerInfo, TokenizerSpec,
+                        Vocabulary)
 
 __all__ = ["ROLES", "ChatMessage", "DetokenizeStream", "Encoded", "Job", "RenderedChat", "SpecialToken", "StopMatcher",
-           "StreamDelta", "StreamOptions", "Tokenizer", "TokenizerInfo", "Vocabulary"]
+           "StreamDelta", "StreamOptions", "Tokenizer", "TokenizerInfo", "TokenizerSpec", "Vocabulary"]

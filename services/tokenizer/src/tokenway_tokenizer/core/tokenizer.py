@@ -21,11 +21,10 @@ from typing import Any
 
 from tokenway_common import errors
 from tokenway_common.modeldir import tokenizer_fingerprint
+from tokenway_text import Detokenizer, DetokenizeStream, StreamOptions, spec_digest, vocab
 
-from . import vocab
 from .bounded import Job, LimitExceeded, PieceEncoder, Segment, Stopped
 from .escape import SpecialEscaper
-from .stream import ByteLevelDecoder, DetokenizeStream, StreamOptions, WindowDecoder
 
 log = logging.getLogger("tokenway.tokenizer")
 
@@ -34,9 +33,6 @@ _UINT64_MAX = 2**64 - 1
 # The service's own bound when model_max_length is not a real context length (HF's 1e30 "unset").
 SANE_MODEL_MAX_LENGTH = 10**7
 FALLBACK_MAX_INPUT_TOKENS = 1_048_576
-# DetokenizeStream: stop strings a stream may hold, and characters per stop string.
-MAX_STOPS = 64
-MAX_STOP_CHARS = 1024
 
 
 @dataclasses.dataclass(frozen=True)
@@ -85,6 +81,15 @@ class Vocabulary:
     fingerprint: str
 
 
+@dataclasses.dataclass(frozen=True)
+class TokenizerSpec:
+    """The served Rust tokenizer, serialized: what a peer needs to decode exactly as this service does."""
+
+    tokenizer_json: str
+    sha256: str
+    fingerprint: str
+
+
 def _too_long(limit: int, field: str, metadata: dict[str, object], what: str) -> errors.InvalidArgument:
     return errors.InvalidArgument(f"{what} is longer than {limit} tokens", reason="CONTEXT_LENGTH_EXCEEDED",
                                   metadata=metadata, field_violations=[(field, f"more than {limit} tokens")])
@@ -102,21 +107,24 @@ class Tokenizer:
         self.vocab_size = self.rust.get_vocab_size(with_added_tokens=True)
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="tokenizer")
         added = self.rust.get_added_tokens_decoder()
-        self.special_ids = frozenset(i for i, tok in added.items() if tok.special)
         self.special_strings = sorted(tok.content for tok in added.values() if tok.special)
         self.bos_token_id: int | None = hf.bos_token_id
         self.stop_token_ids = self._stop_token_ids()
         self._prepends_bos = self.bos_token_id is not None and \
             self.rust.encode("a", add_special_tokens=True).ids[:1] == [self.bos_token_id]
-        spec = json.loads(self.rust.to_str())
-        self._token_bytes = vocab.byte_table(self.rust, self.vocab_size) if vocab.is_byte_level(spec.get("decoder")) else None
+        self._json = self.rust.to_str()
+        spec = json.loads(self._json)
+        self.detokenizer = Detokenizer(self.rust, spec)
+        self.special_ids = self.detokenizer.special_ids
+        self._token_bytes = self.detokenizer.token_bytes
         self._vocabulary: list[bytes] | None = self._token_bytes
+        self._spec: TokenizerSpec | None = None
         self.fingerprint = tokenizer_fingerprint(model_dir)
         self.max_chars_per_token = vocab.max_chars_per_token(spec, self._token_bytes)
         mml = int(hf.model_max_length)
         self.max_input_tokens = max_input_tokens or (mml if 0 < mml < SANE_MODEL_MAX_LENGTH else FALLBACK_MAX_INPUT_TOKENS)
         # A second Rust tokenizer that reads special-token strings as text (no flag flipped on the shared one).
-        plain = RustTokenizer.from_str(self.rust.to_str())
+        plain = RustTokenizer.from_str(self._json)
         plain.encode_special_tokens = True
         self._affixes = self._special_affixes()
         self.pieces = PieceEncoder(self.rust, plain, exact_cuts=vocab.cuts_are_exact(spec),
@@ -201,12 +209,7 @@ class Tokenizer:
         return self.max_chars_per_token > 0 and chars > limit * self.max_chars_per_token
 
     def check_ids(self, ids: Sequence[int], field: str) -> None:
-        for j, tid in enumerate(ids):
-            if not 0 <= tid < self.vocab_size:
-                raise errors.InvalidArgument(
-                    f"token id {tid} is out of range [0, {self.vocab_size})", reason="TOKEN_ID_OUT_OF_RANGE",
-                    metadata={"token_id": tid, "vocab_size": self.vocab_size},
-                    field_violations=[(f"{field}[{j}]", f"{tid} is not in [0, {self.vocab_size})")])
+        self.detokenizer.check_ids(ids, field)
 
     # -- the operations --------------------------------------------------------------------------
 
@@ -349,23 +352,12 @@ class Tokenizer:
             self._vocabulary = await self._run(vocab.decoded_table, self.rust, self.vocab_size)
         return Vocabulary(self._vocabulary, self.fingerprint)
 
+    def spec(self) -> TokenizerSpec:
+        """The served tokenizer as JSON, with its digest and the model files' fingerprint."""
+        if self._spec is None:
+            self._spec = TokenizerSpec(self._json, spec_digest(self._json), self.fingerprint)
+        return self._spec
+
     def open_stream(self, options: StreamOptions) -> DetokenizeStream:
         """A streaming detokenizer for one generation (cheap; pure Python per token)."""
-        self.check_ids(options.prompt_token_ids, "start.prompt_token_ids")
-        # Stop matching costs per token what the stop list holds: keep that small.
-        if len(options.stop) > MAX_STOPS:
-            raise errors.InvalidArgument(f"at most {MAX_STOPS} stop strings are allowed", reason="TOO_MANY_STOPS",
-                                         metadata={"max_stops": MAX_STOPS},
-                                         field_violations=[("start.stop", f"at most {MAX_STOPS} entries")])
-        for i, stop in enumerate(options.stop):
-            if len(stop) > MAX_STOP_CHARS:
-                raise errors.InvalidArgument(f"stop strings may hold at most {MAX_STOP_CHARS} characters",
-                                             reason="STOP_TOO_LONG", metadata={"max_stop_chars": MAX_STOP_CHARS},
-                                             field_violations=[(f"start.stop[{i}]", f"at most {MAX_STOP_CHARS} characters")])
-        if self._token_bytes is not None:
-            decoder: ByteLevelDecoder | WindowDecoder = ByteLevelDecoder(
-                self._token_bytes, self.special_ids, options.skip_special_tokens)
-        else:
-            decoder = WindowDecoder(lambda ids, skip: self.rust.decode(ids, skip_special_tokens=skip),
-                                    options.prompt_token_ids, options.skip_special_tokens)
-        return DetokenizeStream(decoder, options, self.check_ids)
+        return self.detokenizer.open(options)

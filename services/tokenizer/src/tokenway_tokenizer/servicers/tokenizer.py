@@ -75,3 +75,9 @@ class TokenizerServicer(pb_grpc.TokenizerServiceServicer):
                             context: grpc.aio.ServicerContext) -> pb.GetVocabularyResponse:
         table = await self.core.vocabulary()
         return pb.GetVocabularyResponse(token_bytes=table.token_bytes, fingerprint=table.fingerprint)
+
+    async def GetTokenizerSpec(self, request: pb.GetTokenizerSpecRequest,
+                               context: grpc.aio.ServicerContext) -> pb.GetTokenizerSpecResponse:
+        spec = self.core.spec()
+        return pb.GetTokenizerSpecResponse(tokenizer_json=spec.tokenizer_json, tokenizer_json_sha256=spec.sha256,
+                                           fingerprint=spec.fingerprint)

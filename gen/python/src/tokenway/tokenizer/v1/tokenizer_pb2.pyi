@@ -177,3 +177,17 @@ class GetVocabularyResponse(_message.Message):
     token_bytes: _containers.RepeatedScalarFieldContainer[bytes]
     fingerprint: str
     def __init__(self, token_bytes: _Optional[_Iterable[bytes]] = ..., fingerprint: _Optional[str] = ...) -> None: ...
+
+class GetTokenizerSpecRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class GetTokenizerSpecResponse(_message.Message):
+    __slots__ = ("tokenizer_json", "tokenizer_json_sha256", "fingerprint")
+    TOKENIZER_JSON_FIELD_NUMBER: _ClassVar[int]
+    TOKENIZER_JSON_SHA256_FIELD_NUMBER: _ClassVar[int]
+    FINGERPRINT_FIELD_NUMBER: _ClassVar[int]
+    tokenizer_json: str
+    tokenizer_json_sha256: str
+    fingerprint: str
+    def __init__(self, tokenizer_json: _Optional[str] = ..., tokenizer_json_sha256: _Optional[str] = ..., fingerprint: _Optional[str] = ...) -> None: ...

@@ -66,6 +66,11 @@ class TokenizerServiceStub:
                 request_serializer=tokenway_dot_tokenizer_dot_v1_dot_tokenizer__pb2.GetVocabularyRequest.SerializeToString,
                 response_deserializer=tokenway_dot_tokenizer_dot_v1_dot_tokenizer__pb2.GetVocabularyResponse.FromString,
                 _registered_method=True)
+        self.GetTokenizerSpec = channel.unary_unary(
+                '/tokenway.tokenizer.v1.TokenizerService/GetTokenizerSpec',
+                request_serializer=tokenway_dot_tokenizer_dot_v1_dot_tokenizer__pb2.GetTokenizerSpecRequest.SerializeToString,
+                response_deserializer=tokenway_dot_tokenizer_dot_v1_dot_tokenizer__pb2.GetTokenizerSpecResponse.FromString,
+                _registered_method=True)
 
 
 class TokenizerServiceServicer:
@@ -127,6 +132,16 @@ class TokenizerServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetTokenizerSpec(self, request, context):
+        """GetTokenizerSpec returns the served tokenizer serialized (the Hugging Face
+        `tokenizers` JSON, with every token the service added), so that a peer
+        can run the same streaming detokenizer in its own process instead of a
+        DetokenizeStream call per chunk. Fetch it once per fingerprint.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_TokenizerServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -159,6 +174,11 @@ def add_TokenizerServiceServicer_to_server(servicer, server):
                     servicer.GetVocabulary,
                     request_deserializer=tokenway_dot_tokenizer_dot_v1_dot_tokenizer__pb2.GetVocabularyRequest.FromString,
                     response_serializer=tokenway_dot_tokenizer_dot_v1_dot_tokenizer__pb2.GetVocabularyResponse.SerializeToString,
+            ),
+            'GetTokenizerSpec': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetTokenizerSpec,
+                    request_deserializer=tokenway_dot_tokenizer_dot_v1_dot_tokenizer__pb2.GetTokenizerSpecRequest.FromString,
+                    response_serializer=tokenway_dot_tokenizer_dot_v1_dot_tokenizer__pb2.GetTokenizerSpecResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -325,6 +345,33 @@ class TokenizerService:
             '/tokenway.tokenizer.v1.TokenizerService/GetVocabulary',
             tokenway_dot_tokenizer_dot_v1_dot_tokenizer__pb2.GetVocabularyRequest.SerializeToString,
             tokenway_dot_tokenizer_dot_v1_dot_tokenizer__pb2.GetVocabularyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetTokenizerSpec(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tokenway.tokenizer.v1.TokenizerService/GetTokenizerSpec',
+            tokenway_dot_tokenizer_dot_v1_dot_tokenizer__pb2.GetTokenizerSpecRequest.SerializeToString,
+            tokenway_dot_tokenizer_dot_v1_dot_tokenizer__pb2.GetTokenizerSpecResponse.FromString,
             options,
             channel_credentials,
             insecure,

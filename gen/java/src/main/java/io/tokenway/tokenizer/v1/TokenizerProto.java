@@ -121,6 +121,16 @@ public final class TokenizerProto extends com.google.protobuf.GeneratedFile {
   static final 
     com.google.protobuf.GeneratedMessage.FieldAccessorTable
       internal_static_tokenway_tokenizer_v1_GetVocabularyResponse_fieldAccessorTable;
+  static final com.google.protobuf.Descriptors.Descriptor
+    internal_static_tokenway_tokenizer_v1_GetTokenizerSpecRequest_descriptor;
+  static final 
+    com.google.protobuf.GeneratedMessage.FieldAccessorTable
+      internal_static_tokenway_tokenizer_v1_GetTokenizerSpecRequest_fieldAccessorTable;
+  static final com.google.protobuf.Descriptors.Descriptor
+    internal_static_tokenway_tokenizer_v1_GetTokenizerSpecResponse_descriptor;
+  static final 
+    com.google.protobuf.GeneratedMessage.FieldAccessorTable
+      internal_static_tokenway_tokenizer_v1_GetTokenizerSpecResponse_fieldAccessorTable;
 
   public static com.google.protobuf.Descriptors.FileDescriptor
       getDescriptor() {
@@ -176,27 +186,33 @@ public final class TokenizerProto extends com.google.protobuf.GeneratedFile {
       "e\030\006 \001(\t\022\027\n\017all_special_ids\030\007 \003(\005\022\033\n\023max_" +
       "chars_per_token\030\010 \001(\r\"\026\n\024GetVocabularyRe" +
       "quest\"A\n\025GetVocabularyResponse\022\023\n\013token_" +
-      "bytes\030\001 \003(\014\022\023\n\013fingerprint\030\002 \001(\t2\217\005\n\020Tok" +
-      "enizerService\022[\n\010Tokenize\022&.tokenway.tok" +
-      "enizer.v1.TokenizeRequest\032\'.tokenway.tok" +
-      "enizer.v1.TokenizeResponse\022a\n\nDetokenize" +
-      "\022(.tokenway.tokenizer.v1.DetokenizeReque" +
-      "st\032).tokenway.tokenizer.v1.DetokenizeRes" +
-      "ponse\022a\n\nRenderChat\022(.tokenway.tokenizer" +
-      ".v1.RenderChatRequest\032).tokenway.tokeniz" +
-      "er.v1.RenderChatResponse\022w\n\020DetokenizeSt" +
-      "ream\022..tokenway.tokenizer.v1.DetokenizeS" +
-      "treamRequest\032/.tokenway.tokenizer.v1.Det" +
-      "okenizeStreamResponse(\0010\001\022s\n\020GetTokenize" +
-      "rInfo\022..tokenway.tokenizer.v1.GetTokeniz" +
-      "erInfoRequest\032/.tokenway.tokenizer.v1.Ge" +
-      "tTokenizerInfoResponse\022j\n\rGetVocabulary\022" +
-      "+.tokenway.tokenizer.v1.GetVocabularyReq" +
-      "uest\032,.tokenway.tokenizer.v1.GetVocabula" +
-      "ryResponseBs\n\030io.tokenway.tokenizer.v1B\016" +
-      "TokenizerProtoP\001ZEgithub.com/tokenway/to" +
-      "kenway/gen/go/tokenway/tokenizer/v1;toke" +
-      "nizerv1b\006proto3"
+      "bytes\030\001 \003(\014\022\023\n\013fingerprint\030\002 \001(\t\"\031\n\027GetT" +
+      "okenizerSpecRequest\"f\n\030GetTokenizerSpecR" +
+      "esponse\022\026\n\016tokenizer_json\030\001 \001(\t\022\035\n\025token" +
+      "izer_json_sha256\030\002 \001(\t\022\023\n\013fingerprint\030\003 " +
+      "\001(\t2\204\006\n\020TokenizerService\022[\n\010Tokenize\022&.t" +
+      "okenway.tokenizer.v1.TokenizeRequest\032\'.t" +
+      "okenway.tokenizer.v1.TokenizeResponse\022a\n" +
+      "\nDetokenize\022(.tokenway.tokenizer.v1.Deto" +
+      "kenizeRequest\032).tokenway.tokenizer.v1.De" +
+      "tokenizeResponse\022a\n\nRenderChat\022(.tokenwa" +
+      "y.tokenizer.v1.RenderChatRequest\032).token" +
+      "way.tokenizer.v1.RenderChatResponse\022w\n\020D" +
+      "etokenizeStream\022..tokenway.tokenizer.v1." +
+      "DetokenizeStreamRequest\032/.tokenway.token" +
+      "izer.v1.DetokenizeStreamResponse(\0010\001\022s\n\020" +
+      "GetTokenizerInfo\022..tokenway.tokenizer.v1" +
+      ".GetTokenizerInfoRequest\032/.tokenway.toke" +
+      "nizer.v1.GetTokenizerInfoResponse\022j\n\rGet" +
+      "Vocabulary\022+.tokenway.tokenizer.v1.GetVo" +
+      "cabularyRequest\032,.tokenway.tokenizer.v1." +
+      "GetVocabularyResponse\022s\n\020GetTokenizerSpe" +
+      "c\022..tokenway.tokenizer.v1.GetTokenizerSp" +
+      "ecRequest\032/.tokenway.tokenizer.v1.GetTok" +
+      "enizerSpecResponseBs\n\030io.tokenway.tokeni" +
+      "zer.v1B\016TokenizerProtoP\001ZEgithub.com/tok" +
+      "enway/tokenway/gen/go/tokenway/tokenizer" +
+      "/v1;tokenizerv1b\006proto3"
     };
     descriptor = com.google.protobuf.Descriptors.FileDescriptor
       .internalBuildGeneratedFileFrom(descriptorData,
@@ -316,6 +332,18 @@ public final class TokenizerProto extends com.google.protobuf.GeneratedFile {
       com.google.protobuf.GeneratedMessage.FieldAccessorTable(
         internal_static_tokenway_tokenizer_v1_GetVocabularyResponse_descriptor,
         new java.lang.String[] { "TokenBytes", "Fingerprint", });
+    internal_static_tokenway_tokenizer_v1_GetTokenizerSpecRequest_descriptor =
+      getDescriptor().getMessageType(19);
+    internal_static_tokenway_tokenizer_v1_GetTokenizerSpecRequest_fieldAccessorTable = new
+      com.google.protobuf.GeneratedMessage.FieldAccessorTable(
+        internal_static_tokenway_tokenizer_v1_GetTokenizerSpecRequest_descriptor,
+        new java.lang.String[] { });
+    internal_static_tokenway_tokenizer_v1_GetTokenizerSpecResponse_descriptor =
+      getDescriptor().getMessageType(20);
+    internal_static_tokenway_tokenizer_v1_GetTokenizerSpecResponse_fieldAccessorTable = new
+      com.google.protobuf.GeneratedMessage.FieldAccessorTable(
+        internal_static_tokenway_tokenizer_v1_GetTokenizerSpecResponse_descriptor,
+        new java.lang.String[] { "TokenizerJson", "TokenizerJsonSha256", "Fingerprint", });
     descriptor.resolveAllFeaturesImmutable();
   }
 

@@ -202,6 +202,37 @@ public final class TokenizerServiceGrpc {
     return getGetVocabularyMethod;
   }
 
+  private static volatile io.grpc.MethodDescriptor<io.tokenway.tokenizer.v1.GetTokenizerSpecRequest,
+      io.tokenway.tokenizer.v1.GetTokenizerSpecResponse> getGetTokenizerSpecMethod;
+
+  @io.grpc.stub.annotations.RpcMethod(
+      fullMethodName = SERVICE_NAME + '/' + "GetTokenizerSpec",
+      requestType = io.tokenway.tokenizer.v1.GetTokenizerSpecRequest.class,
+      responseType = io.tokenway.tokenizer.v1.GetTokenizerSpecResponse.class,
+      methodType = io.grpc.MethodDescriptor.MethodType.UNARY)
+  public static io.grpc.MethodDescriptor<io.tokenway.tokenizer.v1.GetTokenizerSpecRequest,
+      io.tokenway.tokenizer.v1.GetTokenizerSpecResponse> getGetTokenizerSpecMethod() {
+    io.grpc.MethodDescriptor<io.tokenway.tokenizer.v1.GetTokenizerSpecRequest, io.tokenway.tokenizer.v1.GetTokenizerSpecResponse> getGetTokenizerSpecMethod;
+    if ((getGetTokenizerSpecMethod = TokenizerServiceGrpc.getGetTokenizerSpecMethod) == null) {
+      synchronized (TokenizerServiceGrpc.class) {
+        if ((getGetTokenizerSpecMethod = TokenizerServiceGrpc.getGetTokenizerSpecMethod) == null) {
+          TokenizerServiceGrpc.getGetTokenizerSpecMethod = getGetTokenizerSpecMethod =
+              io.grpc.MethodDescriptor.<io.tokenway.tokenizer.v1.GetTokenizerSpecRequest, io.tokenway.tokenizer.v1.GetTokenizerSpecResponse>newBuilder()
+              .setType(io.grpc.MethodDescriptor.MethodType.UNARY)
+              .setFullMethodName(generateFullMethodName(SERVICE_NAME, "GetTokenizerSpec"))
+              .setSampledToLocalTracing(true)
+              .setRequestMarshaller(io.grpc.protobuf.ProtoUtils.marshaller(
+                  io.tokenway.tokenizer.v1.GetTokenizerSpecRequest.getDefaultInstance()))
+              .setResponseMarshaller(io.grpc.protobuf.ProtoUtils.marshaller(
+                  io.tokenway.tokenizer.v1.GetTokenizerSpecResponse.getDefaultInstance()))
+              .setSchemaDescriptor(new TokenizerServiceMethodDescriptorSupplier("GetTokenizerSpec"))
+              .build();
+        }
+      }
+    }
+    return getGetTokenizerSpecMethod;
+  }
+
   /**
    * Creates a new async stub that supports all call types for the service
    */
@@ -340,6 +371,19 @@ public final class TokenizerServiceGrpc {
         io.grpc.stub.StreamObserver<io.tokenway.tokenizer.v1.GetVocabularyResponse> responseObserver) {
       io.grpc.stub.ServerCalls.asyncUnimplementedUnaryCall(getGetVocabularyMethod(), responseObserver);
     }
+
+    /**
+     * <pre>
+     * GetTokenizerSpec returns the served tokenizer serialized (the Hugging Face
+     * `tokenizers` JSON, with every token the service added), so that a peer
+     * can run the same streaming detokenizer in its own process instead of a
+     * DetokenizeStream call per chunk. Fetch it once per fingerprint.
+     * </pre>
+     */
+    default void getTokenizerSpec(io.tokenway.tokenizer.v1.GetTokenizerSpecRequest request,
+        io.grpc.stub.StreamObserver<io.tokenway.tokenizer.v1.GetTokenizerSpecResponse> responseObserver) {
+      io.grpc.stub.ServerCalls.asyncUnimplementedUnaryCall(getGetTokenizerSpecMethod(), responseObserver);
+    }
   }
 
   /**
@@ -454,6 +498,20 @@ public final class TokenizerServiceGrpc {
       io.grpc.stub.ClientCalls.asyncUnaryCall(
           getChannel().newCall(getGetVocabularyMethod(), getCallOptions()), request, responseObserver);
     }
+
+    /**
+     * <pre>
+     * GetTokenizerSpec returns the served tokenizer serialized (the Hugging Face
+     * `tokenizers` JSON, with every token the service added), so that a peer
+     * can run the same streaming detokenizer in its own process instead of a
+     * DetokenizeStream call per chunk. Fetch it once per fingerprint.
+     * </pre>
+     */
+    public void getTokenizerSpec(io.tokenway.tokenizer.v1.GetTokenizerSpecRequest request,
+        io.grpc.stub.StreamObserver<io.tokenway.tokenizer.v1.GetTokenizerSpecResponse> responseObserver) {
+      io.grpc.stub.ClientCalls.asyncUnaryCall(
+          getChannel().newCall(getGetTokenizerSpecMethod(), getCallOptions()), request, responseObserver);
+    }
   }
 
   /**
@@ -549,6 +607,19 @@ public final class TokenizerServiceGrpc {
       return io.grpc.stub.ClientCalls.blockingV2UnaryCall(
           getChannel(), getGetVocabularyMethod(), getCallOptions(), request);
     }
+
+    /**
+     * <pre>
+     * GetTokenizerSpec returns the served tokenizer serialized (the Hugging Face
+     * `tokenizers` JSON, with every token the service added), so that a peer
+     * can run the same streaming detokenizer in its own process instead of a
+     * DetokenizeStream call per chunk. Fetch it once per fingerprint.
+     * </pre>
+     */
+    public io.tokenway.tokenizer.v1.GetTokenizerSpecResponse getTokenizerSpec(io.tokenway.tokenizer.v1.GetTokenizerSpecRequest request) throws io.grpc.StatusException {
+      return io.grpc.stub.ClientCalls.blockingV2UnaryCall(
+          getChannel(), getGetTokenizerSpecMethod(), getCallOptions(), request);
+    }
   }
 
   /**
@@ -627,6 +698,19 @@ public final class TokenizerServiceGrpc {
     public io.tokenway.tokenizer.v1.GetVocabularyResponse getVocabulary(io.tokenway.tokenizer.v1.GetVocabularyRequest request) {
       return io.grpc.stub.ClientCalls.blockingUnaryCall(
           getChannel(), getGetVocabularyMethod(), getCallOptions(), request);
+    }
+
+    /**
+     * <pre>
+     * GetTokenizerSpec returns the served tokenizer serialized (the Hugging Face
+     * `tokenizers` JSON, with every token the service added), so that a peer
+     * can run the same streaming detokenizer in its own process instead of a
+     * DetokenizeStream call per chunk. Fetch it once per fingerprint.
+     * </pre>
+     */
+    public io.tokenway.tokenizer.v1.GetTokenizerSpecResponse getTokenizerSpec(io.tokenway.tokenizer.v1.GetTokenizerSpecRequest request) {
+      return io.grpc.stub.ClientCalls.blockingUnaryCall(
+          getChannel(), getGetTokenizerSpecMethod(), getCallOptions(), request);
     }
   }
 
@@ -712,6 +796,20 @@ public final class TokenizerServiceGrpc {
       return io.grpc.stub.ClientCalls.futureUnaryCall(
           getChannel().newCall(getGetVocabularyMethod(), getCallOptions()), request);
     }
+
+    /**
+     * <pre>
+     * GetTokenizerSpec returns the served tokenizer serialized (the Hugging Face
+     * `tokenizers` JSON, with every token the service added), so that a peer
+     * can run the same streaming detokenizer in its own process instead of a
+     * DetokenizeStream call per chunk. Fetch it once per fingerprint.
+     * </pre>
+     */
+    public com.google.common.util.concurrent.ListenableFuture<io.tokenway.tokenizer.v1.GetTokenizerSpecResponse> getTokenizerSpec(
+        io.tokenway.tokenizer.v1.GetTokenizerSpecRequest request) {
+      return io.grpc.stub.ClientCalls.futureUnaryCall(
+          getChannel().newCall(getGetTokenizerSpecMethod(), getCallOptions()), request);
+    }
   }
 
   private static final int METHODID_TOKENIZE = 0;
@@ -719,7 +817,8 @@ public final class TokenizerServiceGrpc {
   private static final int METHODID_RENDER_CHAT = 2;
   private static final int METHODID_GET_TOKENIZER_INFO = 3;
   private static final int METHODID_GET_VOCABULARY = 4;
-  private static final int METHODID_DETOKENIZE_STREAM = 5;
+  private static final int METHODID_GET_TOKENIZER_SPEC = 5;
+  private static final int METHODID_DETOKENIZE_STREAM = 6;
 
   private static final class MethodHandlers<Req, Resp> implements
       io.grpc.stub.ServerCalls.UnaryMethod<Req, Resp>,
@@ -757,6 +856,10 @@ public final class TokenizerServiceGrpc {
         case METHODID_GET_VOCABULARY:
           serviceImpl.getVocabulary((io.tokenway.tokenizer.v1.GetVocabularyRequest) request,
               (io.grpc.stub.StreamObserver<io.tokenway.tokenizer.v1.GetVocabularyResponse>) responseObserver);
+          break;
+        case METHODID_GET_TOKENIZER_SPEC:
+          serviceImpl.getTokenizerSpec((io.tokenway.tokenizer.v1.GetTokenizerSpecRequest) request,
+              (io.grpc.stub.StreamObserver<io.tokenway.tokenizer.v1.GetTokenizerSpecResponse>) responseObserver);
           break;
         default:
           throw new AssertionError();
@@ -821,6 +924,13 @@ public final class TokenizerServiceGrpc {
               io.tokenway.tokenizer.v1.GetVocabularyRequest,
               io.tokenway.tokenizer.v1.GetVocabularyResponse>(
                 service, METHODID_GET_VOCABULARY)))
+        .addMethod(
+          getGetTokenizerSpecMethod(),
+          io.grpc.stub.ServerCalls.asyncUnaryCall(
+            new MethodHandlers<
+              io.tokenway.tokenizer.v1.GetTokenizerSpecRequest,
+              io.tokenway.tokenizer.v1.GetTokenizerSpecResponse>(
+                service, METHODID_GET_TOKENIZER_SPEC)))
         .build();
   }
 
@@ -875,6 +985,7 @@ public final class TokenizerServiceGrpc {
               .addMethod(getDetokenizeStreamMethod())
               .addMethod(getGetTokenizerInfoMethod())
               .addMethod(getGetVocabularyMethod())
+              .addMethod(getGetTokenizerSpecMethod())
               .build();
         }
       }

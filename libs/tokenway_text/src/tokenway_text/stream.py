@@ -18,6 +18,7 @@ from __future__ import annotations
 import codecs
 import dataclasses
 from collections.abc import Callable, Sequence
+from typing import NamedTuple
 
 from tokenway_common import errors
 
@@ -37,9 +38,8 @@ class StreamOptions:
     include_stop_str_in_output: bool = False
 
 
-@dataclasses.dataclass(frozen=True)
-class StreamDelta:
-    """The answer to one chunk; mirrors DetokenizeStreamResponse."""
+class StreamDelta(NamedTuple):
+    """The answer to one chunk; mirrors DetokenizeStreamResponse (a tuple: made once per chunk, cheaply)."""
 
     text: str
     num_tokens: int
@@ -112,12 +112,21 @@ class WindowDecoder:
 
 
 class StopMatcher:
-    """Finds stop strings across token boundaries, holding back as little text as possible."""
+    """Finds stop strings across token boundaries, holding back as little text as possible.
+
+    Work per fed piece is bounded by the stops' lengths, never by how much text came before: the
+    held text is always a proper prefix of some stop (shorter than the longest stop), and the held
+    suffix is found by checking only the last `longest - 1` positions that start like a stop.
+    """
 
     def __init__(self, stops: Sequence[str], include_stop_str_in_output: bool) -> None:
         self.stops = tuple(dict.fromkeys(s for s in stops if s))
         self._include = include_stop_str_in_output
         self._pending = ""
+        self._max_hold = max((len(s) for s in self.stops), default=1) - 1
+        self._prefixes = frozenset(s[:k] for s in self.stops for k in range(1, len(s)))
+        self._firsts = frozenset(s[0] for s in self.stops)
+        self._inner = frozenset(c for s in self.stops for c in s[:-1])  # a held suffix ends with one of these
 
     def feed(self, text: str) -> tuple[str, str | None, int]:
         """Adds text; returns (text safe to emit, matched stop or None, length of held text before).
@@ -126,9 +135,27 @@ class StopMatcher:
         start); the third value lets the caller locate that cut within the text it fed.
         """
         held_before = len(self._pending)
-        if not self.stops:
+        stops = self.stops
+        if not stops:
             return text, None, held_before
-        pending = self._pending + text
+        pending = self._pending + text if held_before else text
+        for s in stops:
+            if s in pending:
+                return self._cut(pending, held_before)
+        n = len(pending)
+        if not n or pending[-1] not in self._inner:  # no suffix can begin a stop: hold nothing
+            self._pending = ""
+            return pending, None, held_before
+        firsts, prefixes = self._firsts, self._prefixes
+        for i in range(max(0, n - self._max_hold), n):
+            if pending[i] in firsts and pending[i:] in prefixes:
+                self._pending = pending[i:]
+                return pending[:i], None, held_before
+        self._pending = ""
+        return pending, None, held_before
+
+    def _cut(self, pending: str, held_before: int) -> tuple[str, str | None, int]:
+        """The text up to the stop that ends first (ties: the one that starts first)."""
         best: tuple[int, int, str] | None = None
         for s in self.stops:
             i = pending.find(s)
@@ -136,25 +163,14 @@ class StopMatcher:
                 key = (i + len(s), i, s)
                 if best is None or key[:2] < best[:2]:
                     best = key
-        if best is not None:
-            end, start, stop = best
-            self._pending = ""
-            return pending[:end if self._include else start], stop, held_before
-        hold = self._held_suffix(pending)
-        self._pending = pending[len(pending) - hold:]
-        return pending[:len(pending) - hold], None, held_before
+        assert best is not None
+        end, start, stop = best
+        self._pending = ""
+        return pending[:end if self._include else start], stop, held_before
 
     def flush(self) -> str:
         out, self._pending = self._pending, ""
         return out
-
-    def _held_suffix(self, text: str) -> int:
-        longest = min(len(text), max(len(s) for s in self.stops) - 1)
-        for k in range(longest, 0, -1):
-            tail = text[-k:]
-            if any(s.startswith(tail) for s in self.stops):
-                return k
-        return 0
 
 
 class DetokenizeStream:
@@ -179,11 +195,22 @@ class DetokenizeStream:
         self._check_ids(token_ids, "chunk.token_ids")
         out: list[str] = []
         token_texts: list[str] = []
-        for tid in token_ids:
-            piece = self._decoder.step(tid)
-            self.num_tokens += 1
-            if self._feed(piece, out, token_texts):
-                return StreamDelta("".join(out), self.num_tokens, self.matched_stop, token_texts)
+        step = self._decoder.step
+        if not self._stops.stops:  # no stop strings: every piece goes out as it is
+            for tid in token_ids:
+                piece = step(tid)
+                out.append(piece)
+                token_texts.append(piece)
+            if token_texts:
+                self.num_tokens += len(token_texts)
+                self._last_piece = token_texts[-1]
+        else:
+            feed = self._feed
+            for tid in token_ids:
+                piece = step(tid)
+                self.num_tokens += 1
+                if feed(piece, out, token_texts):
+                    return StreamDelta("".join(out), self.num_tokens, self.matched_stop, token_texts)
         if last:
             self.finished = True
             tail = self._decoder.flush()
