@@ -15,8 +15,9 @@ class InferenceSettings(ServerSettings):
     port: int = setting(50053, "port to bind (0 picks a free one)", minimum=0)
     model: str = setting(default_model_dir(), "Hugging Face model directory to serve", check=check_model_dir)
     served_model_name: str = setting("", "model name reported by GetModelInfo (default: the directory name)")
-    engine: str = setting("transformers", "engine: transformers (CPU default) or vllm (GPU image)",
-                          choices=("transformers", "vllm"))
+    engine: str = setting("transformers", "engine: transformers (CPU default) or vllm (GPU image); "
+                                          "synthetic: a benchmarking engine with made-up tokens at a fixed step "
+                                          "time, never for users", choices=("transformers", "vllm", "synthetic"))
     max_batch_size: int = setting(32, "most sequences decoded together in one step", minimum=1)
     max_waiting: int = setting(256, "most requests queued for the batch; beyond it RESOURCE_EXHAUSTED", minimum=0)
     max_model_len: int = setting(0, "longest prompt plus completion (0: max_position_embeddings of config.json)",
@@ -30,3 +31,5 @@ class InferenceSettings(ServerSettings):
     gpu_memory_utilization: float = setting(0.0, "vllm engine on GPUs only: share of GPU memory vLLM may use "
                                                   "(0: vLLM's default); the KV cache is sized by kv_cache_tokens",
                                             minimum=0.0)
+    synthetic_step_ms: float = setting(5.0, "synthetic engine only: the time of one decode step, any batch size",
+                                       minimum=0.1)
