@@ -18,7 +18,9 @@ from collections.abc import AsyncIterator
 
 from google.api import httpbody_pb2
 from google.protobuf import json_format
+from google.protobuf.internal.type_checkers import ToShortestFloat as _float
 from google.protobuf.message import Message
+from tokenway.v1 import chat_pb2, common_pb2, completion_pb2
 
 from tokenway_common import errors
 
@@ -31,10 +33,64 @@ def frame(payload: dict) -> bytes:
     return b"data: " + json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode() + b"\n\n"
 
 
-def chunk_json(message: Message) -> dict:
-    """A chunk as the transcoder would print it: proto field names, scalars always printed."""
+def message_json(message: Message) -> dict:
+    """Any message as the transcoder would print it: proto field names, scalars always printed."""
     return json_format.MessageToDict(message, preserving_proto_field_name=True,
                                      always_print_fields_with_no_presence=True)
+
+
+def chunk_json(message: Message) -> dict:
+    """A stream chunk exactly as `message_json` prints it, without its reflection walk per chunk (a chunk
+    goes out per token or so, and the generic printer costs more than everything else the chunk needs)."""
+    kind = type(message)
+    if kind is chat_pb2.StreamChatCompletionResponse:
+        choices = [_chat_choice(c) for c in message.choices]
+    elif kind is completion_pb2.StreamCompletionResponse:
+        choices = [_completion_choice(c) for c in message.choices]
+    else:
+        return message_json(message)
+    out = {"id": message.id, "object": message.object, "created": message.created, "model": message.model,
+           "choices": choices}
+    if message.HasField("usage"):
+        u = message.usage
+        out["usage"] = {"prompt_tokens": u.prompt_tokens, "completion_tokens": u.completion_tokens,
+                        "total_tokens": u.total_tokens}
+    if message.HasField("system_fingerprint"):
+        out["system_fingerprint"] = message.system_fingerprint
+    return out
+
+
+def _tail(c, out: dict, logprobs) -> dict:
+    """The fields both choice kinds share after their text."""
+    if c.HasField("finish_reason"):
+        out["finish_reason"] = c.finish_reason
+    if c.HasField("logprobs"):
+        out["logprobs"] = logprobs(c.logprobs)
+    if c.HasField("stop_reason"):
+        out["stop_reason"] = c.stop_reason
+    return out
+
+
+def _chat_choice(c: chat_pb2.ChatChunkChoice) -> dict:
+    out: dict = {"index": c.index}
+    if c.HasField("delta"):
+        d = c.delta
+        delta = out["delta"] = {}
+        if d.HasField("role"):
+            delta["role"] = d.role
+        if d.HasField("content"):
+            delta["content"] = d.content
+    return _tail(c, out, _chat_logprobs)
+
+
+def _completion_choice(c: completion_pb2.CompletionChunkChoice) -> dict:
+    return _tail(c, {"index": c.index, "text": c.text}, message_json)
+
+
+def _chat_logprobs(lp: common_pb2.ChatLogprobs) -> dict:
+    return {"content": [{"token": t.token, "logprob": _float(t.logprob), "bytes": list(t.bytes), "top_logprobs": [
+        {"token": a.token, "logprob": _float(a.logprob), "bytes": list(a.bytes)} for a in t.top_logprobs]}
+        for t in lp.content]}
 
 
 def error_event(exc: BaseException) -> dict:
