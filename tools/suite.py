@@ -10,6 +10,10 @@ Ports: TOKENWAY_ORCHESTRATOR_PORT (50051), TOKENWAY_TOKENIZER_PORT (50052), TOKE
 TOKENWAY_MODEL (default: the embedded .tokenway/models/tokenway-tiny). TOKENWAY_INFERENCE_ENGINE=vllm runs
 the inference service from the vLLM venv (`make setup-vllm`; TOKENWAY_VLLM_VENV, default .tokenway/venv-vllm),
 the other services unchanged. Logs and pids live in .tokenway/run/.
+
+Processes: the orchestrator and the tokenizer each run several worker processes on their port when the
+cores allow (see cpu_tier_processes); TOKENWAY_ORCHESTRATOR_PROCESSES / TOKENWAY_TOKENIZER_PROCESSES
+override it. The pid in a service's pid file is its supervisor's: signalling it reaches every worker.
 """
 
 from __future__ import annotations
@@ -40,6 +44,14 @@ def inference_python(env) -> str:
     if not py.exists():
         sys.exit(f"engine vllm: {py} is missing: run `make setup-vllm`")
     return str(py)
+
+
+def cpu_tier_processes(cores: int) -> dict[str, int]:
+    """Worker processes of the CPU tier on a host of `cores` that it shares with the engine (cores - 1
+    torch threads) and Envoy: the orchestrator a quarter of the cores, the tokenizer (Rust, which releases
+    the GIL, on a thread pool of its own) an eighth; each at least 1 and at most 8. 2 cores: 1 and 1;
+    8: 2 and 1; 16: 4 and 2; 64 and more: 8 and 8."""
+    return {"orchestrator": max(1, min(8, cores // 4)), "tokenizer": max(1, min(8, cores // 8))}
 
 
 def services() -> list[dict]:
@@ -118,6 +130,11 @@ def start_all(detach: bool) -> list[tuple[dict, subprocess.Popen]]:
     # Everything shares this host: torch on every core would stall whenever the CPU tier runs
     # (measured on 2 cores, 8 streams: 1 torch thread 625-670 tok/s, 2 threads 445-500 tok/s).
     env.setdefault("TOKENWAY_INFERENCE_THREADS", str(max(1, (os.cpu_count() or 2) - 1)))
+    for name, n in cpu_tier_processes(os.cpu_count() or 2).items():
+        env.setdefault(f"TOKENWAY_{name.upper()}_PROCESSES", str(n))
+    print(f"   CPU tier on {os.cpu_count()} cores: orchestrator {env['TOKENWAY_ORCHESTRATOR_PROCESSES']} "
+          f"process(es), tokenizer {env['TOKENWAY_TOKENIZER_PROCESSES']} (TOKENWAY_ORCHESTRATOR_PROCESSES / "
+          "TOKENWAY_TOKENIZER_PROCESSES override)", flush=True)
     if env.get("TOKENWAY_INFERENCE_ENGINE") == "vllm":  # vLLM's compile cache survives restarts, under .tokenway/
         env.setdefault("VLLM_CACHE_ROOT", str(ROOT / ".tokenway" / "vllm-cache"))
     procs = []

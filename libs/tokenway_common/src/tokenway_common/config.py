@@ -45,6 +45,9 @@ class ServerSettings:
     max_message_mb: int = setting(64, "largest gRPC message accepted or sent, MiB", minimum=1)
     max_request_mb: int = setting(0, "largest request message the server accepts (refused by gRPC before it is "
                                      "parsed), MiB; 0: max_message_mb", minimum=0)
+    processes: int = setting(1, "server processes sharing the port (Linux SO_REUSEPORT: the kernel spreads "
+                                "connections over them) under one supervisor; 0: one per core, at most 8",
+                             minimum=0)
 
 
 def _base_type(tp: Any) -> Any:
@@ -86,8 +89,11 @@ def _label(prefix: str, field: str) -> str:
 
 
 def load(cls: type[T], prefix: str, argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None,
-         **overrides: Any) -> T:
-    """Builds `cls` from env, then argv, then keyword overrides; validates; raises ConfigError."""
+         *, single_process: str = "", **overrides: Any) -> T:
+    """Builds `cls` from env, then argv, then keyword overrides; validates; raises ConfigError.
+
+    `single_process`: why this service runs in one process only; a `processes` other than 1 is refused
+    with that reason."""
     env = os.environ if env is None else env
     hints = typing.get_type_hints(cls)
     fields = [f for f in dataclasses.fields(cls) if f.init]
@@ -125,6 +131,8 @@ def load(cls: type[T], prefix: str, argv: Sequence[str] | None = None, env: Mapp
             errors.append(f"{label}: {v!r} is below the minimum {meta['minimum']}")
         if meta.get("check") and (msg := meta["check"](v)):
             errors.append(f"{label}: {msg}")
+        if f.name == "processes" and single_process and v != 1:
+            errors.append(f"{label}: must be 1 here: {single_process}")
     if errors:
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(errors))
     return cls(**values)
@@ -139,10 +147,10 @@ def redacted(cfg: Any) -> dict[str, Any]:
     return out
 
 
-def load_or_exit(cls: type[T], prefix: str, argv: Sequence[str] | None = None) -> T:
+def load_or_exit(cls: type[T], prefix: str, argv: Sequence[str] | None = None, *, single_process: str = "") -> T:
     """`load` for entry points: a bad setting prints one clear message and exits 2."""
     try:
-        return load(cls, prefix, sys.argv[1:] if argv is None else argv)
+        return load(cls, prefix, sys.argv[1:] if argv is None else argv, single_process=single_process)
     except ConfigError as e:
         print(f"{prefix.lower()}: {e}", file=sys.stderr)
         raise SystemExit(2) from None

@@ -3,7 +3,8 @@
 An `App` registers its servicers, loads what it needs in `start()` (readiness stays NOT_SERVING
 until it returns) and releases it in `close()`. `serve()` runs one until SIGTERM/SIGINT:
 NOT_SERVING -> drain period -> `server.stop(grace)` (with the App's `on_shutdown(grace)` running
-alongside) -> `app.close()`.
+alongside) -> `app.close()`. `run()`, an entry point's body, does that in this process, or with the
+`processes` setting above 1 supervises that many worker processes on the same port (workers.py).
 """
 
 from __future__ import annotations
@@ -13,17 +14,20 @@ import dataclasses
 import gc
 import logging
 import signal
-from typing import Protocol
+import sys
+from collections.abc import Callable, Sequence
+from typing import Protocol, TypeVar
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from . import config, interceptors, logs
+from . import config, interceptors, logs, workers
 
 log = logging.getLogger("tokenway.server")
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+S = TypeVar("S", bound=config.ServerSettings)
 
 
 class App(Protocol):
@@ -55,15 +59,18 @@ class App(Protocol):
     async def close(self) -> None: ...
 
 
-def server_options(settings: config.ServerSettings, *, receiving: str = "requests") -> list[tuple[str, int]]:
+def server_options(settings: config.ServerSettings, *, receiving: str = "requests",
+                   reuse_port: bool = False) -> list[tuple[str, int]]:
     """Options for a server (`receiving="requests"`: at most max_request_mb) or, with `receiving="responses"`,
-    for a channel to a peer (whose answers may be as large as max_message_mb)."""
+    for a channel to a peer (whose answers may be as large as max_message_mb). `reuse_port`: the server is
+    one of a supervisor's workers, which share their port (SO_REUSEPORT)."""
     size = settings.max_message_mb * 1024 * 1024
     receive = settings.max_request_mb * 1024 * 1024 if receiving == "requests" and settings.max_request_mb else size
     return [
         ("grpc.max_send_message_length", size),
         ("grpc.max_receive_message_length", receive),
-        ("grpc.so_reuseport", 0),  # a second server on a taken port must fail, not share it
+        # A second server on a taken port must fail, not share it; only one supervisor's workers share theirs.
+        ("grpc.so_reuseport", 1 if reuse_port else 0),
         # Accept the peers' keepalive pings (channels.py pings every second so that a hung peer is
         # found fast): a ping every 0.5 s or slower is fine, and never answered with GOAWAY.
         ("grpc.keepalive_permit_without_calls", 1),
@@ -81,6 +88,7 @@ class RunningServer:
     started: bool = False  # app.start() returned
     app_ready: bool = True  # the App's own word (follow_readiness)
     stopping: bool = False
+    listening: bool = False  # bound and started
     _lock: asyncio.Lock = dataclasses.field(default_factory=asyncio.Lock)
     _tasks: set[asyncio.Task] = dataclasses.field(default_factory=set)
 
@@ -91,6 +99,15 @@ class RunningServer:
     @property
     def ready(self) -> bool:
         return self.started and self.app_ready and not self.stopping
+
+    async def listen(self, settings: config.ServerSettings) -> None:
+        """Binds settings' host:port and starts serving (liveness "" SERVING); raises OSError."""
+        port = self.server.add_insecure_port(f"{settings.host}:{settings.port}")
+        if port == 0:
+            raise OSError(f"cannot bind {settings.host}:{settings.port}")
+        await self.server.start()
+        self.port, self.listening = port, True
+        await self.health.set("", SERVING)
 
     async def set_ready(self, ready: bool) -> None:
         """Marks the App started (True) or not (False) and publishes the readiness that follows."""
@@ -151,24 +168,36 @@ async def _settle_rpc_tasks(timeout: float = 5.0) -> None:
             log.warning("%d RPC task(s) still running %.0fs after the server stopped", len(still), timeout)
 
 
-async def start_server(settings: config.ServerSettings, app: App, *, wait_ready: bool = True) -> RunningServer:
+class _WorkerHealth(health.aio.HealthServicer):
+    """Health of one worker process: a Check's trailing metadata says which worker answered."""
+
+    def __init__(self, tag: str) -> None:
+        super().__init__()
+        self._tag = ((workers.TAG_KEY, tag),)
+
+    async def Check(self, request, context):
+        context.set_trailing_metadata(self._tag)
+        return await super().Check(request, context)
+
+
+async def start_server(settings: config.ServerSettings, app: App, *, wait_ready: bool = True,
+                       worker: workers.Worker | None = None, listen: bool = True) -> RunningServer:
     """Binds, starts and (unless wait_ready=False) awaits `app.start()` before reporting SERVING.
 
     Liveness ("") is SERVING as soon as the port is bound; each of the app's services turns
-    SERVING only after `app.start()` returned.
+    SERVING only after `app.start()` returned. A `worker` shares its port with its siblings.
+    `listen=False` leaves binding to the caller (`RunningServer.listen`).
     """
-    server = grpc.aio.server(interceptors=[interceptors.ErrorInterceptor()], options=server_options(settings))
+    server = grpc.aio.server(interceptors=[interceptors.ErrorInterceptor()],
+                             options=server_options(settings, reuse_port=worker is not None))
     app.register(server)
-    health_servicer = health.aio.HealthServicer()
+    health_servicer = health.aio.HealthServicer() if worker is None else _WorkerHealth(worker.tag)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     names = (*app.service_names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME)
     reflection.enable_server_reflection(names, server)
-    port = server.add_insecure_port(f"{settings.host}:{settings.port}")
-    if port == 0:
-        raise OSError(f"cannot bind {settings.host}:{settings.port}")
-    await server.start()
-    running = RunningServer(server, port, health_servicer, app)
-    await health_servicer.set("", SERVING)
+    running = RunningServer(server, 0, health_servicer, app)
+    if listen:
+        await running.listen(settings)
     await running.set_ready(False)
     follow = getattr(app, "follow_readiness", None)
     if follow is not None:
@@ -187,40 +216,73 @@ def freeze_startup_heap() -> None:
     gc.freeze()
 
 
-async def serve(settings: config.ServerSettings, app: App, name: str) -> int:
-    """Runs `app` until SIGTERM/SIGINT; returns the process exit code."""
+async def serve(settings: config.ServerSettings, app: App, name: str, *, worker: workers.Worker | None = None) -> int:
+    """Runs `app` until SIGTERM/SIGINT; returns the process exit code. As a supervisor's `worker` it shares
+    the port, its log lines carry `worker=<index>` and it tells the supervisor when it is SERVING; a worker
+    that replaces a dead one binds only then, so that no new connection reaches it before it is ready."""
     logs.setup(name, settings.log_level, settings.log_format)
+    if worker is not None:
+        worker.tag_logs()
     log.info("starting %s", name, extra={"fields": config.redacted(settings)})
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    late = worker is not None and worker.bind_when_ready
     try:
-        running = await start_server(settings, app, wait_ready=False)
+        running = await start_server(settings, app, wait_ready=False, worker=worker, listen=not late)
     except OSError as e:
         log.error("%s", e)
         return 1
-    log.info("%s listening on %s:%d; starting up", name, settings.host, running.port)
+    if late:
+        log.info("%s starting up; binds %s:%d once ready", name, settings.host, settings.port)
+    else:
+        log.info("%s listening on %s:%d; starting up", name, settings.host, running.port)
     startup = asyncio.create_task(app.start())
     stopper = asyncio.create_task(stop.wait())
     await asyncio.wait({startup, stopper}, return_when=asyncio.FIRST_COMPLETED)
+    code = 0
     if startup.done() and startup.exception() is None:
-        freeze_startup_heap()
-        await running.set_ready(True)
-        print(f"{name} SERVING on {settings.host}:{running.port}", flush=True)
-        log.info("%s SERVING on %s:%d", name, settings.host, running.port)
-        await stop.wait()
-        code = 0
-    else:
-        if startup.done():
-            log.error("%s failed to start: %s", name, startup.exception(), exc_info=startup.exception())
+        try:
+            if not running.listening:
+                await running.listen(settings)
+        except OSError as e:
+            log.error("%s", e)
             code = 1
         else:
-            startup.cancel()
-            code = 0
+            freeze_startup_heap()
+            await running.set_ready(True)
+            print(f"{name} SERVING on {settings.host}:{running.port}", flush=True)
+            log.info("%s SERVING on %s:%d", name, settings.host, running.port)
+            if worker is not None:
+                worker.notify_ready()
+            await stop.wait()
+    elif startup.done():
+        log.error("%s failed to start: %s", name, startup.exception(), exc_info=startup.exception())
+        code = 1
+    else:
+        startup.cancel()
     stopper.cancel()
     log.info("%s shutting down: NOT_SERVING, drain %.1fs, grace %.1fs", name, settings.drain_seconds, settings.grace_seconds)
     await running.stop(settings.grace_seconds, settings.drain_seconds)
     await _settle_rpc_tasks()
     log.info("%s stopped", name)
     return code
+
+
+def run(settings: S, make_app: Callable[[S], App], name: str, *, module: str, argv: Sequence[str] | None = None) -> int:
+    """An entry point's body; returns the exit code.
+
+    `settings.processes` (0: one per core, at most workers.MAX_AUTO) of 1 serves in this process. More
+    make this process a supervisor of that many workers (`python -m <module> <argv>` each, argv being
+    this process's flags) sharing host:port; the App is built only in the workers.
+    """
+    worker = workers.from_env()
+    if worker is None:
+        processes = workers.count(settings.processes)
+        if processes > 1:
+            return workers.supervise(settings, name, module, processes, sys.argv[1:] if argv is None else argv)
+    elif not worker.attach():
+        print(f"{name}: worker {worker.index}: the supervisor (pid {worker.supervisor}) is gone", file=sys.stderr)
+        return 1
+    return asyncio.run(serve(settings, make_app(settings), name, worker=worker))

@@ -12,9 +12,13 @@ from .app import InferenceApp
 from .config import PREFIX, InferenceSettings
 from .engines.errors import EngineUnavailable
 
+#: Why `processes` must stay 1 here.
+SINGLE_PROCESS = ("one engine and model per process; scale inference with replicas on their own ports, "
+                  "listed in TOKENWAY_ORCHESTRATOR_INFERENCE_ADDRESSES")
+
 
 def main() -> None:
-    cfg = load_or_exit(InferenceSettings, PREFIX)
+    cfg = load_or_exit(InferenceSettings, PREFIX, single_process=SINGLE_PROCESS)
     try:
         app = InferenceApp(cfg)
     except EngineUnavailable as e:

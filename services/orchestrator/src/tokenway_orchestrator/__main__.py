@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 import sys
 
 from tokenway_common.config import load_or_exit
-from tokenway_common.server import serve
+from tokenway_common.server import run
 
 from .app import OrchestratorApp
 from .config import PREFIX, OrchestratorSettings
@@ -14,7 +13,7 @@ from .config import PREFIX, OrchestratorSettings
 
 def main() -> None:
     settings = load_or_exit(OrchestratorSettings, PREFIX)
-    sys.exit(asyncio.run(serve(settings, OrchestratorApp(settings), "orchestrator")))
+    sys.exit(run(settings, OrchestratorApp, "orchestrator", module=__package__))
 
 
 if __name__ == "__main__":

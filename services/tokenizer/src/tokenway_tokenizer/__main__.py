@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 import sys
 
 from tokenway_common.config import load_or_exit
-from tokenway_common.server import serve
+from tokenway_common.server import run
 
 from .app import TokenizerApp
 from .config import ENV_PREFIX, TokenizerSettings
@@ -14,7 +13,7 @@ from .config import ENV_PREFIX, TokenizerSettings
 
 def main() -> None:
     cfg = load_or_exit(TokenizerSettings, ENV_PREFIX)
-    sys.exit(asyncio.run(serve(cfg, TokenizerApp(cfg), "tokenizer")))
+    sys.exit(run(cfg, TokenizerApp, "tokenizer", module=__package__))
 
 
 if __name__ == "__main__":
