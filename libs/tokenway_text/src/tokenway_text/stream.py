@@ -123,10 +123,11 @@ class StopMatcher:
         self.stops = tuple(dict.fromkeys(s for s in stops if s))
         self._include = include_stop_str_in_output
         self._pending = ""
-        self._max_hold = max((len(s) for s in self.stops), default=1) - 1
-        self._prefixes = frozenset(s[:k] for s in self.stops for k in range(1, len(s)))
-        self._firsts = frozenset(s[0] for s in self.stops)
-        self._inner = frozenset(c for s in self.stops for c in s[:-1])  # a held suffix ends with one of these
+        if self.stops:
+            self._max_hold = max(len(s) for s in self.stops) - 1
+            self._prefixes = frozenset(s[:k] for s in self.stops for k in range(1, len(s)))
+            self._firsts = frozenset(s[0] for s in self.stops)
+            self._inner = frozenset(c for s in self.stops for c in s[:-1])  # a held suffix ends with one of these
 
     def feed(self, text: str) -> tuple[str, str | None, int]:
         """Adds text; returns (text safe to emit, matched stop or None, length of held text before).

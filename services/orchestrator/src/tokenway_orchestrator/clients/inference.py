@@ -111,13 +111,14 @@ class InferenceRouter:
             replica.in_flight += 1
             started = False
             try:
-                async for resp in call:
+                while (resp := await call.read()) is not grpc.aio.EOF:  # read(): one layer less than `async for`
                     started = True
                     yield EngineChunk(
                         token_ids=tuple(resp.token_ids), completion_tokens=resp.completion_tokens,
                         finish_reason=FINISH.get(resp.finish_reason),
                         stop_token_id=resp.stop_token_id if resp.HasField("stop_token_id") else None,
-                        logprobs=tuple((lp.logprob, tuple((t.token_id, t.logprob) for t in lp.top)) for lp in resp.logprobs))
+                        logprobs=tuple((lp.logprob, tuple((t.token_id, t.logprob) for t in lp.top))
+                                       for lp in resp.logprobs) if resp.logprobs else ())
                 return
             except grpc.aio.AioRpcError as e:
                 if e.code() == grpc.StatusCode.UNAVAILABLE and not started and len(tried) < len(self.replicas):
