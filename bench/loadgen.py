@@ -15,7 +15,9 @@ tokens (usage, or the ids counted) and its error, if any. A level runs `requests
 `concurrency` workers; `summarize` turns the records into the metrics (vLLM's benchmark_serving
 definitions): TTFT = first output chunk - start; ITL = the gaps between successive output chunks of a
 request, pooled; TPOT = (last chunk - first chunk) / (tokens - 1) per request. A failed request is kept
-and counted, never dropped.
+and counted, never dropped; one that finished with output tokens but no text at all (a generation of
+bytes that never form a character, which some servers stream as nothing) is counted as `no_text`: its
+tokens count, it has no TTFT or ITL.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ MODEL_NAME = "tokenway-tiny"
 WORDS = ("model server token stream batch cache prompt answer engine request latency throughput gateway "
          "replica tokenizer graph kernel memory budget queue deadline signal health router vector layer "
          "attention weight sample greedy chunk buffer socket").split()
+ARRIVAL_GAP_S = 0.0005  # chunks closer than this arrived together (one read, one burst)
 REQUEST_TIMEOUT_S = 300.0  # one request's deadline: a stuck server fails the request, it does not hang the bench
 
 
@@ -57,6 +60,17 @@ class Record:
     tokens: int = 0  # output tokens (usage, or ids counted)
     end: float = 0.0
     error: str | None = None
+    no_text: bool = False  # finished with output tokens (usage) but no text: nothing to time, not a failure
+
+
+def _no_output(rec: Record) -> None:
+    """A stream that ended without any output chunk: a failure, unless its usage counts output tokens (a
+    generation of bytes that never form a character: some servers stream no text at all for it)."""
+    if rec.error is None and not rec.chunks:
+        if rec.tokens > 0:
+            rec.no_text = True
+        else:
+            rec.error = "the stream carried no output"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -171,8 +185,7 @@ class SseClient:
             keep = False
             while piece := await reader.read(1 << 16):
                 buf = self._events(buf + piece, rec)
-        if rec.error is None and not rec.chunks:
-            rec.error = "the stream carried no output"
+        _no_output(rec)
         return keep
 
     @staticmethod
@@ -289,8 +302,7 @@ class ChatGrpcClient(_GrpcClient):
                     if c.delta.content or (c.HasField("logprobs") and len(c.logprobs.content)):
                         rec.chunks.append(now)
                         break
-            if not rec.chunks:
-                rec.error = "the stream carried no output"
+            _no_output(rec)
         except grpc.aio.AioRpcError as exc:
             rec.error = f"{exc.code().name}: {exc.details()}"[:300]
         rec.end = time.perf_counter()
@@ -410,13 +422,19 @@ def ms(v: float | None) -> float | None:
 
 
 def summarize(records: Sequence[Record], wall: float) -> dict:
-    """The metrics of one level: counts, throughput, TTFT, ITL (chunk gaps), TPOT (per request), chunking."""
+    """The metrics of one level: counts, throughput, TTFT, ITL (chunk gaps), TPOT (per request), chunking.
+
+    An arrival is a chunk or a run of chunks less than ARRIVAL_GAP_S apart (events read together, messages
+    of one burst): tokens per arrival above 1 means the client got tokens in clumps, whatever the framing."""
     ok = [r for r in records if r.error is None]
-    ttft = [r.chunks[0] - r.start for r in ok]
-    itl = [b - a for r in ok for a, b in zip(r.chunks, r.chunks[1:])]
-    tpot = [(r.chunks[-1] - r.chunks[0]) / (r.tokens - 1) for r in ok if r.tokens > 1 and len(r.chunks) > 1]
+    timed = [r for r in ok if r.chunks]
+    ttft = [r.chunks[0] - r.start for r in timed]
+    itl = [b - a for r in timed for a, b in zip(r.chunks, r.chunks[1:])]
+    tpot = [(r.chunks[-1] - r.chunks[0]) / (r.tokens - 1) for r in timed if r.tokens > 1 and len(r.chunks) > 1]
     tokens = sum(r.tokens for r in ok)
-    chunks = sum(len(r.chunks) for r in ok)
+    timed_tokens = sum(r.tokens for r in timed)
+    chunks = sum(len(r.chunks) for r in timed)
+    arrivals = sum(1 + sum(b - a >= ARRIVAL_GAP_S for a, b in zip(r.chunks, r.chunks[1:])) for r in timed)
     errors: dict[str, int] = {}
     for r in records:
         if r.error is not None:
@@ -424,8 +442,9 @@ def summarize(records: Sequence[Record], wall: float) -> dict:
             errors[key] = errors.get(key, 0) + 1
     return {
         "requests": len(records), "ok": len(ok), "errors": len(records) - len(ok), "error_kinds": errors,
-        "output_tokens": tokens, "chunks": chunks,
-        "tokens_per_chunk": round(tokens / chunks, 4) if chunks else None,
+        "no_text": sum(r.no_text for r in ok), "output_tokens": tokens, "chunks": chunks,
+        "tokens_per_chunk": round(timed_tokens / chunks, 4) if chunks else None,
+        "tokens_per_arrival": round(timed_tokens / arrivals, 4) if arrivals else None,
         "wall_s": round(wall, 4),
         "tok_s": round(tokens / wall, 2) if wall > 0 else None,
         "req_s": round(len(ok) / wall, 3) if wall > 0 else None,
@@ -445,9 +464,12 @@ def per_request(records: Sequence[Record]) -> list[dict]:
                "chunks": len(r.chunks), "tokens": r.tokens}
         if r.error is not None:
             row["error"] = r.error
+        if r.no_text:
+            row["no_text"] = True
         out.append(row)
     return out
 
 
-METRICS = ("requests", "ok", "errors", "output_tokens", "chunks", "tokens_per_chunk", "wall_s", "tok_s", "req_s",
+METRICS = ("requests", "ok", "errors", "no_text", "output_tokens", "chunks", "tokens_per_chunk", "tokens_per_arrival",
+           "wall_s", "tok_s", "req_s",
            "ttft_p50_ms", "ttft_p90_ms", "ttft_p99_ms", "itl_p50_ms", "itl_p99_ms", "tpot_p50_ms", "tpot_p99_ms")

@@ -3,9 +3,10 @@
 Each comparison pairs two servers of one scenario round by round (the rounds alternate their order) and
 reports every round's ratio (or difference) and their median; a bar is judged on the median and printed
 met or missed. Latency between tokens: ITL (the gaps between successive output chunks, vLLM's
-benchmark_serving definition) when every run of both sides delivered one token per chunk (at most 2 %
-more tokens than chunks), else TPOT ((last chunk - first chunk) / (tokens - 1) per request), since a gap
-between chunks of several tokens is not a gap between tokens. Each row names the one it used.
+benchmark_serving definition) when every run of both sides got one token per arrival (at most 2 % more
+tokens than arrivals; an arrival is a chunk or chunks less than 0.5 ms apart), else TPOT ((last chunk -
+first chunk) / (tokens - 1) per request): a gap between chunks of several tokens, or the ~0 gaps inside a
+clump of chunks read at once, is not a gap between tokens. Each row names the one it used.
 """
 
 from __future__ import annotations
@@ -54,8 +55,9 @@ def _runs(sc: dict, server: str, variant: str | None = None) -> dict[tuple[int, 
 
 
 def _gap_metric(runs: list[dict]) -> str:
-    tpc = [r["metrics"]["tokens_per_chunk"] for r in runs]
-    return "itl" if tpc and all(t is not None and t <= ONE_TOKEN_PER_CHUNK for t in tpc) else "tpot"
+    """ITL where every run got one token per arrival (so one per chunk too, and no clumps), else TPOT."""
+    tpa = [r["metrics"]["tokens_per_arrival"] for r in runs]
+    return "itl" if tpa and all(t is not None and t <= ONE_TOKEN_PER_CHUNK for t in tpa) else "tpot"
 
 
 def _pair(sc: dict, a: tuple[str, str | None], b: tuple[str, str | None]):
@@ -116,8 +118,8 @@ def evaluate(doc: dict) -> None:
         for lv, best in ((int(k), v) for k, v in el["inprocess"]["levels"].items()):
             vals = [_ratio(r["metrics"]["tok_s"], best["best_tok_s"]) for (l2, _), r in sorted(tw.items(), key=lambda kv: kv[0][1])
                     if l2 == lv]
-            rows.append(Row("engine-limit", f"output tok/s tokenway / in-process best ({best['best']})", lv, vals,
-                            _median(vals), "x"))
+            rows.append(Row("engine-limit", "output tok/s tokenway / in-process best", lv, vals,
+                            _median(vals), "x", note=best["best"]))
     hop = s.get("hop")
     if _ok(hop):
         tput_levels = tuple(doc["settings"]["plan"]["hop_throughput_levels"])
@@ -203,7 +205,8 @@ def summary_table(doc: dict) -> str:
         for r in rows:
             lv = f"c={r['level']}: " if isinstance(r["level"], int) and scen not in ("cpu",) else ""
             flag = "" if r["met"] is None else " ✓" if r["met"] else " ✗"
-            cells.append(f"{lv}{_num(r['value'], r['unit'])}{flag}")
+            note = f" ({r['note']})" if r["note"] else ""
+            cells.append(f"{lv}{_num(r['value'], r['unit'])}{flag}{note}")
         judged = [r["met"] for r in rows if r["met"] is not None]
         met = "–" if not judged else "met" if all(judged) else f"**missed** ({judged.count(False)} of {len(judged)})"
         lines.append(f"| {scen} | {what} | {bar} | {', '.join(cells)} | {met} |")
@@ -217,10 +220,10 @@ def summary_text(doc: dict) -> str:
     return "Bars and ratios (full tables in the Markdown file):\n" + summary_table(doc)
 
 
-METRIC_COLUMNS = (("requests", "req"), ("errors", "errors"), ("tok_s", "tok/s"), ("req_s", "req/s"),
+METRIC_COLUMNS = (("requests", "req"), ("errors", "errors"), ("no_text", "no text"), ("tok_s", "tok/s"), ("req_s", "req/s"),
                   ("ttft_p50_ms", "TTFT p50 ms"), ("ttft_p90_ms", "p90"), ("ttft_p99_ms", "p99"),
                   ("itl_p50_ms", "ITL p50 ms"), ("itl_p99_ms", "p99"), ("tpot_p50_ms", "TPOT p50 ms"),
-                  ("tokens_per_chunk", "tok/chunk"))
+                  ("tpot_p99_ms", "p99"), ("tokens_per_chunk", "tok/chunk"), ("tokens_per_arrival", "tok/arrival"))
 
 
 def _runs_table(sc: dict) -> list[str]:
@@ -238,7 +241,7 @@ def _runs_table(sc: dict) -> list[str]:
         cells = []
         for key, _ in METRIC_COLUMNS:
             vals = [r["metrics"][key] for r in ok]
-            if key in ("requests", "errors"):
+            if key in ("requests", "errors", "no_text"):
                 cells.append(str(sum(v or 0 for v in vals)) if vals else "–")
             else:
                 cells.append(_num(_median(vals)))
@@ -262,7 +265,8 @@ def _rows_table(rows: list[dict]) -> list[str]:
            "|" + "---|" * (nround + 5)]
     for r in rows:
         rounds = [_num(v, r["unit"]) for v in r["rounds"]] + [""] * (nround - len(r["rounds"]))
-        out.append(f"| {r['what']} | {r['level'] if r['level'] is not None else '–'} | " + " | ".join(rounds)
+        what = r["what"] + (f" ({r['note']})" if r["note"] else "")
+        out.append(f"| {what} | {r['level'] if r['level'] is not None else '–'} | " + " | ".join(rounds)
                    + f" | {_num(r['value'], r['unit'])} | {_bar(r)} | {_mark(r['met'])} |")
     return out
 
@@ -281,8 +285,10 @@ def markdown(doc: dict, json_name: str) -> str:
              f"{m['inference_threads']}; env {', '.join(f'{k}={val}' for k, val in m['env'].items()) or '(none set)'}",
              f"- raw data: `{json_name}` (every run's metrics, CPU per process, per-request figures, server commands)",
              "", "ITL = gaps between successive output chunks, pooled over requests; TPOT = (last chunk − first chunk) "
-             "/ (tokens − 1) per request. A latency bar uses ITL where every run compared sent one token per chunk "
-             f"(≤ {ONE_TOKEN_PER_CHUNK} tokens per chunk), else TPOT; each row names the one used.", "",
+             "/ (tokens − 1) per request; an arrival = a chunk, or chunks less than 0.5 ms apart (read together). A "
+             f"latency bar uses ITL where every run compared got one token per arrival (≤ {ONE_TOKEN_PER_CHUNK} tokens "
+             "per arrival), else TPOT; each row names the one used. `no text`: requests that finished with output "
+             "tokens but streamed no text (counted in tok/s, not in latencies); errors: failed requests.", "",
              "## Bars and ratios", "", summary_table(doc), ""]
     rows = doc.get("rows", [])
     for name, sc in doc["scenarios"].items():

@@ -220,7 +220,7 @@ class Bench:
         self.log(f"{name} r{rnd} {t.name:<18} {m.variant:<14} c={m.level:<4} {s['tok_s'] or 0:8.1f} tok/s "
                  f"{s['req_s'] or 0:6.2f} req/s  TTFT p50 {s['ttft_p50_ms'] or 0:8.1f} ms  ITL p50 "
                  f"{s['itl_p50_ms'] or 0:6.2f} p99 {s['itl_p99_ms'] or 0:7.2f} ms  tok/chunk {s['tokens_per_chunk']}"
-                 f"  errors {s['errors']}")
+                 f"  errors {s['errors']}" + (f"  no text {s['no_text']}" if s["no_text"] else ""))
         self.log(f"    CPU s per 10k output tokens: {cpu}")
         for err, n in s["error_kinds"].items():
             self.log(f"    !! {n} x {err}")

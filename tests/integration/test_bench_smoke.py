@@ -65,7 +65,7 @@ def test_every_run_has_every_metric_and_no_errors(quick_run):
             assert "failed" not in run, run.get("failed")
             m = run["metrics"]
             where = f"{name} {run['server']} {run['variant']} c={run['level']}"
-            assert m["errors"] == 0, (where, m["error_kinds"])
+            assert m["errors"] == 0 and m["no_text"] == 0, (where, m["error_kinds"])
             assert set(METRICS) <= set(m), where
             assert all(m[k] is not None for k in METRICS), (where, m)
             assert m["requests"] == m["ok"] == len(run["requests_raw"])
