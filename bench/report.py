@@ -169,8 +169,8 @@ def evaluate(doc: dict) -> None:
 def _num(v, unit: str = "") -> str:
     if v is None:
         return "–"
-    if unit == "ms" and abs(v) < 1000:
-        return f"{v:+.1f} ms"
+    if unit == "ms":
+        return f"{v:+.1f} ms" if abs(v) < 1000 else f"{v:+.0f} ms"
     if unit == "x":
         return f"{v:.2f}×"
     if isinstance(v, float):
@@ -299,6 +299,9 @@ def markdown(doc: dict, json_name: str) -> str:
         for s in sc.get("servers", ()):
             if s.get("error"):
                 lines.append(f"- **{s['server']} round {s['round']} did not start**: {s['error'][:400]}")
+            elif s.get("first_start_error"):
+                lines.append(f"- {s['server']} round {s['round']} started on its second try; the first: "
+                             f"{s['first_start_error'][:300]}")
         starts = [s for s in sc.get("servers", ()) if "commands" in s]
         if starts:
             lines += [f"- `{s['server']}` round {s['round']} (ready in {s['started_s']} s): `{' ; '.join(s['commands'])}`"

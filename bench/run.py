@@ -171,7 +171,12 @@ class Bench:
         try:
             if any(m.client == "direct" for m in t.measures):
                 self.render([x for m in t.measures for x in m.texts])
-            server = t.start(run_dir)
+            try:
+                server = t.start(run_dir)
+            except StartError as exc:  # once more, on new ports (a port taken meanwhile by another process)
+                self.log(f"!! {name} {t.name} round {rnd} did not start ({str(exc).splitlines()[-1]}); once more")
+                entry["first_start_error"] = str(exc)
+                server = t.start(run_dir.with_name(run_dir.name + "-retry"))
         except StartError as exc:
             entry["error"] = str(exc)
             self.log(f"!! {name} {t.name} round {rnd}: {exc}")

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -40,10 +41,30 @@ class StartError(RuntimeError):
     """A server did not come up (the message says why and where its log is)."""
 
 
+def free_ports(n: int) -> list[int]:
+    """n distinct free loopback ports below Linux's ephemeral range (32768+), where the bench's own thousands
+    of client connections take their local ports: a port picked there can be gone by the time a server binds it."""
+    socks, ports = [], []
+    rng = random.Random()
+    try:
+        while len(ports) < n:
+            port = rng.randrange(20000, 32000)
+            s = socket.socket()
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                s.close()
+                continue
+            socks.append(s)
+            ports.append(port)
+        return ports
+    finally:
+        for s in socks:
+            s.close()
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return free_ports(1)[0]
 
 
 @dataclasses.dataclass
@@ -119,7 +140,8 @@ def _launch(cmd: list[str], env: dict, log: Path) -> subprocess.Popen:
 
 
 def tokenway_suite(name: str, env: dict, run_dir: Path, timeout: float = 900.0) -> Server:
-    ports = {k: str(free_port()) for k in ("ORCHESTRATOR", "TOKENIZER", "INFERENCE", "ENVOY", "ENVOY_ADMIN")}
+    names = ("ORCHESTRATOR", "TOKENIZER", "INFERENCE", "ENVOY", "ENVOY_ADMIN")
+    ports = dict(zip(names, map(str, free_ports(len(names)))))
     env = dict(env, TOKENWAY_RUN_DIR=str(run_dir), **{f"TOKENWAY_{k}_PORT": v for k, v in ports.items()})
     cmd = [PY, "tools/suite.py", "up", "--timeout", str(int(timeout))]
 
