@@ -16,7 +16,7 @@ from typing import Any
 from tokenway_common import errors
 
 from . import vocab
-from .stream import ByteLevelDecoder, DetokenizeStream, StreamOptions, WindowDecoder
+from .stream import ByteLevelDecoder, DetokenizeStream, StreamOptions, WindowDecoder, complete_texts
 
 # Stop strings a stream may hold, and characters per stop string (matching costs per token what they hold).
 MAX_STOPS = 64
@@ -38,6 +38,7 @@ class Detokenizer:
         spec = spec if spec is not None else json.loads(rust.to_str())
         self.token_bytes: list[bytes] | None = (vocab.byte_table(rust, self.vocab_size)
                                                 if vocab.is_byte_level(spec.get("decoder")) else None)
+        self._texts = complete_texts(self.token_bytes) if self.token_bytes is not None else None
 
     @classmethod
     def from_json(cls, tokenizer_json: str) -> Detokenizer:
@@ -75,7 +76,7 @@ class Detokenizer:
                                              field_violations=[(f"start.stop[{i}]", f"at most {MAX_STOP_CHARS} characters")])
         if self.token_bytes is not None:
             decoder: ByteLevelDecoder | WindowDecoder = ByteLevelDecoder(
-                self.token_bytes, self.special_ids, options.skip_special_tokens)
+                self.token_bytes, self.special_ids, options.skip_special_tokens, self._texts)
         else:
             rust = self.rust
             decoder = WindowDecoder(lambda ids, skip: rust.decode(ids, skip_special_tokens=skip),

@@ -48,20 +48,44 @@ class StreamDelta(NamedTuple):
 
 
 class ByteLevelDecoder:
-    """Per-token bytes through an incremental UTF-8 decoder (at most 3 bytes held back)."""
+    """Per-token bytes through an incremental UTF-8 decoder (at most 3 bytes held back).
 
-    def __init__(self, token_bytes: Sequence[bytes], special_ids: frozenset[int], skip_special_tokens: bool) -> None:
+    `texts[id]` is the token's text when its bytes are complete UTF-8 on their own (most tokens): with
+    nothing held back, that text is exactly what the decoder would give, without calling it."""
+
+    def __init__(self, token_bytes: Sequence[bytes], special_ids: frozenset[int], skip_special_tokens: bool,
+                 texts: Sequence[str | None] | None = None) -> None:
         self._bytes = token_bytes
+        self._texts = texts if texts is not None else complete_texts(token_bytes)
         self._skip = special_ids if skip_special_tokens else frozenset()
         self._utf8 = codecs.getincrementaldecoder("utf-8")("replace")
+        self._held = False  # the decoder holds the first bytes of a character
 
     def step(self, token_id: int) -> str:
         if token_id in self._skip:
             return ""
-        return self._utf8.decode(self._bytes[token_id])
+        if not self._held:
+            text = self._texts[token_id]
+            if text is not None:
+                return text
+        out = self._utf8.decode(self._bytes[token_id])
+        self._held = bool(self._utf8.getstate()[0])
+        return out
 
     def flush(self) -> str:
+        self._held = False
         return self._utf8.decode(b"", final=True)
+
+
+def complete_texts(token_bytes: Sequence[bytes]) -> list[str | None]:
+    """Each token's text when its bytes are complete, valid UTF-8 on their own, else None."""
+    out: list[str | None] = []
+    for b in token_bytes:
+        try:
+            out.append(b.decode("utf-8"))
+        except UnicodeDecodeError:
+            out.append(None)
+    return out
 
 
 class WindowDecoder:
@@ -193,7 +217,8 @@ class DetokenizeStream:
         if self.finished:
             raise errors.InvalidArgument("the stream already received its last chunk", reason="STREAM_FINISHED",
                                          field_violations=[("chunk", "no chunk may follow one with last=true")])
-        self._check_ids(token_ids, "chunk.token_ids")
+        if token_ids:
+            self._check_ids(token_ids, "chunk.token_ids")
         out: list[str] = []
         token_texts: list[str] = []
         step = self._decoder.step
@@ -205,13 +230,21 @@ class DetokenizeStream:
             if token_texts:
                 self.num_tokens += len(token_texts)
                 self._last_piece = token_texts[-1]
-        else:
-            feed = self._feed
-            for tid in token_ids:
+        else:  # _feed inlined: this loop runs once per generated token
+            feed = self._stops.feed
+            for k, tid in enumerate(token_ids):
                 piece = step(tid)
-                self.num_tokens += 1
-                if feed(piece, out, token_texts):
-                    return StreamDelta("".join(out), self.num_tokens, self.matched_stop, token_texts)
+                emit, stop, held_before = feed(piece)
+                out.append(emit)
+                if stop is not None:
+                    self.num_tokens += k + 1
+                    self.matched_stop = stop
+                    token_texts.append(piece[:max(0, len(emit) - held_before)])
+                    return StreamDelta("".join(out), self.num_tokens, stop, token_texts)
+                token_texts.append(piece)
+            if token_texts:
+                self.num_tokens += len(token_texts)
+                self._last_piece = token_texts[-1]
         if last:
             self.finished = True
             tail = self._decoder.flush()
