@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import sys
 from pathlib import Path
 
 CLK = os.sysconf("SC_CLK_TCK")
@@ -116,7 +117,7 @@ class PySpy:
                 continue
             out = self.out_dir / f"{self.prefix}-{label.replace('/', '_').replace(':', '_')}.raw"
             self.procs.append((label, out, subprocess.Popen(
-                ["py-spy", "record", "--nonblocking", "-r", "50", "-f", "raw", "-o", str(out), "-p", str(pid)],
+                [str(Path(sys.executable).parent / "py-spy"), "record", "--nonblocking", "-r", "50", "-f", "raw", "-o", str(out), "-p", str(pid)],
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)))
 
     def stop(self) -> dict[str, list[str]]:

@@ -1,6 +1,7 @@
 """Where the CPU tier's time goes per streamed token: py-spy on the orchestrator and the tokenizer.
 
     python bench/profile_cpu_tier.py [--concurrency 32] [--requests 128] [--modes remote,local]
+    (after tools/setup.sh bench, which installs py-spy into the venv)
 
 For each mode (the orchestrator's TOKENWAY_ORCHESTRATOR_DETOKENIZE: `remote` is the old shape, a
 DetokenizeStream round trip to the tokenizer per chunk; `local` the default, the same detokenizer in
@@ -28,6 +29,7 @@ from procs import CpuWindow, tree  # noqa: E402
 from run import SYNTHETIC_ENV  # noqa: E402
 from servers import ROOT, tokenway_suite  # noqa: E402
 
+PYSPY = str(Path(sys.executable).parent / "py-spy")  # tools/setup.sh bench installs it into the venv
 IDLE = re.compile(r"epoll_wait|_queue_SimpleQueue_get|PyThread_acquire_lock_timed|selectors\.py")
 
 
@@ -71,7 +73,7 @@ def profile(mode: str, concurrency: int, requests: int, out: Path) -> None:
             for label in ("orchestrator", "tokenizer"):
                 raw = out / f"{mode}-{label}.raw"
                 spies.append((label, raw, subprocess.Popen(
-                    ["py-spy", "record", "--native", "--nonblocking", "-r", "100", "-f", "raw", "-o", str(raw),
+                    [PYSPY, "record", "--native", "-r", "100", "-f", "raw", "-o", str(raw),
                      "-p", str(pids[label])], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)))
 
         records, wall = asyncio.run(run_level(client, concurrency, requests, on_start=start, on_end=cpu.stop))
@@ -85,6 +87,9 @@ def profile(mode: str, concurrency: int, requests: int, out: Path) -> None:
         print("   CPU ms per streamed token: " + ", ".join(
             f"{k} {1e3 * v / tokens:.3f}" for k, v in sorted(cpu.groups.items(), key=lambda kv: -kv[1]) if tokens))
         for label, raw, _ in spies:
+            if not raw.exists():
+                print(f"   {label}: py-spy wrote no profile (is py-spy allowed to ptrace here?)")
+                continue
             top, mine = attribute(raw)
             print(f"   {label}: top frames (self, at the nearest Python frame):")
             print("\n".join(f"      {t}" for t in top))

@@ -84,10 +84,11 @@ bench_env() {
   python_env
   local stamp="$venv/.tokenway-bench-stamp" want ver
   ver=$("$venv/bin/python" -c 'import importlib.metadata as m; print(m.version("transformers"))')
-  want="transformers[serving]==$ver"
+  want="transformers[serving]==$ver py-spy==0.4.3"
   if [[ -f $stamp && $(cat "$stamp") == "$want" ]]; then return; fi
-  step "installing $want into ${venv#"$root"/} (bench only: the transformers serve peer; progress below)"
-  "$venv/bin/python" -m pip install --progress-bar on --disable-pip-version-check "$want" \
+  step "installing $want into ${venv#"$root"/} (bench only: the transformers serve peer, the profiler; progress below)"
+  # shellcheck disable=SC2086 # two requirements
+  "$venv/bin/python" -m pip install --progress-bar on --disable-pip-version-check $want \
     | { grep -vE '^(Requirement already satisfied|  )' || true; }  # pip's own failure still fails
   "$venv/bin/python" -c 'import fastapi, uvicorn, transformers.cli.serve' # fail loudly
   echo "$want" > "$stamp"
