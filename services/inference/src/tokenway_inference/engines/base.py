@@ -13,10 +13,10 @@ import enum
 import json
 import logging
 import math
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Collection, Iterable, Mapping
 from pathlib import Path
 
-from tokenway_common.errors import InvalidArgument
+from tokenway_common.errors import InvalidArgument, ResourceExhausted
 from tokenway_common.modeldir import served_name, tokenizer_fingerprint
 
 log = logging.getLogger("tokenway.inference.engine")
@@ -311,6 +311,17 @@ def validate(req: GenerateRequest, facts: ModelFacts) -> ResolvedParams:
         raise InvalidArgument("invalid parameters: " + "; ".join(f"{f} {d}" for f, d in violations),
                               reason="INVALID_PARAMETER", field_violations=violations)
     return p
+
+
+def check_admission(request_id: str, in_flight: Collection[str], max_batch_size: int, max_waiting: int) -> None:
+    """Refuses a request whose id is already running or waiting, and one beyond the queue (running + waiting)."""
+    if request_id in in_flight:
+        raise InvalidArgument(f"request_id {request_id!r} is already running", reason="DUPLICATE_REQUEST_ID",
+                              metadata={"request_id": request_id},
+                              field_violations=[("request_id", "must be unique among running requests")])
+    if len(in_flight) >= max_batch_size + max_waiting:
+        raise ResourceExhausted("the inference queue is full", reason="QUEUE_FULL", retry_after=1.0,
+                                metadata={"max_batch_size": max_batch_size, "max_waiting": max_waiting})
 
 
 class Engine(abc.ABC):

@@ -40,10 +40,10 @@ from array import array
 from collections.abc import AsyncIterator, Callable, Iterable
 from pathlib import Path
 
-from tokenway_common.errors import Internal, InvalidArgument, ResourceExhausted, Unavailable
+from tokenway_common.errors import Internal, Unavailable
 
 from .base import (Chunk, Engine, FinishReason, GenerateRequest, Load, ModelFacts, ModelInfo, ResolvedParams,
-                   TokenLogprob, validate)
+                   TokenLogprob, validate, check_admission)
 
 log = logging.getLogger("tokenway.inference.synthetic")
 
@@ -212,13 +212,7 @@ class SyntheticEngine(Engine):
         if self._task is None or self._closed:
             raise Unavailable("the engine is not started", reason="ENGINE_NOT_READY")
         rid = request.request_id
-        if rid in self._seqs:
-            raise InvalidArgument(f"request_id {rid!r} is already running", reason="DUPLICATE_REQUEST_ID",
-                                  metadata={"request_id": rid},
-                                  field_violations=[("request_id", "must be unique among running requests")])
-        if len(self._seqs) >= self.max_batch_size + self.max_waiting:
-            raise ResourceExhausted("the inference queue is full", reason="QUEUE_FULL", retry_after=1.0,
-                                    metadata={"max_batch_size": self.max_batch_size, "max_waiting": self.max_waiting})
+        check_admission(rid, self._seqs, self.max_batch_size, self.max_waiting)
         stops = frozenset(params.stop_token_ids) & self._ordinary_set
         seq = _Seq(request, params, self.facts.max_context_length, stops)
         self._seqs[rid] = seq

@@ -33,10 +33,10 @@ from collections.abc import AsyncIterator, Callable, Iterable
 
 import torch
 
-from tokenway_common.errors import Internal, ResourceExhausted, Unavailable
+from tokenway_common.errors import Internal, Unavailable
 
 from .base import (Chunk, Engine, FinishReason, GenerateRequest, Load, ModelFacts, ModelInfo, ResolvedParams,
-                   SamplingOptions, StoppingOptions, TokenLogprob, merge_chunks, validate)
+                   SamplingOptions, StoppingOptions, TokenLogprob, merge_chunks, validate, check_admission)
 
 log = logging.getLogger("tokenway.inference.engine")
 
@@ -237,16 +237,7 @@ class TransformersEngine(Engine):
         seq = _Seq(request, params, _Stream(asyncio.get_running_loop()), self._eos, self.facts.max_context_length,
                    self.facts.vocab_size)
         with self._lock:
-            if request.request_id in self._seqs:
-                from tokenway_common.errors import InvalidArgument  # noqa: PLC0415
-
-                raise InvalidArgument(f"request_id {request.request_id!r} is already running",
-                                      reason="DUPLICATE_REQUEST_ID", metadata={"request_id": request.request_id},
-                                      field_violations=[("request_id", "must be unique among running requests")])
-            if len(self._seqs) >= self.max_batch_size + self.max_waiting:
-                raise ResourceExhausted("the inference queue is full", reason="QUEUE_FULL", retry_after=1.0,
-                                        metadata={"max_batch_size": self.max_batch_size,
-                                                  "max_waiting": self.max_waiting})
+            check_admission(request.request_id, self._seqs, self.max_batch_size, self.max_waiting)
             self._seqs[seq.rid] = seq
             self._waiting.append(seq)
             self._lock.notify_all()

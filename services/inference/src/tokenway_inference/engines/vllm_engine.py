@@ -28,10 +28,10 @@ import logging
 import os
 from collections.abc import AsyncIterator, Iterable
 
-from tokenway_common.errors import InvalidArgument, ResourceExhausted, Unavailable
+from tokenway_common.errors import Unavailable
 
 from .base import (Chunk, Engine, FinishReason, GenerateRequest, Load, ModelFacts, ModelInfo, ResolvedParams,
-                   StoppingOptions, TokenLogprob, kv_bytes_per_token, validate)
+                   StoppingOptions, TokenLogprob, kv_bytes_per_token, validate, check_admission)
 from .errors import EngineUnavailable
 
 try:
@@ -141,12 +141,7 @@ class VllmEngine(Engine):
         if self._llm is None:
             raise Unavailable("the model is not loaded", reason="ENGINE_NOT_READY")
         rid = request.request_id
-        if rid in self._active:
-            raise InvalidArgument(f"request_id {rid!r} is already running", reason="DUPLICATE_REQUEST_ID",
-                                  metadata={"request_id": rid},
-                                  field_violations=[("request_id", "must be unique among running requests")])
-        if len(self._active) >= self.max_batch_size + self.max_waiting:
-            raise ResourceExhausted("the inference queue is full", reason="QUEUE_FULL", retry_after=1.0)
+        check_admission(rid, self._active, self.max_batch_size, self.max_waiting)
         self._active.add(rid)
         prompt = tokens_input(list(request.prompt_token_ids))
         completion, first, finished = 0, True, False
