@@ -8,6 +8,7 @@ import logging
 import os
 import queue
 import re
+import select
 import signal
 import socket
 import subprocess
@@ -184,6 +185,31 @@ class Service:
             self.proc.wait()
 
 
+def _wait_gone(pids: list[int], timeout: float) -> bool:
+    """Waits (on pidfds: the kernel says when each process exits, no polling) until none of `pids` runs."""
+    deadline = time.monotonic() + timeout
+    fds = []
+    try:
+        for pid in pids:
+            try:
+                fds.append(os.pidfd_open(pid))
+            except ProcessLookupError:  # already gone
+                pass
+        waiter = select.poll()
+        for fd in fds:
+            waiter.register(fd, select.POLLIN)
+        while any(_alive(pid) for pid in pids):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            for fd, _ in waiter.poll(left * 1000):  # an exited process's pidfd turns readable
+                waiter.unregister(fd)
+        return True
+    finally:
+        for fd in fds:
+            os.close(fd)
+
+
 def _alive(pid: int) -> bool:
     """Running (a zombie waiting for a parent to reap it counts as dead)."""
     try:
@@ -210,10 +236,7 @@ def test_sigkill_to_the_supervisor_takes_every_worker_with_it(tmp_path):
         assert _check(port)[0] == health_pb2.HealthCheckResponse.SERVING
         svc.proc.kill()
         svc.proc.wait()
-        deadline = time.monotonic() + BOUND
-        while any(_alive(pid) for pid in pids):
-            assert time.monotonic() < deadline, f"workers outlived their supervisor: {pids}"
-            time.sleep(0.02)  # poll interval of a bounded wait on a state
+        assert _wait_gone(pids, BOUND), f"workers outlived their supervisor: {[p for p in pids if _alive(p)]}"
     finally:
         svc.close()
 
