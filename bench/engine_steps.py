@@ -415,7 +415,7 @@ class Worker:
             from safetensors import safe_open  # noqa: PLC0415
 
             with safe_open(str(self.model_dir / "model.safetensors"), "pt") as f:
-                params = sum(_numel(f.get_slice(k).get_shape()) for k in f) / 1e6
+                params = sum(_numel(f.get_slice(k).get_shape()) for k in f.keys()) / 1e6
         except (OSError, ImportError):
             pass
         self.emit({"model": {

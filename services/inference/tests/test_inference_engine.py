@@ -199,3 +199,35 @@ async def test_queue_full(engine, monkeypatch):
     for s in streams:
         await s.aclose()
     await wait_for_load(engine, lambda load: load.running == 0 and load.waiting == 0)
+
+
+async def test_a_repeated_prompt_reuses_its_computed_prefix(engine):
+    prompt = [0] + [rng.randrange(5, 3645) for _ in range(200)]
+    first, chunks = await collect(engine, request("pfx-1", prompt, max_tokens=8, ignore_eos=True))
+    assert chunks[0].cached_tokens == 0
+    again, chunks = await collect(engine, request("pfx-2", prompt, max_tokens=8, ignore_eos=True))
+    assert again == first
+    assert chunks[0].cached_tokens == 192 and chunks[0].prompt_tokens == 201  # 12 whole blocks of 16
+    longer, chunks = await collect(engine, request("pfx-3", prompt + [7, 8, 9], max_tokens=4))
+    assert chunks[0].cached_tokens == 192
+
+
+async def test_twin_requests_compute_their_prompt_once(engine):
+    """n > 1 is several requests with one prompt: the later ones copy what the first computes."""
+    prompt = [0] + [rng.randrange(5, 3645) for _ in range(300)]
+    results = await asyncio.gather(*[collect(engine, request(f"twin-{i}", prompt, max_tokens=6, ignore_eos=True))
+                                     for i in range(3)])
+    assert results[0][0] == results[1][0] == results[2][0]
+    cached = sorted(chunks[0].cached_tokens for _, chunks in results)
+    assert cached == [0, 288, 288]
+
+
+async def test_memory_held_is_what_the_sequences_need(engine):
+    stream = engine.generate(request("mem", PROMPTS[5], max_tokens=LONG, ignore_eos=True))
+    await anext(stream)
+    mem = engine.memory()
+    # the prompt plus headroom, in whole blocks; not its 2000-token worst case
+    assert len(PROMPTS[5]) <= mem["held_tokens"] <= len(PROMPTS[5]) + 128
+    assert mem["pool_bytes"] == mem["pool_tokens"] * 4096  # tiny: 4 layers x 2 KV heads x 64 x fp32 x K,V
+    await stream.aclose()
+    await wait_for_load(engine, lambda load: load.running == 0 and load.kv_cache_usage == 0)

@@ -26,8 +26,13 @@ class InferenceSettings(ServerSettings):
                                  "the checkpoint's on vllm", choices=("auto", "float32", "bfloat16"))
     threads: int = setting(0, "torch intra-op threads; 0: one per core (a dedicated host). Sharing the host with "
                               "the CPU tier, leave it a core: `make run` uses cores - 1", minimum=0)
-    kv_cache_tokens: int = setting(65536, "KV-cache budget in tokens (batch rows x padded length); "
-                                          "admission keeps the reserved prompt+max_tokens within it", minimum=1)
+    kv_cache_tokens: int = setting(65536, "KV-cache budget in tokens; the transformers engine allocates its pool "
+                                          "(kv bytes per token x this) at start and admits on the memory each "
+                                          "sequence really holds; at least the model's context", minimum=1)
+    max_batch_tokens: int = setting(512, "transformers engine: most tokens one step runs (a decode token per "
+                                         "running sequence, then prefill chunks of waiting prompts)", minimum=16)
+    prefix_caching: bool = setting(True, "transformers engine: reuse the KV of prompt prefixes already computed "
+                                         "(block hashes; finished prompts stay cached until the memory is wanted)")
     gpu_memory_utilization: float = setting(0.0, "vllm engine on GPUs only: share of GPU memory vLLM may use "
                                                   "(0: vLLM's default); the KV cache is sized by kv_cache_tokens",
                                             minimum=0.0)
