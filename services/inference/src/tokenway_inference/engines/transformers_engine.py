@@ -26,7 +26,6 @@ import asyncio
 import collections
 import dataclasses
 import gc
-import itertools
 import logging
 import threading
 from collections.abc import AsyncIterator, Callable, Iterable
