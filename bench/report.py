@@ -20,7 +20,7 @@ from pathlib import Path
 ONE_TOKEN_PER_CHUNK = 1.02
 CPU_GROUPS = ("orchestrator", "tokenizer")
 README_BEGIN, README_END = "<!-- bench:begin -->", "<!-- bench:end -->"
-NAMES = {"tok_s": "output tok/s", "ttft_p50_ms": "TTFT p50", "itl_p50_ms": "ITL p50", "itl_p99_ms": "ITL p99",
+NAMES = {"tok_s": "output tok/s", "ttft_p50_ms": "TTFT p50", "ttft_p99_ms": "TTFT p99", "itl_p50_ms": "ITL p50", "itl_p99_ms": "ITL p99",
          "tpot_p50_ms": "TPOT p50", "tpot_p99_ms": "TPOT p99"}
 
 
@@ -77,8 +77,9 @@ def _diff(x, y):
     return None if x is None or y is None else x - y
 
 
-def _compare(sc_name: str, sc: dict, a, b, label: str, specs, bar_levels=None) -> list[Row]:
-    """specs: (metric or 'gap_p50'/'gap_p99', kind ratio|diff, op, bar); bar_levels: the levels a bar applies to."""
+def _compare(sc_name: str, sc: dict, a, b, label: str, specs) -> list[Row]:
+    """specs: (metric or 'gap_p50'/'gap_p99', kind ratio|diff, op, bar, only): `bar` a number that applies to
+    the levels in `only` (None: every level), or a {level: bar} dict."""
     rows = []
     for lv, pairs in _pair(sc, a, b):
         both = [r for p in pairs for r in p if r is not None]
@@ -87,7 +88,9 @@ def _compare(sc_name: str, sc: dict, a, b, label: str, specs, bar_levels=None) -
             key = metric.replace("gap", gap)
             f = _ratio if kind == "ratio" else _diff
             vals = [f(x["metrics"][key] if x else None, y["metrics"][key] if y else None) for x, y in pairs]
-            has_bar = op is not None and (only is None or lv in only)
+            if isinstance(bar, dict):  # a bar per level
+                bar, only = bar.get(lv), tuple(bar)
+            has_bar = op is not None and bar is not None and (only is None or lv in only)
             name = NAMES[key] + (" difference" if kind == "diff" else "")
             rows.append(Row(sc_name, f"{name} {label}", lv, vals, _median(vals), "x" if kind == "ratio" else "ms",
                             op if has_bar else None, bar if has_bar else None))
@@ -108,16 +111,29 @@ def evaluate(doc: dict) -> None:
         rows += _compare("peers-vllm", s["peers-vllm"], ("tokenway-vllm", None), ("vllm-server", None),
                          "tokenway / vLLM server", peer)
     if _ok(s.get("peers-transformers")):
+        # issue 10: the embedded engine against transformers' own continuous batching
         rows += _compare("peers-transformers", s["peers-transformers"], ("tokenway-transformers", None),
                          ("transformers-serve", None), "tokenway / transformers serve",
-                         [(m, k, None, None, None) for m, k, *_ in peer])
+                         [("tok_s", "ratio", ">=", 2.0, (8, 32)), ("ttft_p50_ms", "ratio", "<=", {1: 1.1, 8: 0.5, 32: 0.5}, None),
+                          ("gap_p50_ms", "ratio", None, None, None)])
+    if _ok(s.get("peers-transformers")) and _ok(s.get("peers-vllm")):
+        # and against vLLM's own server on the same model (the runs of both peers scenarios, same run)
+        both = {"runs": s["peers-transformers"]["runs"] + s["peers-vllm"]["runs"]}
+        rows += _compare("embedded-vs-vllm", both, ("tokenway-transformers", None), ("vllm-server", None),
+                         "tokenway (transformers engine) / vLLM server",
+                         [("tok_s", "ratio", ">=", 0.8, (32,)), ("ttft_p50_ms", "ratio", None, None, None),
+                          ("ttft_p99_ms", "ratio", "<=", 1.5, (32,))])
     el = s.get("engine-limit")
     if el and el.get("inprocess"):
         src = s.get(el.get("tokenway_from", ""), {})
         tw = _runs(src, "tokenway-transformers")
         for lv, best in ((int(k), v) for k, v in el["inprocess"]["levels"].items()):
-            vals = [_ratio(r["metrics"]["tok_s"], best["best_tok_s"]) for (l2, _), r in sorted(tw.items(), key=lambda kv: kv[0][1])
-                    if l2 == lv]
+            e2e = [r["metrics"]["tok_s"] for (l2, _), r in sorted(tw.items(), key=lambda kv: kv[0][1]) if l2 == lv]
+            vals = [_ratio(x, best["engine"]["tok_s"]) for x in e2e]
+            bar = lv == 32  # issue 10: end to end >= 0.9x the engine's own in-process limit at c=32
+            rows.append(Row("engine-limit", "output tok/s tokenway end to end / its engine in process", lv, vals,
+                            _median(vals), "x", ">=" if bar else None, 0.9 if bar else None))
+            vals = [_ratio(x, best["best_tok_s"]) for x in e2e]
             rows.append(Row("engine-limit", "output tok/s tokenway / in-process best", lv, vals,
                             _median(vals), "x", note=best["best"]))
     hop = s.get("hop")

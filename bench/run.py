@@ -286,8 +286,9 @@ class Bench:
         prompt_file = self.run_root / "inprocess-prompts.json"
         prompt_file.parent.mkdir(parents=True, exist_ok=True)
         prompt_file.write_text(json.dumps({"prompt_ids": [self.rendered[t] for t in texts]}))
+        # the service's own torch threads: the end-to-end engine is compared with itself, not with more cores
         cmd = [sys.executable, "bench/inprocess.py", "--prompts", str(prompt_file), "--levels",
-               ",".join(map(str, p.peers_levels)), "--max-tokens", str(p.max_tokens)]
+               ",".join(map(str, p.peers_levels)), "--max-tokens", str(p.max_tokens), "--threads", self.threads]
         self.log("engine-limit: in process (transformers generate, padded batches; tokenway's TransformersEngine)")
         out = subprocess.run(cmd, cwd=ROOT, env=self.base_env(), stdout=subprocess.PIPE, text=True)
         sc["inprocess_command"] = shlex.join(cmd[1:])

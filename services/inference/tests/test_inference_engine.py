@@ -231,3 +231,24 @@ async def test_memory_held_is_what_the_sequences_need(engine):
     assert mem["pool_bytes"] == mem["pool_tokens"] * 4096  # tiny: 4 layers x 2 KV heads x 64 x fp32 x K,V
     await stream.aclose()
     await wait_for_load(engine, lambda load: load.running == 0 and load.kv_cache_usage == 0)
+
+
+async def test_out_of_kv_memory_preempts_and_recomputes_instead_of_failing():
+    """A pool of one context (2048 tokens) for three sequences that need ~1100 each: the youngest are
+    preempted and recomputed later; every stream still gets exactly the tokens it gets alone."""
+    from conftest import settings  # noqa: PLC0415
+    from tokenway_inference.engines.transformers_engine import TransformersEngine  # noqa: PLC0415
+
+    eng = TransformersEngine.from_settings(settings(kv_cache_tokens=2048, max_batch_size=4, prefix_caching=False))
+    await eng.start()
+    try:
+        prompts = [[0] + [rng.randrange(5, 3645) for _ in range(600)] for _ in range(3)]
+        alone = [(await collect(eng, request(f"pre-alone-{i}", p, max_tokens=500, ignore_eos=True)))[0]
+                 for i, p in enumerate(prompts)]
+        together = await asyncio.gather(*[collect(eng, request(f"pre-{i}", p, max_tokens=500, ignore_eos=True),
+                                                  timeout=300) for i, p in enumerate(prompts)])
+        assert [t for t, _ in together] == alone
+        assert eng.memory()["preemptions"] > 0
+        assert eng.memory()["held_tokens"] == 0
+    finally:
+        await eng.close()
