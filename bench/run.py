@@ -110,7 +110,13 @@ class Bench:
         self.stamp = self.started.strftime("%Y%m%d-%H%M")
         self.run_root = ROOT / ".tokenway" / "run" / f"bench-{self.started.strftime('%Y%m%d-%H%M%S')}"
         self.model = os.environ.get("TOKENWAY_MODEL", str(ROOT / ".tokenway" / "models" / "tokenway-tiny"))
-        self.threads = os.environ.get("TOKENWAY_INFERENCE_THREADS", str(max(1, (os.cpu_count() or 2) - 1)))
+        # What `make run` gives each engine unless TOKENWAY_INFERENCE_THREADS says otherwise (tools/suite.py):
+        # the transformers engine every core (it sizes each step's threads by its work; idle ones sleep),
+        # vLLM's spinning CPU worker one core less. vLLM's own server gets the cores tokenway's vLLM gets.
+        cores = os.cpu_count() or 2
+        self.threads_set = os.environ.get("TOKENWAY_INFERENCE_THREADS")
+        self.threads = self.threads_set or str(cores)  # the transformers engine's
+        self.vllm_threads = self.threads_set or str(max(1, cores - 1))
         self.pool = prompts(2048)
         self.warm = self.pool[-1]
         self.rendered: dict[str, list[int]] = {}
@@ -123,10 +129,10 @@ class Bench:
         print(f"[{time.monotonic() - self.t0:6.0f}s] {msg}", flush=True)
 
     def base_env(self) -> dict:
-        env = dict(os.environ, HF_HUB_OFFLINE="1", TOKENWAY_MODEL=self.model, TOKENWAY_INFERENCE_THREADS=self.threads,
+        env = dict(os.environ, HF_HUB_OFFLINE="1", TOKENWAY_MODEL=self.model,
                    VLLM_CACHE_ROOT=os.environ.get("VLLM_CACHE_ROOT", str(ROOT / ".tokenway" / "vllm-cache")))
-        if self.threads != "0":  # vLLM's own server on the same cores as tokenway's engine
-            env.setdefault("VLLM_CPU_OMP_THREADS_BIND", f"0-{int(self.threads) - 1}")
+        if self.vllm_threads != "0":  # vLLM's own server on the same cores as tokenway's vLLM engine
+            env.setdefault("VLLM_CPU_OMP_THREADS_BIND", f"0-{int(self.vllm_threads) - 1}")
         return env
 
     def scenario(self, name: str, title: str) -> dict:
@@ -441,7 +447,8 @@ def metadata(b: Bench) -> dict:
                                else sys.executable, *sys.argv]),
         "env": {k: v for k, v in settings_of(os.environ).items() if k != "HF_HUB_OFFLINE"},
         "model": os.path.relpath(b.model, ROOT) if b.model.startswith(str(ROOT)) else b.model,
-        "inference_threads": b.threads, "run_dir": os.path.relpath(b.run_root, ROOT),
+        "inference_threads": f"transformers engine {b.threads}, vllm {b.vllm_threads}"
+                             + ("" if b.threads_set else " (make run's defaults)"), "run_dir": os.path.relpath(b.run_root, ROOT),
     }
 
 

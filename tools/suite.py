@@ -47,8 +47,7 @@ def inference_python(env) -> str:
 
 
 def cpu_tier_processes(cores: int) -> dict[str, int]:
-    """Worker processes of the CPU tier on a host of `cores` that it shares with the engine (cores - 1
-    torch threads) and Envoy: the orchestrator a quarter of the cores, the tokenizer (Rust, which releases
+    """Worker processes of the CPU tier on a host of `cores` that it shares with the engine and Envoy: the orchestrator a quarter of the cores, the tokenizer (Rust, which releases
     the GIL, on a thread pool of its own) an eighth; each at least 1 and at most 8. 2 cores: 1 and 1;
     8: 2 and 1; 16: 4 and 2; 64 and more: 8 and 8."""
     return {"orchestrator": max(1, min(8, cores // 4)), "tokenizer": max(1, min(8, cores // 8))}
@@ -127,9 +126,12 @@ def wait_serving(procs: list[tuple[dict, subprocess.Popen]], timeout: float) -> 
 def start_all(detach: bool) -> list[tuple[dict, subprocess.Popen]]:
     RUN.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONUNBUFFERED="1")
-    # Everything shares this host: torch on every core would stall whenever the CPU tier runs
-    # (measured on 2 cores, 8 streams: 1 torch thread 625-670 tok/s, 2 threads 445-500 tok/s).
-    env.setdefault("TOKENWAY_INFERENCE_THREADS", str(max(1, (os.cpu_count() or 2) - 1)))
+    # Everything shares this host. The transformers engine takes every core: it sizes each step's torch
+    # threads by the step's work (a small decode step runs on one, a prefill chunk on all) and its idle
+    # threads sleep (2 cores, end to end, c=1/8/32: 155/351/448 tok/s vs 131/326/423 on one thread).
+    # vLLM's CPU worker spins on every core it gets: it leaves the CPU tier one.
+    if env.get("TOKENWAY_INFERENCE_ENGINE", "transformers") == "vllm":
+        env.setdefault("TOKENWAY_INFERENCE_THREADS", str(max(1, (os.cpu_count() or 2) - 1)))
     for name, n in cpu_tier_processes(os.cpu_count() or 2).items():
         env.setdefault(f"TOKENWAY_{name.upper()}_PROCESSES", str(n))
     print(f"   CPU tier on {os.cpu_count()} cores: orchestrator {env['TOKENWAY_ORCHESTRATOR_PROCESSES']} "

@@ -236,10 +236,11 @@ async def test_memory_held_is_what_the_sequences_need(engine):
 async def test_out_of_kv_memory_preempts_and_recomputes_instead_of_failing():
     """A pool of one context (2048 tokens) for three sequences that need ~1100 each: the youngest are
     preempted and recomputed later; every stream still gets exactly the tokens it gets alone."""
-    from conftest import settings  # noqa: PLC0415
+    from tokenway_inference.config import InferenceSettings  # noqa: PLC0415
     from tokenway_inference.engines.transformers_engine import TransformersEngine  # noqa: PLC0415
 
-    eng = TransformersEngine.from_settings(settings(kv_cache_tokens=2048, max_batch_size=4, prefix_caching=False))
+    eng = TransformersEngine.from_settings(InferenceSettings(port=0, model=MODEL_DIR, kv_cache_tokens=2048,
+                                                             max_batch_size=4, prefix_caching=False))
     await eng.start()
     try:
         prompts = [[0] + [rng.randrange(5, 3645) for _ in range(600)] for _ in range(3)]

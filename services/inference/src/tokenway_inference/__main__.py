@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
+
+# Before torch loads OpenMP: idle torch threads sleep instead of spinning, so the cores they would burn
+# between steps (the engine runs small steps on fewer threads) go to whatever shares the host.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from tokenway_common.config import load_or_exit
 from tokenway_common.server import serve

@@ -24,8 +24,9 @@ class InferenceSettings(ServerSettings):
                                  minimum=0)
     dtype: str = setting("auto", "weights and activations dtype; auto: float32 on the transformers engine (CPU), "
                                  "the checkpoint's on vllm", choices=("auto", "float32", "bfloat16"))
-    threads: int = setting(0, "torch intra-op threads; 0: one per core (a dedicated host). Sharing the host with "
-                              "the CPU tier, leave it a core: `make run` uses cores - 1", minimum=0)
+    threads: int = setting(0, "torch intra-op threads; 0: one per core. The transformers engine uses as many as a "
+                              "step's work pays for (a small decode step runs on one), up to this; on vllm-cpu, "
+                              "the cores vLLM's worker binds (`make run` leaves the CPU tier one)", minimum=0)
     kv_cache_tokens: int = setting(65536, "KV-cache budget in tokens; the transformers engine allocates its pool "
                                           "(kv bytes per token x this) at start and admits on the memory each "
                                           "sequence really holds; at least the model's context", minimum=1)

@@ -43,6 +43,9 @@ from .scheduler import BatchScheduler, Work
 
 log = logging.getLogger("tokenway.inference.engine")
 
+#: Multiply-adds of linear layers worth one more torch thread in a step (a few ms of one core's work).
+WORK_PER_THREAD = 200_000_000
+
 
 class _Stream:
     """The event-loop side of one sequence: chunks pushed by the scheduler, read by `generate`."""
@@ -204,6 +207,8 @@ class TransformersEngine(Engine):
         kv_heads = getattr(cfg, "num_key_value_heads", None) or heads
         self._pool = KVPool(layers=cfg.num_hidden_layers, kv_heads=kv_heads, head_dim=head_dim,
                             tokens=self.kv_cache_tokens, dtype=self.dtype)
+        # multiply-adds per token of the linear layers: sizes a step's work for `_threads_for`
+        self._macs_per_token = sum(m.weight.numel() for m in model.modules() if isinstance(m, torch.nn.Linear))
         self._sched = BatchScheduler(self._pool, max_batch_size=self.max_batch_size,
                                      max_batch_tokens=self.max_batch_tokens, prefix_caching=self.prefix_caching)
         self._model = model
@@ -327,6 +332,7 @@ class TransformersEngine(Engine):
     def _run(self, loaded: asyncio.Future) -> None:
         if self.threads:
             torch.set_num_threads(self.threads)  # OpenMP thread counts are per thread
+        self._max_threads = self._step_threads = torch.get_num_threads()
         try:
             self._load_model()
         except BaseException as exc:  # noqa: BLE001 - reported to start()
@@ -423,6 +429,12 @@ class TransformersEngine(Engine):
             except RuntimeError:  # the loop is closed: nobody is listening
                 pass
 
+    def _threads_for(self, tokens: int) -> int:
+        """Torch threads for a step of `tokens`: one per WORK_PER_THREAD multiply-adds, at most `threads`.
+        Waking a second thread costs more than it saves on a small decode step of a small model, and
+        on a shared host it is a core the CPU tier does not get; a prefill chunk is worth every core."""
+        return max(1, min(self._max_threads, tokens * self._macs_per_token // WORK_PER_THREAD))
+
     def _step(self, works: list[Work], out: list) -> None:
         """Runs the model once over every work's tokens; samples for the works that reach their end."""
         ids: list[int] = []
@@ -443,6 +455,10 @@ class TransformersEngine(Engine):
                 keep.append(len(ids) - 1)
                 sampling.append(seq)
             seq.cached = ctx + n
+        threads = self._threads_for(len(ids))
+        if threads != self._step_threads:
+            torch.set_num_threads(threads)
+            self._step_threads = threads
         layout = ragged.StepLayout(segments, torch.tensor(slots, dtype=torch.long), pool.k, pool.v)
         with ragged.use_layout(layout):
             res = self._model(input_ids=torch.tensor([ids], dtype=torch.long),
