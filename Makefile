@@ -98,7 +98,7 @@ clean: ## remove local state (.tokenway/: venv, tools, model, logs)
 
 # extra bench/run.py flags, e.g. BENCH_ARGS="--scenarios hop,cpu --rounds 3" (python bench/run.py --help)
 BENCH_ARGS ?=
-bench: setup-python model ## peers, engine limit, hop overhead, CPU budget, tokenizer; JSON + Markdown in bench/results/, README block (~15-20 min)
+bench: setup-python model ## peers, engine limit, prefix cache, hop overhead, CPU budget, tokenizer; JSON + Markdown in bench/results/, README block (~15-20 min)
 	@tools/setup.sh bench
 	@tools/setup.sh vllm || echo "!! tools/setup.sh vllm failed: make bench goes on and reports the vLLM comparison as skipped" >&2
 	@$(PY) bench/run.py $(BENCH_ARGS)

@@ -80,8 +80,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                                                               "--quick: 64)")
     ap.add_argument("--steps", type=int, default=None, help="decode steps timed per cell (default 16; --quick: 4)")
     ap.add_argument("--warm", type=int, default=2, help="decode steps let pass before timing (default 2)")
-    ap.add_argument("--threads", type=int, default=1, help="the engine's torch threads (default 1, what `make run` "
-                                                           "gives it on 2 cores)")
+    ap.add_argument("--threads", type=int, default=1, help="the engine's torch threads (default 1: one core's "
+                                                           "work, comparable across engine versions)")
     ap.add_argument("--cell-timeout", type=float, default=None, help="seconds one cell may take from submission to "
                                                                      "its last timed step (default 120; --quick: 60)")
     ap.add_argument("--budget", type=float, default=None, help="seconds for the whole run, loads included "
@@ -457,7 +457,9 @@ class Worker:
         cell: dict = {"batch": batch, "width": width, "timeout_s": round(timeout, 1),
                       "started_utc": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
                       "loadavg_start": loadavg()}  # the host is shared: a busy neighbour shows here
-        max_tokens = min(self.context - width, a.warm + a.steps + 64)
+        # all the context allows (the rows are aborted after the timed steps): an engine that prefills in
+        # chunks starts decoding its first rows long before the last row's prefill ends
+        max_tokens = self.context - width
         if max_tokens < a.warm + a.steps + 2:
             cell.update(status="skipped", reason=f"T={width} leaves {self.context - width} tokens of a "
                                                  f"{self.context}-token context")

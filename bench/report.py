@@ -20,7 +20,7 @@ from pathlib import Path
 ONE_TOKEN_PER_CHUNK = 1.02
 CPU_GROUPS = ("orchestrator", "tokenizer")
 README_BEGIN, README_END = "<!-- bench:begin -->", "<!-- bench:end -->"
-NAMES = {"tok_s": "output tok/s", "ttft_p50_ms": "TTFT p50", "ttft_p99_ms": "TTFT p99", "itl_p50_ms": "ITL p50", "itl_p99_ms": "ITL p99",
+NAMES = {"tok_s": "output tok/s", "ttft_p50_ms": "TTFT p50", "ttft_p90_ms": "TTFT p90", "ttft_p99_ms": "TTFT p99", "itl_p50_ms": "ITL p50", "itl_p99_ms": "ITL p99",
          "tpot_p50_ms": "TPOT p50", "tpot_p99_ms": "TPOT p99"}
 
 
@@ -136,6 +136,10 @@ def evaluate(doc: dict) -> None:
             vals = [_ratio(x, best["best_tok_s"]) for x in e2e]
             rows.append(Row("engine-limit", "output tok/s tokenway / in-process best", lv, vals,
                             _median(vals), "x", note=best["best"]))
+    if _ok(s.get("prefix")):  # issue 10: measured, no bar
+        rows += _compare("prefix", s["prefix"], ("prefix-cache-on", None), ("prefix-cache-off", None),
+                         "prefix cache on / off", [(m, "ratio", None, None, None)
+                                                   for m in ("ttft_p50_ms", "ttft_p90_ms", "tok_s")])
     hop = s.get("hop")
     if _ok(hop):
         tput_levels = tuple(doc["settings"]["plan"]["hop_throughput_levels"])

@@ -10,6 +10,8 @@ Scenarios (`--scenarios` takes a comma-separated list of these, or `peers` for b
                       vLLM venv: tools/setup.sh vllm)
   engine-limit        the same model's best in-process batched generation (bench/inprocess.py) vs tokenway
                       end to end (the tokenway runs of peers-transformers when that ran too)
+  prefix              shared system prompts (4 of ~1000 tokens, each request one of them plus a short question),
+                      c = 8: the transformers engine with its prefix cache on vs off (REST)
   hop                 the synthetic engine (5 ms per step, any batch) through Envoy (SSE) and through the
                       orchestrator (gRPC) vs calling the inference service directly, c = 1, 32, 128, 512
   cpu                 CPU seconds of orchestrator + tokenizer per 10k streamed tokens, synthetic engine, plain
@@ -35,6 +37,7 @@ import importlib.metadata as md
 import json
 import os
 import platform
+import random
 import shlex
 import shutil
 import signal
@@ -47,12 +50,13 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import report  # noqa: E402
-from loadgen import ChatGrpcClient, DirectClient, Options, SseClient, per_request, prompts, run_level, summarize  # noqa: E402
+from loadgen import (WORDS, ChatGrpcClient, DirectClient, Options, SseClient, per_request, prompts,  # noqa: E402
+                     run_level, summarize)
 from procs import CpuWindow, PySpy  # noqa: E402
 from servers import (ROOT, Server, StartError, inference_only, render_prompts, settings_of,  # noqa: E402
                      tokenway_suite, transformers_serve, vllm_server)
 
-SCENARIOS = ("peers-transformers", "peers-vllm", "engine-limit", "hop", "cpu", "tokenizer")
+SCENARIOS = ("peers-transformers", "peers-vllm", "engine-limit", "prefix", "hop", "cpu", "tokenizer")
 QUICK_SCENARIOS = ("hop", "cpu", "tokenizer")
 SYNTHETIC_ENV = {  # c = 512 needs a batch, a queue and a KV budget that big (the synthetic engine allocates nothing)
     "TOKENWAY_INFERENCE_SYNTHETIC_STEP_MS": "5", "TOKENWAY_INFERENCE_MAX_BATCH_SIZE": "512",
@@ -72,6 +76,9 @@ class Plan:
     cpu_requests: int = 128
     tokenizer_reps: int = 7
     max_tokens: int = 64
+    prefix_systems: int = 4  # shared system prompts of the prefix scenario
+    prefix_requests: int = 48
+    prefix_level: int = 8
 
 
 QUICK = Plan(peers_levels=(1, 4), peers_requests=8, hop_levels=(1, 8), hop_requests=(8, 16), hop_throughput_levels=(8,),
@@ -313,6 +320,20 @@ class Bench:
         opts = Options(max_tokens=p.max_tokens, ignore_eos=False)
         self.alternate("engine-limit", sc, [Target("tokenway-transformers", self.tokenway("tokenway-transformers", "transformers"),
                                                    [Measure("plain", "sse", c, s, opts) for c, s in zip(p.peers_levels, slices)])])
+
+    def prefix(self) -> None:
+        sc = self.scenario("prefix", "shared system prompts: the transformers engine's prefix cache on vs off")
+        p = self.plan
+        rng = random.Random(11)
+        words = list(WORDS)
+        systems = [" ".join(rng.choice(words) for _ in range(380)) for _ in range(p.prefix_systems)]  # ~1000 tokens
+        texts = tuple(f"{systems[i % len(systems)]}\n\nQuestion {i}: "
+                      + " ".join(rng.choice(words) for _ in range(rng.randint(8, 24))) for i in range(p.prefix_requests))
+        m = [Measure("plain", "sse", p.prefix_level, (*texts, self.warm), Options(max_tokens=p.max_tokens))]
+        self.alternate("prefix", sc, [
+            Target("prefix-cache-on", self.tokenway("prefix-cache-on", "transformers"), m),
+            Target("prefix-cache-off", self.tokenway("prefix-cache-off", "transformers",
+                                                     {"TOKENWAY_INFERENCE_PREFIX_CACHING": "false"}), m)])
 
     def synthetic(self) -> dict:
         return dict(SYNTHETIC_ENV, TOKENWAY_INFERENCE_SYNTHETIC_STEP_MS=f"{self.args.step_ms:g}")

@@ -76,3 +76,14 @@ def test_mixed_chunked_steps_match_full_forwards(kind):
         for name, toks in seqs.items():
             want = ref(input_ids=torch.tensor([toks])).logits[0, -1]
             assert torch.allclose(got[name], want, atol=1e-4, rtol=1e-4), (name, (got[name] - want).abs().max())
+
+
+def test_an_attention_variant_it_does_not_compute_is_refused():
+    from transformers import AutoModelForCausalLM, Gemma2Config  # noqa: PLC0415
+
+    cfg = Gemma2Config(vocab_size=300, hidden_size=64, intermediate_size=128, num_hidden_layers=1, num_attention_heads=4,
+                       num_key_value_heads=2, head_dim=16, attn_logit_softcapping=50.0)
+    ragged.register()
+    model = AutoModelForCausalLM.from_config(cfg, attn_implementation=ragged.NAME).eval()
+    with pytest.raises(NotImplementedError, match="softcap"):
+        Runner(model).step([("a", [1, 2, 3])])

@@ -5,8 +5,9 @@ touched at start so the process's memory is what the budget says from the first 
 owns one contiguous run of slots (a region, in blocks of `block` slots): position p of the sequence lives
 in slot `start + p` of every layer. New tokens are written into their slots (`index_copy_`), and
 attention reads each sequence's keys as a view of the pool, so nothing is copied per step, per admission
-or per finish. A region grows in place when the blocks after it are free; otherwise it moves once to a
-region twice its size (one copy of that sequence, amortised over as many tokens as it held). When the
+or per finish. A region grows in place when the blocks after it are free; otherwise it moves to a larger
+region (one copy of that sequence; the scheduler grows regions by a quarter, so a copy is amortised over
+a quarter as many new tokens as the sequence held). When the
 free blocks suffice but no hole is large enough, `compact` slides the regions together; the scheduler
 does it only when an admission or a growth would otherwise wait.
 

@@ -24,6 +24,9 @@ NAME = "tokenway_ragged"
 
 _current = threading.local()
 
+#: Attention variants some models ask for that this function does not compute (logit soft-capping, sinks).
+UNSUPPORTED = ("softcap", "s_aux", "sinks")
+
 
 @dataclasses.dataclass(frozen=True)
 class Segment:
@@ -60,8 +63,12 @@ class use_layout:  # noqa: N801 - a context manager used like a function
 
 def ragged_attention(module: torch.nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
                      attention_mask: torch.Tensor | None, scaling: float | None = None, dropout: float = 0.0,
-                     sliding_window: int | None = None, **_: object) -> tuple[torch.Tensor, None]:
+                     sliding_window: int | None = None, **kwargs: object) -> tuple[torch.Tensor, None]:
     """query [1, H, N, D], key/value [1, kv_heads, N, D] (RoPE applied) -> ([1, N, H, D], None)."""
+    for name in UNSUPPORTED:
+        if kwargs.get(name) is not None:  # a model whose attention this does not compute: never a wrong answer
+            raise NotImplementedError(f"the transformers engine's attention does not support `{name}` "
+                                      f"({type(module).__name__}); serve this model with the vllm engine")
     layout: StepLayout = _current.layout
     layer = module.layer_idx
     pk, pv = layout.k[layer], layout.v[layer]

@@ -60,9 +60,8 @@ class BatchScheduler:
         self.compactions = 0
 
     def headroom(self, seq: SchedSeq) -> int:
-        """Positions to hold for a sequence being admitted: its known tokens plus room to grow."""
-        known = len(seq.tokens)
-        return min(seq.reserve, known + max(64, known // 4))
+        """Positions to hold for a sequence being admitted: its known tokens plus room for 64 more."""
+        return min(seq.reserve, len(seq.tokens) + 64)
 
     def plan(self, waiting: collections.deque) -> tuple[list[Work], list[SchedSeq]]:
         """The next step's work and the sequences preempted back into `waiting` (at its head)."""
@@ -144,7 +143,8 @@ class BatchScheduler:
         region = seq.region
         if positions <= region.blocks * self.pool.block:
             return True
-        want = min(seq.reserve, max(positions, 2 * region.blocks * self.pool.block))
+        # grow by a quarter (at least 64 positions): a move copies the sequence once per quarter it grows
+        want = min(seq.reserve, positions + max(64, positions // 4))
         while True:
             if self.pool.grow(region, want, seq.cached) or self.pool.grow(region, positions, seq.cached):
                 return True
