@@ -53,6 +53,10 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "bench"))
+
+from procs import host  # noqa: E402
+
 MODELS = {"tiny": ROOT / ".tokenway" / "models" / "tokenway-tiny", "small": ROOT / ".tokenway" / "models" / "tokenway-small"}
 ENGINE_SOURCE = "services/inference/src/tokenway_inference/engines/transformers_engine.py"
 MIB = 2**20
@@ -139,17 +143,7 @@ def _git(*args: str) -> str:
 
 
 def machine() -> dict:
-    cpu_model = ""
-    try:
-        cpu_model = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                         if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    mem_gib = None
-    try:
-        mem_gib = round(int(Path("/proc/meminfo").read_text().split()[1]) / 2**20, 1)
-    except (OSError, IndexError, ValueError):
-        pass
+    cpu_model, mem_gib = host()
 
     def version(dist: str) -> str | None:
         try:

@@ -19,6 +19,22 @@ from pathlib import Path
 CLK = os.sysconf("SC_CLK_TCK")
 
 
+def host() -> tuple[str, float | None]:
+    """This machine's CPU model and RAM in GiB, from /proc ("" and None where unreadable)."""
+    cpu_model = ""
+    try:
+        cpu_model = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                         if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    mem_gib = None
+    try:
+        mem_gib = round(int(Path("/proc/meminfo").read_text().split()[1]) / 2**20, 1)
+    except (OSError, IndexError, ValueError):
+        pass
+    return cpu_model, mem_gib
+
+
 def _stat(pid: int) -> list[str] | None:
     try:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()

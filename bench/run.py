@@ -52,7 +52,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import report  # noqa: E402
 from loadgen import (WORDS, ChatGrpcClient, DirectClient, Options, SseClient, per_request, prompts,  # noqa: E402
                      run_level, summarize)
-from procs import CpuWindow, PySpy  # noqa: E402
+from procs import CpuWindow, PySpy, host  # noqa: E402
 from servers import (ROOT, Server, StartError, inference_only, render_prompts, settings_of,  # noqa: E402
                      tokenway_suite, transformers_serve, vllm_server)
 
@@ -436,17 +436,7 @@ def _loadavg() -> str:
 
 
 def metadata(b: Bench) -> dict:
-    cpu_model = ""
-    try:
-        cpu_model = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                         if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    mem_gib = None
-    try:
-        mem_gib = round(int(Path("/proc/meminfo").read_text().split()[1]) / 2**20, 1)
-    except (OSError, IndexError, ValueError):
-        pass
+    cpu_model, mem_gib = host()
     vpy = Path(os.environ.get("TOKENWAY_VLLM_VENV", ROOT / ".tokenway" / "venv-vllm")) / "bin" / "python"
     vllm = None
     if vpy.exists():
