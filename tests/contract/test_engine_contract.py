@@ -253,7 +253,7 @@ def reference() -> dict[tuple[int, ...], list[int]]:
 
     async def generate() -> dict:
         eng = TransformersEngine.from_settings(InferenceSettings(port=0, model=str(MODEL_DIR), dtype="float32",
-                                                                 threads=1, max_batch_size=1))
+                                                                 prefill_dtype="float32", threads=1, max_batch_size=1))
         await eng.start()
         try:
             out = {}

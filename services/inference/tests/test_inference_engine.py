@@ -6,6 +6,7 @@ import asyncio
 import random
 
 import pytest
+import torch
 
 from tokenway_common.errors import InvalidArgument, ResourceExhausted
 from tokenway_inference.engines.base import (FinishReason, ModelFacts, SamplingOptions, GenerateRequest, validate)
@@ -251,5 +252,25 @@ async def test_out_of_kv_memory_preempts_and_recomputes_instead_of_failing():
         assert [t for t, _ in together] == alone
         assert eng.memory()["preemptions"] > 0
         assert eng.memory()["held_tokens"] == 0
+    finally:
+        await eng.close()
+
+
+async def test_bfloat16_prefill_keeps_greedy_output_batch_invariant():
+    """Prompt chunks through a bfloat16 copy of the model, decode and the KV pool in float32: a sequence's
+    tokens still do not depend on what shares its steps."""
+    from tokenway_inference.config import InferenceSettings  # noqa: PLC0415
+    from tokenway_inference.engines.transformers_engine import TransformersEngine  # noqa: PLC0415
+
+    eng = TransformersEngine.from_settings(InferenceSettings(port=0, model=MODEL_DIR, prefill_dtype="bfloat16",
+                                                             max_batch_size=8, prefix_caching=False))
+    await eng.start()
+    try:
+        assert eng.prefill_dtype == torch.bfloat16 and eng.memory()["pool_bytes"] == eng.memory()["pool_tokens"] * 4096
+        alone = [(await collect(eng, request(f"bf-alone-{i}", p, max_tokens=16, ignore_eos=True)))[0]
+                 for i, p in enumerate(PROMPTS)]
+        batched = await asyncio.gather(*[collect(eng, request(f"bf-{i}", p, max_tokens=16, ignore_eos=True))
+                                         for i, p in enumerate(PROMPTS)])
+        assert [b[0] for b in batched] == alone
     finally:
         await eng.close()

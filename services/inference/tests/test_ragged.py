@@ -87,3 +87,30 @@ def test_an_attention_variant_it_does_not_compute_is_refused():
     model = AutoModelForCausalLM.from_config(cfg, attn_implementation=ragged.NAME).eval()
     with pytest.raises(NotImplementedError, match="softcap"):
         Runner(model).step([("a", [1, 2, 3])])
+
+
+def test_a_bfloat16_prefill_writes_into_a_float32_pool():
+    """The prompt through a bfloat16 copy of the model, the next token through the float32 one: attention
+    runs at the pool's dtype and the result stays close to an all-float32 forward."""
+    ref, mine = _models("llama")
+    ragged.register()
+    from transformers import AutoModelForCausalLM  # noqa: PLC0415
+
+    bf16 = AutoModelForCausalLM.from_config(mine.config, attn_implementation=ragged.NAME).eval()
+    bf16.load_state_dict(mine.state_dict())
+    bf16 = bf16.to(torch.bfloat16)
+    bf16.model.rotary_emb.inv_freq = mine.model.rotary_emb.inv_freq.clone()  # as from_pretrained keeps it
+    rng = random.Random(2)
+    prompt = [rng.randrange(300) for _ in range(40)]
+    r = Runner(mine)
+    assert r.pool.k.dtype == torch.float32
+    r.model = bf16
+    first = r.step([("a", prompt)])["a"]
+    assert first.dtype == torch.bfloat16
+    r.model = mine
+    nxt = int(first.float().argmax())
+    got = r.step([("a", [nxt])])["a"]
+    with torch.inference_mode():
+        want = ref(input_ids=torch.tensor([prompt + [nxt]])).logits[0, -1]
+    assert got.dtype == torch.float32
+    assert torch.allclose(got, want, atol=5e-2), (got - want).abs().max()

@@ -16,6 +16,7 @@ class Seq:
     name: str
     tokens: list[int]
     reserve: int
+    prompt_len: int = 0
     cached: int = 0
     region: Region | None = None
     aborted: bool = False
@@ -23,7 +24,7 @@ class Seq:
 
 def seq(name: str, prompt: int, max_tokens: int = 64) -> Seq:
     """A sequence whose prompt shares no block with another name's."""
-    return Seq(name, [hash(name) % 1000 * 10_000 + i for i in range(prompt)], prompt + max_tokens)
+    return Seq(name, [hash(name) % 1000 * 10_000 + i for i in range(prompt)], prompt + max_tokens, prompt)
 
 
 def pool(tokens: int) -> KVPool:
@@ -89,10 +90,13 @@ def test_running_sequences_grow_and_the_youngest_is_preempted_when_memory_runs_o
     assert list(waiting) == [young]  # back at the head of the queue, with what it generated
     assert len(young.tokens) > 100
     assert [w.seq.name for w in works] == ["old"] and old.region.blocks * 16 >= old.cached + 1
-    # once old finishes, young is admitted again and recomputes prompt + generated in chunks
+    # once old finishes, young is admitted again and recomputes its prompt, then what it generated
     s.release(old)
     works, _ = s.plan(waiting)
-    assert [(w.seq.name, w.n, w.sample) for w in works] == [("young", len(young.tokens), True)]
+    assert [(w.seq.name, w.n, w.sample, w.prompt) for w in works] == [("young", 100, False, True)]
+    run_step(works)
+    works, _ = s.plan(waiting)
+    assert [(w.seq.name, w.n, w.sample, w.prompt) for w in works] == [("young", len(young.tokens) - 100, True, False)]
 
 
 def test_release_frees_the_memory():
@@ -110,7 +114,7 @@ def test_prefix_cache_copies_computed_blocks_and_holds_back_a_twin():
     p = pool(4096)
     s = BatchScheduler(p, max_batch_size=8, max_batch_tokens=64)
     a = seq("a", 100)
-    twin = Seq("twin", list(a.tokens), a.reserve)
+    twin = Seq("twin", list(a.tokens), a.reserve, a.prompt_len)
     waiting = collections.deque([a, twin])
     works, _ = s.plan(waiting)
     # twin's prefix is being computed by a: it waits rather than computing it again
@@ -136,12 +140,12 @@ def test_finished_prompts_stay_cached_until_the_memory_is_wanted():
     s.computed(works)
     s.release(a, keep=True)  # finished: its 12 computed blocks stay as a cache entry
     assert s.held() == 0 and s.prefix.held_blocks == 12 and a.region is None
-    again = Seq("again", a.tokens[:200] + [1, 2, 3], 300)
+    again = Seq("again", a.tokens[:200] + [1, 2, 3], 300, 203)
     works, _ = s.plan(collections.deque([again]))
     assert again.prefix_hit == 192 and works[0].n == 11
     # a sequence that needs the whole pool evicts the entry instead of waiting
     s.release(again)
-    big = Seq("big", seq("big", 16 * 39).tokens, 16 * 39 + 10)  # needs all 40 blocks
+    big = Seq("big", seq("big", 16 * 39).tokens, 16 * 39 + 10, 16 * 39)  # needs all 40 blocks
     waiting = collections.deque([big])
     works, _ = s.plan(waiting)
     assert not waiting and s.prefix.held_blocks == 0 and works[0].seq is big

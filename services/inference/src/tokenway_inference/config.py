@@ -32,6 +32,11 @@ class InferenceSettings(ServerSettings):
                                           "sequence really holds; at least the model's context", minimum=1)
     max_batch_tokens: int = setting(512, "transformers engine: most tokens one step runs (a decode token per "
                                          "running sequence, then prefill chunks of waiting prompts)", minimum=16)
+    prefill_dtype: str = setting("float32", "transformers engine: the dtype prompt chunks run in, through a copy "
+                                            "of the model (decode and the KV cache stay in dtype); bfloat16 cuts "
+                                            "time to first token alone but costs throughput under load; auto: "
+                                            "bfloat16 for float32 on a CPU with native bfloat16 matmuls",
+                                 choices=("auto", "float32", "bfloat16"))
     prefix_caching: bool = setting(True, "transformers engine: reuse the KV of prompt prefixes already computed "
                                          "(block hashes; finished prompts stay cached until the memory is wanted)")
     gpu_memory_utilization: float = setting(0.0, "vllm engine on GPUs only: share of GPU memory vLLM may use "

@@ -72,6 +72,9 @@ def ragged_attention(module: torch.nn.Module, query: torch.Tensor, key: torch.Te
     layout: StepLayout = _current.layout
     layer = module.layer_idx
     pk, pv = layout.k[layer], layout.v[layer]
+    out_dtype = query.dtype
+    if pk.dtype != out_dtype:  # a prefill model in another dtype than the pool: attention runs at the pool's
+        query, key, value = query.to(pk.dtype), key.to(pk.dtype), value.to(pk.dtype)
     pk.index_copy_(1, layout.slots, key[0])
     pv.index_copy_(1, layout.slots, value[0])
     heads, n_tokens, dim = query.shape[1], query.shape[2], query.shape[3]
@@ -97,7 +100,7 @@ def ragged_attention(module: torch.nn.Module, query: torch.Tensor, key: torch.Te
             o = F.scaled_dot_product_attention(q, k, v, attn_mask=_mask(seg.n, seg.ctx, first, end, sliding_window),
                                                scale=scaling, enable_gqa=group > 1)
         out[seg.q0:seg.q0 + seg.n] = o[0].transpose(0, 1)
-    return out[None], None
+    return out[None].to(out_dtype), None
 
 
 def _mask(n: int, ctx: int, first: int, end: int, window: int | None) -> torch.Tensor:

@@ -34,6 +34,7 @@ from .prefix import PrefixCache
 
 class SchedSeq(Protocol):
     tokens: list[int]
+    prompt_len: int
     cached: int
     region: Region | None
     reserve: int  # the most positions it can ever need: min(prompt + max_tokens, context)
@@ -45,6 +46,7 @@ class Work:
     seq: SchedSeq
     n: int  # tokens to feed: tokens[cached:cached + n]
     sample: bool  # the slice reaches the end of tokens: sample the next token
+    prompt: bool  # the slice is prompt tokens (a recomputed sequence's generated ones are not)
 
 
 class BatchScheduler:
@@ -74,7 +76,7 @@ class BatchScheduler:
                 continue
             if not self._fit(seq, seq.cached + 1, preempted, planned):
                 continue  # it was preempted itself
-            works.append(Work(seq, 1, True))
+            works.append(Work(seq, 1, True, False))
             planned.add(id(seq))
         budget = max(self.max_batch_tokens - len(works), self.pool.block)
         # 2. chunks of prompts admitted before
@@ -129,11 +131,13 @@ class BatchScheduler:
 
     def _chunk(self, seq: SchedSeq, budget: int, works: list[Work], preempted: list, planned: set) -> int:
         n = min(len(seq.tokens) - seq.cached, budget)
+        if seq.cached < seq.prompt_len:  # a chunk is all prompt or all generated (a recompute), never both
+            n = min(n, seq.prompt_len - seq.cached)
         if n <= 0:
             return 0
         if not self._fit(seq, seq.cached + n, preempted, planned):
             return 0
-        works.append(Work(seq, n, seq.cached + n == len(seq.tokens)))
+        works.append(Work(seq, n, seq.cached + n == len(seq.tokens), seq.cached < seq.prompt_len))
         planned.add(id(seq))
         return n
 
