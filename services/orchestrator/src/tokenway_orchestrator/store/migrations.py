@@ -1,0 +1,28 @@
+"""Versioned schema changes, applied in order, each once, each in its own transaction.
+
+A store records the versions it has applied in `schema_migrations`; opening a store applies the missing
+ones. Never edit a released migration: add the next one. The SQL is the common subset of SQLite and
+PostgreSQL.
+"""
+
+from __future__ import annotations
+
+MIGRATIONS: list[tuple[int, str, tuple[str, ...]]] = [
+    (1, "api keys", (
+        """CREATE TABLE api_keys (
+            id TEXT PRIMARY KEY,
+            name TEXT NOT NULL UNIQUE,
+            owner TEXT NOT NULL DEFAULT '',
+            key_sha256 TEXT NOT NULL UNIQUE,
+            models TEXT NOT NULL DEFAULT '',
+            requests_per_minute INTEGER NOT NULL DEFAULT 0,
+            tokens_per_minute INTEGER NOT NULL DEFAULT 0,
+            concurrent_requests INTEGER NOT NULL DEFAULT 0,
+            token_quota BIGINT NOT NULL DEFAULT 0,
+            quota_period TEXT NOT NULL DEFAULT 'month',
+            priority TEXT NOT NULL DEFAULT 'interactive',
+            created_at DOUBLE PRECISION NOT NULL,
+            revoked_at DOUBLE PRECISION
+        )""",
+    )),
+]

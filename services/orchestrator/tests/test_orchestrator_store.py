@@ -1,0 +1,102 @@
+"""The key store on a real SQLite file: keys hashed, never stored in clear; revocation; migrations."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+
+import pytest
+
+from tokenway_orchestrator.store import Limits, SqliteStore, StoreError
+from tokenway_orchestrator.store.migrations import MIGRATIONS
+
+
+@pytest.fixture
+def store(tmp_path):
+    s = SqliteStore(tmp_path / "state" / "tokenway.db")
+    yield s
+    s.close()
+
+
+def test_a_key_authenticates_and_its_secret_is_nowhere_in_the_file(store):
+    key, secret = store.create_key("alice-dev", owner="alice", models=("tokenway-tiny",),
+                                   limits=Limits(requests_per_minute=60, tokens_per_minute=10_000))
+    assert secret.startswith(f"tw-{key.id}-") and len(secret) > 40
+    got = store.authenticate(secret)
+    assert got == key and got.allows("tokenway-tiny") and not got.allows("other")
+    assert store.authenticate(secret + "x") is None and store.authenticate("") is None
+    store.close()
+    raw = b"".join(p.read_bytes() for p in store.path.parent.iterdir())  # the db, its WAL and shm
+    assert secret.encode() not in raw and secret.split("-")[-1].encode() not in raw
+    assert key.id.encode() in raw  # what is stored is findable: the check above can fail
+
+
+def test_revoked_keys_are_known_but_revoked(store):
+    key, secret = store.create_key("bob")
+    assert not store.authenticate(secret).revoked
+    revoked = store.revoke_key("bob")
+    assert revoked.revoked and store.authenticate(secret).revoked
+    assert store.list_keys() == [] and [k.name for k in store.list_keys(include_revoked=True)] == ["bob"]
+    assert store.revoke_key(key.id).revoked_at == revoked.revoked_at  # by id too; revoking twice changes nothing
+
+
+def test_update_by_name_or_id(store):
+    key, secret = store.create_key("carol", priority="batch")
+    store.update_key("carol", models=("a", "b"), limits=Limits(concurrent_requests=4), priority="interactive")
+    store.update_key(key.id, name="carol-2")
+    got = store.get_key("carol-2")
+    assert got.models == ("a", "b") and got.limits.concurrent_requests == 4 and got.priority == "interactive"
+    assert store.authenticate(secret).name == "carol-2"
+
+
+@pytest.mark.parametrize("call, reason", [
+    (lambda s: s.create_key("dup"), "ALREADY_EXISTS"),
+    (lambda s: s.update_key("other", name="dup"), "ALREADY_EXISTS"),
+    (lambda s: s.get_key("nobody"), "NOT_FOUND"),
+    (lambda s: s.revoke_key("nobody"), "NOT_FOUND"),
+    (lambda s: s.create_key("has space"), "INVALID"),
+    (lambda s: s.create_key("p", priority="urgent"), "INVALID"),
+    (lambda s: s.create_key("m", models=("a,b",)), "INVALID"),
+    (lambda s: s.create_key("l", limits=Limits(quota_period="year")), "INVALID"),
+])
+def test_refusals_say_why(store, call, reason):
+    store.create_key("dup")
+    store.create_key("other")
+    with pytest.raises(StoreError) as e:
+        call(store)
+    assert e.value.reason == reason
+
+
+def test_migrations_apply_once_and_the_file_is_wal(tmp_path):
+    path = tmp_path / "tokenway.db"
+    first = SqliteStore(path)
+    assert first.schema_version() == MIGRATIONS[-1][0]
+    key, _ = first.create_key("kept")
+    first.close()
+    again = SqliteStore(path)
+    assert again.migrate() == [] and again.get_key("kept") == key
+    again.close()
+    db = sqlite3.connect(path)
+    assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert [v for v, in db.execute("SELECT version FROM schema_migrations")] == [v for v, _, _ in MIGRATIONS]
+
+
+def test_concurrent_openers_apply_each_migration_once(tmp_path):
+    path = tmp_path / "tokenway.db"
+    stores, errors = [], []
+
+    def open_one() -> None:
+        try:
+            stores.append(SqliteStore(path))
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=open_one) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors and len(stores) == 4
+    assert sum(len(s.migrate()) for s in stores) == 0
+    for s in stores:
+        s.close()
