@@ -55,3 +55,25 @@ def test_refusals_exit_1_with_the_reason(db):
     assert "ALREADY_EXISTS" in cli(db, "keys", "create", "carol", ok=False).stderr
     assert "NOT_FOUND" in cli(db, "keys", "revoke", "nobody", ok=False).stderr
     assert "INVALID" in cli(db, "keys", "create", "dave", "--rpm", "-1", ok=False).stderr
+
+
+def test_usage_reports_totals_and_records(db):
+    import time  # noqa: PLC0415
+
+    from tokenway_orchestrator.cli import since  # noqa: PLC0415
+    from tokenway_orchestrator.store import UsageRecord  # noqa: PLC0415
+
+    now = time.time()
+    store = SqliteStore(db)
+    for rid, key, at, status in (("old", "alice", now - 7200, "ok"), ("new", "alice", now - 60, "ok"),
+                                 ("bob-1", "bob", now - 30, "cancelled")):
+        store.record_usage(UsageRecord(rid, "k", key, "tokenway-tiny", 10, 4, "stop", status, at))
+    store.close()
+    recs = json.loads(cli(db, "usage", "--since", "1h", "--format", "json").stdout)
+    assert sorted(r["request_id"] for r in recs) == ["bob-1", "new"]
+    assert [r["request_id"] for r in json.loads(cli(db, "usage", "--key", "alice", "--format", "json").stdout)] \
+        == ["old", "new"]
+    text = cli(db, "usage").stdout
+    assert "alice  tokenway-tiny  requests 2 (ok 2)" in text and "bob  tokenway-tiny  requests 1 (cancelled 1)" in text
+    assert "INVALID" in cli(db, "usage", "--since", "yesterday", ok=False).stderr
+    assert since("2026-01-01T00:00:00") == since("2026-01-01T00:00:00+00:00") and since("90s", now=100.0) == 10.0

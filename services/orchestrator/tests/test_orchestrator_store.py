@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from tokenway_orchestrator.store import Limits, SqliteStore, StoreError
+from tokenway_orchestrator.store import Limits, SqliteStore, StoreError, UsageRecord
 from tokenway_orchestrator.store.migrations import MIGRATIONS
 
 
@@ -100,3 +100,32 @@ def test_concurrent_openers_apply_each_migration_once(tmp_path):
     assert sum(len(s.migrate()) for s in stores) == 0
     for s in stores:
         s.close()
+
+
+def _rec(rid: str, key: str = "alice", status: str = "ok", at: float = 1000.0, **kw) -> UsageRecord:
+    base = dict(request_id=rid, key_id="k1", key_name=key, model="tokenway-tiny", prompt_tokens=10,
+                completion_tokens=5, finish_reason="stop", status=status, created_at=at)
+    return UsageRecord(**{**base, **kw})
+
+
+def test_one_usage_record_per_request_and_it_survives_reopening(tmp_path):
+    path = tmp_path / "tokenway.db"
+    store = SqliteStore(path)
+    assert store.record_usage(_rec("r1", ttft_ms=12.5, total_ms=40.0))
+    assert not store.record_usage(_rec("r1", completion_tokens=99))  # a second write of r1 keeps the first
+    store.record_usage(_rec("r2", status="cancelled", finish_reason="cancelled", completion_tokens=2, at=2000.0))
+    store.record_usage(_rec("r3", key="bob", status="rejected", finish_reason="", prompt_tokens=0,
+                            completion_tokens=0, at=3000.0))
+    store.close()
+    again = SqliteStore(path)  # what was committed is in the file (FULL sync: before record_usage returned)
+    recs = again.usage_records()
+    assert [r.request_id for r in recs] == ["r1", "r2", "r3"] and recs[0].completion_tokens == 5
+    assert recs[0].ttft_ms == 12.5 and recs[0].queue_ms is None
+    assert [r.request_id for r in again.usage_records(since=1500.0)] == ["r2", "r3"]
+    assert [r.request_id for r in again.usage_records(key="bob")] == ["r3"]
+    totals = {t.key_name: t for t in again.usage_totals()}
+    assert totals["alice"].requests == 2 and totals["alice"].completion_tokens == 7
+    assert totals["alice"].by_status == {"ok": 1, "cancelled": 1} and totals["bob"].by_status == {"rejected": 1}
+    with pytest.raises(StoreError):
+        again.record_usage(_rec("r4", status="weird"))
+    again.close()

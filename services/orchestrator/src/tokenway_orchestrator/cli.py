@@ -5,6 +5,7 @@
     tokenway keys list [--all]
     tokenway keys update NAME|ID [--name NEW] [same options as create]
     tokenway keys revoke NAME|ID
+    tokenway usage [--since 1h] [--key NAME]   totals per key and model; --format json: the records
     (every command takes --format text|json; json prints one object, or a list, for scripts)
 
 The store is TOKENWAY_ORCHESTRATOR_STORE, else `.tokenway/tokenway.db`. `create` prints the key once: the
@@ -19,7 +20,9 @@ import dataclasses
 import datetime as dt
 import json
 import os
+import re
 import sys
+import time
 
 from .store import ApiKey, Limits, SqliteStore, StoreError
 
@@ -57,7 +60,26 @@ def parser() -> argparse.ArgumentParser:
     _limit_args(update, defaults=False)
     revoke = keys.add_parser("revoke", parents=[fmt], help="a key is refused from now on")
     revoke.add_argument("key", help="its name or id")
+    usage = top.add_parser("usage", parents=[fmt], help="usage per key and model; json: every record")
+    usage.add_argument("--since", default="", help="a duration back from now (90s, 30m, 1h, 7d) or an ISO "
+                                                    "date/time (UTC unless it says); default: everything")
+    usage.add_argument("--key", help="only this key's (by name)")
     return ap
+
+
+def since(value: str, now: float | None = None) -> float:
+    """`--since` as a UNIX time: a duration back from now, or an ISO 8601 date/time."""
+    if not value:
+        return 0.0
+    now = time.time() if now is None else now
+    m = re.fullmatch(r"(\d+(?:\.\d+)?)([smhd])", value.strip())
+    if m:
+        return now - float(m[1]) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[m[2]]
+    try:
+        t = dt.datetime.fromisoformat(value)
+    except ValueError:
+        raise StoreError("INVALID", f"--since {value!r}: give a duration (90s, 30m, 1h, 7d) or an ISO date") from None
+    return (t if t.tzinfo else t.replace(tzinfo=dt.UTC)).timestamp()
 
 
 def _models(value: str | None) -> tuple[str, ...] | None:
@@ -87,7 +109,16 @@ def run(argv: list[str] | None = None) -> int:
     a = parser().parse_args(argv)
     store = SqliteStore(a.store)
     try:
-        if a.cmd == "create":
+        if a.area == "usage":
+            start = since(a.since)
+            if a.format == "json":
+                print(json.dumps([r.public() for r in store.usage_records(since=start, key=a.key)]))
+            else:
+                for t in store.usage_totals(since=start, key=a.key):
+                    status = ", ".join(f"{k} {v}" for k, v in sorted(t.by_status.items()))
+                    print(f"{t.key_name or '-'}  {t.model}  requests {t.requests} ({status})  prompt tokens "
+                          f"{t.prompt_tokens}  completion tokens {t.completion_tokens}")
+        elif a.cmd == "create":
             key, secret = store.create_key(a.name, owner=a.owner, models=_models(a.models) or (),
                                            limits=_limits(a, Limits()), priority=a.priority)
             if a.format == "json":

@@ -7,3 +7,4 @@ same versioned migrations (`migrations.py`) and offers the same methods, so the 
 
 from .keys import ApiKey, Limits, StoreError, hash_secret, new_secret  # noqa: F401
 from .sqlite import SqliteStore  # noqa: F401
+from .usage import UsageRecord, UsageTotal  # noqa: F401

@@ -25,4 +25,22 @@ MIGRATIONS: list[tuple[int, str, tuple[str, ...]]] = [
             revoked_at DOUBLE PRECISION
         )""",
     )),
+    (2, "usage records", (
+        """CREATE TABLE usage_records (
+            request_id TEXT PRIMARY KEY,
+            key_id TEXT NOT NULL DEFAULT '',
+            key_name TEXT NOT NULL DEFAULT '',
+            model TEXT NOT NULL DEFAULT '',
+            prompt_tokens INTEGER NOT NULL DEFAULT 0,
+            completion_tokens INTEGER NOT NULL DEFAULT 0,
+            finish_reason TEXT NOT NULL DEFAULT '',
+            status TEXT NOT NULL,
+            queue_ms DOUBLE PRECISION,
+            ttft_ms DOUBLE PRECISION,
+            total_ms DOUBLE PRECISION,
+            created_at DOUBLE PRECISION NOT NULL
+        )""",
+        "CREATE INDEX usage_records_by_time ON usage_records (created_at)",
+        "CREATE INDEX usage_records_by_key ON usage_records (key_name, created_at)",
+    )),
 ]

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from .keys import PRIORITIES, ApiKey, Limits, StoreError, hash_secret, new_secret
 from .migrations import MIGRATIONS
+from .usage import STATUSES, UsageRecord, UsageTotal
 
 _COLUMNS = ("id, name, owner, models, requests_per_minute, tokens_per_minute, concurrent_requests, token_quota, "
             "quota_period, priority, created_at, revoked_at")
@@ -123,6 +124,49 @@ class SqliteStore:
             except sqlite3.IntegrityError as exc:
                 raise StoreError("ALREADY_EXISTS", f"a key named {new.name!r} exists") from exc
         return new
+
+
+    # -- usage -----------------------------------------------------------------------------------
+
+    def record_usage(self, rec: UsageRecord) -> bool:
+        """Writes rec durably (committed, fsynced) before returning; False when its request already has one."""
+        if rec.status not in STATUSES:
+            raise StoreError("INVALID", f"status must be one of {', '.join(STATUSES)}")
+        with self._lock:
+            cur = self._db.execute(
+                f"INSERT INTO usage_records ({_USAGE}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (request_id) DO NOTHING", _usage_row(rec))
+        return cur.rowcount == 1
+
+    def usage_records(self, *, since: float = 0.0, key: str | None = None) -> list[UsageRecord]:
+        """Records created at or after `since`, of the key named `key` when given, oldest first."""
+        sql, args = f"SELECT {_USAGE} FROM usage_records WHERE created_at >= ?", [since]
+        if key is not None:
+            sql, args = sql + " AND key_name = ?", [*args, key]
+        with self._lock:
+            rows = self._db.execute(sql + " ORDER BY created_at, request_id", args).fetchall()
+        return [UsageRecord(*r) for r in rows]
+
+    def usage_totals(self, *, since: float = 0.0, key: str | None = None) -> list[UsageTotal]:
+        """Per key and model since `since`: requests, prompt and completion tokens, requests by status."""
+        totals: dict[tuple[str, str], dict] = {}
+        for r in self.usage_records(since=since, key=key):
+            t = totals.setdefault((r.key_name, r.model), {"requests": 0, "prompt": 0, "completion": 0, "status": {}})
+            t["requests"] += 1
+            t["prompt"] += r.prompt_tokens
+            t["completion"] += r.completion_tokens
+            t["status"][r.status] = t["status"].get(r.status, 0) + 1
+        return [UsageTotal(k, m, t["requests"], t["prompt"], t["completion"], t["status"])
+                for (k, m), t in sorted(totals.items())]
+
+
+_USAGE = ("request_id, key_id, key_name, model, prompt_tokens, completion_tokens, finish_reason, status, "
+          "created_at, queue_ms, ttft_ms, total_ms")
+
+
+def _usage_row(r: UsageRecord) -> tuple:
+    return (r.request_id, r.key_id, r.key_name, r.model, r.prompt_tokens, r.completion_tokens, r.finish_reason,
+            r.status, r.created_at, r.queue_ms, r.ttft_ms, r.total_ms)
 
 
 def _check(name: str, priority: str, models: tuple[str, ...]) -> None:
