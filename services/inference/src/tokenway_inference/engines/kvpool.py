@@ -86,10 +86,6 @@ class RegionAllocator:
         self.free_blocks += region.blocks
         region.blocks = 0
 
-    @property
-    def largest_hole(self) -> int:
-        return max((length for _, length in self._holes), default=0)
-
     def holes(self) -> list[tuple[int, int]]:
         return [(s, n) for s, n in self._holes]
 

@@ -166,6 +166,3 @@ class PrefixCache:
             freed += entry.region.blocks
             self.pool.free(entry.region)
         return freed
-
-    def clear(self) -> None:
-        self.evict(self.pool.blocks)
