@@ -43,4 +43,22 @@ MIGRATIONS: list[tuple[int, str, tuple[str, ...]]] = [
         "CREATE INDEX usage_records_by_time ON usage_records (created_at)",
         "CREATE INDEX usage_records_by_key ON usage_records (key_name, created_at)",
     )),
+    (3, "limit meters and leases", (
+        """CREATE TABLE limiter_state (
+            key_id TEXT PRIMARY KEY,
+            request_tat DOUBLE PRECISION NOT NULL DEFAULT 0,
+            token_tat DOUBLE PRECISION NOT NULL DEFAULT 0,
+            quota_period_start DOUBLE PRECISION NOT NULL DEFAULT 0,
+            quota_used BIGINT NOT NULL DEFAULT 0
+        )""",
+        """CREATE TABLE leases (
+            request_id TEXT PRIMARY KEY,
+            key_id TEXT NOT NULL,
+            holder TEXT NOT NULL,
+            reserved_tokens BIGINT NOT NULL DEFAULT 0,
+            expires_at DOUBLE PRECISION NOT NULL
+        )""",
+        "CREATE INDEX leases_by_key ON leases (key_id, expires_at)",
+        "CREATE INDEX leases_by_holder ON leases (holder)",
+    )),
 ]
