@@ -17,7 +17,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from . import config
-from .server import server_options
+from .server import read_tls_file, server_options
 
 log = logging.getLogger("tokenway.channels")
 
@@ -71,6 +71,30 @@ def channel_options(settings: config.ServerSettings, services: tuple[str, ...] =
 
 def insecure_channel(address: str, settings: config.ServerSettings, services: tuple[str, ...] = ()) -> grpc.aio.Channel:
     return grpc.aio.insecure_channel(address, options=channel_options(settings, services))
+
+
+def peer_credentials(settings: config.ServerSettings) -> grpc.ChannelCredentials | None:
+    """TLS credentials for channels to peers: verified with peer_tls_ca, presenting peer_tls_cert/peer_tls_key
+    (mTLS) when set; None when peer_tls_ca is unset (plaintext). Raises OSError when a file cannot be read."""
+    if not settings.peer_tls_ca:
+        return None
+    cert = read_tls_file(settings.peer_tls_cert, "peer_tls_cert") if settings.peer_tls_cert else None
+    key = read_tls_file(settings.peer_tls_key, "peer_tls_key") if settings.peer_tls_key else None
+    return grpc.ssl_channel_credentials(root_certificates=read_tls_file(settings.peer_tls_ca, "peer_tls_ca"),
+                                        private_key=key, certificate_chain=cert)
+
+
+def peer_channel(address: str, settings: config.ServerSettings, services: tuple[str, ...] = ()) -> grpc.aio.Channel:
+    """A channel to a peer service: TLS (mTLS with a client certificate) when settings' peer_tls_ca is set,
+    else plaintext, as `insecure_channel`. A peer whose certificate does not verify is never connected:
+    its calls fail with UNAVAILABLE and a ReadinessFollower keeps it not ready."""
+    credentials = peer_credentials(settings)
+    if credentials is None:
+        return insecure_channel(address, settings, services)
+    options = channel_options(settings, services)
+    if settings.peer_tls_server_name:
+        options.append(("grpc.ssl_target_name_override", settings.peer_tls_server_name))
+    return grpc.aio.secure_channel(address, credentials, options=options)
 
 
 def remaining(context: grpc.aio.ServicerContext | None, default: float | None) -> float | None:

@@ -2,7 +2,9 @@
 
 A service declares a frozen dataclass whose fields carry `setting(...)` metadata; `load()` reads
 `<PREFIX>_<FIELD>` from the environment, then `--field-name` from argv (flags win), converts and
-validates every value, and raises ConfigError with one clear line per bad setting.
+validates every value, and raises ConfigError with one clear line per bad setting. A settings class
+may add checks that relate several fields: a `relation_problems(label)` method returning messages
+(`label(field)` names a field as its variable and flag), run once every single value passed its checks.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import ssl
 import sys
 import types
 import typing
@@ -32,6 +35,39 @@ def setting(default: Any, help: str, *, choices: Sequence[Any] | None = None, mi
     return dataclasses.field(default=default, metadata=meta)
 
 
+def pem_file(what: str) -> Callable[[str], str | None]:
+    """A `check` for a path setting: empty (unset), or a readable file holding at least one PEM `what`."""
+    def check(path: str) -> str | None:
+        if not path:
+            return None
+        try:
+            text = open(path, encoding="ascii", errors="replace").read()  # noqa: SIM115 - closed at once
+        except OSError as e:
+            return f"cannot read {path}: {e.strerror or e}"
+        if "-----BEGIN " not in text:
+            return f"{path} holds no PEM {what} (no -----BEGIN line)"
+        return None
+    return check
+
+
+def tls_pair_problem(cert: str, key: str, ca: str, *, server: bool) -> str | None:
+    """What is wrong with a certificate, its key and a CA bundle as TLS (OpenSSL) would load them, or None:
+    a key that is not the certificate's, a file that is no certificate or key, a CA bundle without a CA.
+    Unset paths are skipped; unreadable ones are the `pem_file` checks' to report."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER if server else ssl.PROTOCOL_TLS_CLIENT)
+    try:
+        if cert and key:
+            ctx.load_cert_chain(cert, key)
+    except (ssl.SSLError, OSError) as e:
+        return f"{cert} and {key} are no matching PEM certificate chain and private key ({e.reason or e})"
+    try:
+        if ca:
+            ctx.load_verify_locations(cafile=ca)
+    except (ssl.SSLError, OSError) as e:
+        return f"{ca} holds no usable PEM CA certificate ({getattr(e, 'reason', None) or e})"
+    return None
+
+
 @dataclasses.dataclass(frozen=True)
 class ServerSettings:
     """Settings every service has. Subclass it and add your own fields."""
@@ -48,6 +84,48 @@ class ServerSettings:
     processes: int = setting(1, "server processes sharing the port (Linux SO_REUSEPORT: the kernel spreads "
                                 "connections over them) under one supervisor; 0: one per core, at most 8",
                              minimum=0)
+    # TLS: plaintext unless tls_cert is set (the local default: everything on loopback).
+    tls_cert: str = setting("", "PEM certificate chain this server presents (TLS); empty: plaintext",
+                            check=pem_file("certificate"))
+    tls_key: str = setting("", "PEM private key of tls_cert", check=pem_file("private key"))
+    tls_client_ca: str = setting("", "PEM CA bundle: clients must present a certificate it signed (mTLS); needs "
+                                     "tls_cert", check=pem_file("CA certificate"))
+    # Outbound: the channels to the peers this service calls (the orchestrator's tokenizer and inference).
+    peer_tls_ca: str = setting("", "PEM CA bundle that verifies the peers this service calls; set: TLS to the peers, "
+                                   "empty: plaintext", check=pem_file("CA certificate"))
+    peer_tls_cert: str = setting("", "PEM client certificate chain presented to peers that require mTLS; needs "
+                                     "peer_tls_ca and peer_tls_key", check=pem_file("certificate"))
+    peer_tls_key: str = setting("", "PEM private key of peer_tls_cert", check=pem_file("private key"))
+    peer_tls_server_name: str = setting("", "name the peers' certificates must carry, instead of the host of their "
+                                            "address (grpc.ssl_target_name_override); needs peer_tls_ca")
+
+    @property
+    def tls_mode(self) -> str:
+        """How this server listens: plaintext, tls or mtls."""
+        return "mtls" if self.tls_client_ca else "tls" if self.tls_cert else "plaintext"
+
+    def relation_problems(self, label: Callable[[str], str]) -> list[str]:
+        problems = []
+        if bool(self.tls_cert) != bool(self.tls_key):
+            have, missing = ("tls_cert", "tls_key") if self.tls_cert else ("tls_key", "tls_cert")
+            problems.append(f"{label(missing)}: required with {label(have)} (set both for TLS, neither for plaintext)")
+        if self.tls_client_ca and not self.tls_cert:
+            problems.append(f"{label('tls_client_ca')}: needs {label('tls_cert')} and {label('tls_key')} (mTLS is TLS "
+                            "with client certificates)")
+        if bool(self.peer_tls_cert) != bool(self.peer_tls_key):
+            have, missing = ("peer_tls_cert", "peer_tls_key") if self.peer_tls_cert else ("peer_tls_key", "peer_tls_cert")
+            problems.append(f"{label(missing)}: required with {label(have)}")
+        for name in ("peer_tls_cert", "peer_tls_key", "peer_tls_server_name"):
+            if getattr(self, name) and not self.peer_tls_ca:
+                problems.append(f"{label(name)}: needs {label('peer_tls_ca')} (the CA that verifies the peers)")
+        if not problems:
+            for names, server in ((("tls_cert", "tls_key", "tls_client_ca"), True),
+                                  (("peer_tls_cert", "peer_tls_key", "peer_tls_ca"), False)):
+                values = [getattr(self, n) for n in names]
+                if any(values) and all(pem_file("file")(v) is None for v in values) and \
+                        (msg := tls_pair_problem(*values, server=server)):
+                    problems.append(f"{label(names[0]) if values[0] else label(names[2])}: {msg}")
+        return problems
 
 
 def _base_type(tp: Any) -> Any:
@@ -135,7 +213,11 @@ def load(cls: type[T], prefix: str, argv: Sequence[str] | None = None, env: Mapp
             errors.append(f"{label}: must be 1 here: {single_process}")
     if errors:
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(errors))
-    return cls(**values)
+    cfg = cls(**values)
+    relations = getattr(cfg, "relation_problems", None)
+    if relations is not None and (errors := relations(lambda name: _label(prefix, name))):
+        raise ConfigError("invalid configuration:\n  " + "\n  ".join(errors))
+    return cfg
 
 
 def redacted(cfg: Any) -> dict[str, Any]:

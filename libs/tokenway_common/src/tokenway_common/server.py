@@ -79,6 +79,27 @@ def server_options(settings: config.ServerSettings, *, receiving: str = "request
     ]
 
 
+def read_tls_file(path: str, setting: str) -> bytes:
+    """The bytes of a certificate, key or CA file; OSError naming the setting when it cannot be read."""
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError as e:
+        raise OSError(f"{setting}: cannot read {path}: {e.strerror or e}") from None
+
+
+def server_credentials(settings: config.ServerSettings) -> grpc.ServerCredentials | None:
+    """TLS credentials from settings' tls_cert/tls_key (and tls_client_ca: client certificates required,
+    mTLS), or None: plaintext. Raises OSError when a file cannot be read."""
+    if not settings.tls_cert:
+        return None
+    if not settings.tls_key:
+        raise OSError("tls_cert is set without tls_key")
+    chain, key = read_tls_file(settings.tls_cert, "tls_cert"), read_tls_file(settings.tls_key, "tls_key")
+    ca = read_tls_file(settings.tls_client_ca, "tls_client_ca") if settings.tls_client_ca else None
+    return grpc.ssl_server_credentials([(key, chain)], root_certificates=ca, require_client_auth=ca is not None)
+
+
 @dataclasses.dataclass
 class RunningServer:
     server: grpc.aio.Server
@@ -101,10 +122,17 @@ class RunningServer:
         return self.started and self.app_ready and not self.stopping
 
     async def listen(self, settings: config.ServerSettings) -> None:
-        """Binds settings' host:port and starts serving (liveness "" SERVING); raises OSError."""
-        port = self.server.add_insecure_port(f"{settings.host}:{settings.port}")
+        """Binds settings' host:port (TLS or mTLS when settings say so) and starts serving (liveness ""
+        SERVING); raises OSError."""
+        address = f"{settings.host}:{settings.port}"
+        credentials = server_credentials(settings)
+        port = (self.server.add_secure_port(address, credentials) if credentials is not None
+                else self.server.add_insecure_port(address))
         if port == 0:
-            raise OSError(f"cannot bind {settings.host}:{settings.port}")
+            raise OSError(f"cannot bind {address}")
+        if credentials is not None:
+            log.info("%s on %s:%d: certificate %s%s", settings.tls_mode.upper(), settings.host, port, settings.tls_cert,
+                     f", client certificates required, signed by {settings.tls_client_ca}" if settings.tls_client_ca else "")
         await self.server.start()
         self.port, self.listening = port, True
         await self.health.set("", SERVING)

@@ -11,7 +11,7 @@ import grpc
 from tokenway.v1 import chat_pb2, chat_pb2_grpc, completion_pb2, completion_pb2_grpc, model_pb2, model_pb2_grpc
 
 from tokenway_common import errors
-from tokenway_common.channels import ReadinessFollower, insecure_channel
+from tokenway_common.channels import ReadinessFollower, peer_channel
 from tokenway_text import Detokenizer, spec_digest
 
 from .clients.inference import InferenceRouter, Replica
@@ -81,10 +81,10 @@ class OrchestratorApp:
         s = self.settings
         if self.access.open:
             log.warning("no API keys configured (TOKENWAY_ORCHESTRATOR_API_KEYS): the API is open to every caller")
-        self._tokenizer_channel = insecure_channel(s.tokenizer_address, s, (TOKENIZER_SERVICE,))
+        self._tokenizer_channel = peer_channel(s.tokenizer_address, s, (TOKENIZER_SERVICE,))
         tokenizer = TokenizerClient(self._tokenizer_channel, s.peer_timeout_seconds)
         self.router = InferenceRouter([
-            Replica(a, insecure_channel(a, s, ("tokenway.inference.v1.InferenceService",))) for a in s.inference_addresses])
+            Replica(a, peer_channel(a, s, ("tokenway.inference.v1.InferenceService",))) for a in s.inference_addresses])
         self.tokenizer_health = ReadinessFollower(self._tokenizer_channel, TOKENIZER_SERVICE, f"tokenizer {s.tokenizer_address}",
                                                   on_change=self._readiness_changed)
         self.tokenizer_health.start()
