@@ -1,6 +1,6 @@
 """`tokenway`: manage what the orchestrator keeps (API keys for now).
 
-    tokenway [--store PATH] keys create NAME [--owner O] [--models a,b] [--rpm N] [--tpm N] [--concurrency N]
+    tokenway [--store PATH|URL] keys create NAME [--owner O] [--models a,b] [--rpm N] [--tpm N] [--concurrency N]
                                         [--quota N] [--quota-period day|month] [--priority interactive|batch]
     tokenway keys list [--all]
     tokenway keys update NAME|ID [--name NEW] [same options as create]
@@ -8,9 +8,10 @@
     tokenway usage [--since 1h] [--key NAME]   totals per key and model; --format json: the records
     (every command takes --format text|json; json prints one object, or a list, for scripts)
 
-The store is TOKENWAY_ORCHESTRATOR_STORE, else `.tokenway/tokenway.db`. `create` prints the key once: the
-store keeps only its SHA-256. Exit status 0, 1 on a refusal (unknown key, duplicate name, bad value) with the
-reason on stderr.
+The store is --store, else TOKENWAY_ORCHESTRATOR_STORE, else `.tokenway/tokenway.db`: a SQLite file's path,
+or a PostgreSQL URL (`postgresql://user@host:5432/tokenway`) for a store that several orchestrators share.
+`create` prints the key once: the store keeps only its SHA-256. Exit status 0, 1 on a refusal (unknown key,
+duplicate name, bad value) with the reason on stderr.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import re
 import sys
 import time
 
-from .store import ApiKey, Limits, SqliteStore, StoreError
+from .store import ApiKey, Limits, StoreError, open_store
 
 DEFAULT_STORE = ".tokenway/tokenway.db"
 
@@ -46,7 +47,8 @@ def parser() -> argparse.ArgumentParser:
     fmt.add_argument("--format", choices=("text", "json"), default="text")
     ap = argparse.ArgumentParser(prog="tokenway", description=__doc__.splitlines()[0])
     ap.add_argument("--store", default=os.environ.get("TOKENWAY_ORCHESTRATOR_STORE", DEFAULT_STORE),
-                    help="the store's SQLite file (TOKENWAY_ORCHESTRATOR_STORE; default %(default)s)")
+                    help="the store: a SQLite file, or a postgresql:// URL (TOKENWAY_ORCHESTRATOR_STORE; "
+                         "default %(default)s)")
     top = ap.add_subparsers(dest="area", required=True)
     keys = top.add_parser("keys", help="API keys").add_subparsers(dest="cmd", required=True)
     create = keys.add_parser("create", parents=[fmt], help="a new key, printed once")
@@ -107,7 +109,7 @@ def _text(k: ApiKey) -> str:
 
 def run(argv: list[str] | None = None) -> int:
     a = parser().parse_args(argv)
-    store = SqliteStore(a.store)
+    store = open_store(a.store)
     try:
         if a.area == "usage":
             start = since(a.since)
