@@ -9,11 +9,21 @@ TOKENWAY_ENVOY_ADMIN_PORT (9901), TOKENWAY_ORCHESTRATOR_PORT (50051), TOKENWAY_E
 (127.0.0.1), TOKENWAY_ENVOY_BUFFER_MB (from the model: see body_limit_mb), TOKENWAY_ENVOY_IDLE_TIMEOUT (300s),
 TOKENWAY_ENVOY_MAX_CONNECTIONS (10000); TOKENWAY_ENVOY_FAULTS=1 adds
 header-driven fault injection, for tests only.
+
+TLS (PEM file paths; all unset: plaintext on both sides, the local default):
+  TOKENWAY_ENVOY_TLS_CERT, TOKENWAY_ENVOY_TLS_KEY       serve HTTPS on the REST listener (HTTP/1.1 and h2 by ALPN)
+  TOKENWAY_ENVOY_TLS_CLIENT_CA                          require client certificates it signed (mTLS at the edge)
+  TOKENWAY_ENVOY_UPSTREAM_TLS_CA                        TLS to the orchestrator, verified with this CA bundle
+  TOKENWAY_ENVOY_UPSTREAM_TLS_CERT, _KEY                the client certificate for an orchestrator that requires mTLS
+  TOKENWAY_ENVOY_UPSTREAM_TLS_SERVER_NAME               the name (DNS or IP SAN) the orchestrator's certificate must
+                                                        carry, sent as SNI when a DNS name; default: ORCHESTRATOR_HOST
+The health checks of the orchestrator (GET /health) go over the same upstream TLS.
 """
 
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import json
 import os
 import shutil
@@ -149,14 +159,113 @@ def body_limit_mb(env=os.environ) -> int:
     return max(1, min(64, -(-context * BYTES_PER_CONTEXT_TOKEN // 2**20)))
 
 
+TLS_SETTINGS = ("TOKENWAY_ENVOY_TLS_CERT", "TOKENWAY_ENVOY_TLS_KEY", "TOKENWAY_ENVOY_TLS_CLIENT_CA",
+                "TOKENWAY_ENVOY_UPSTREAM_TLS_CA", "TOKENWAY_ENVOY_UPSTREAM_TLS_CERT", "TOKENWAY_ENVOY_UPSTREAM_TLS_KEY")
+
+
+class TLSConfigError(ValueError):
+    """The edge's TLS settings are incomplete or name files that cannot be read."""
+
+
+def _tls_problems(env) -> list[str]:
+    problems = []
+    for name in TLS_SETTINGS:
+        path = env.get(name, "")
+        if not path:
+            continue
+        try:
+            text = Path(path).read_text(encoding="ascii", errors="replace")
+        except OSError as e:
+            problems.append(f"{name}: cannot read {path}: {e.strerror or e}")
+            continue
+        if "-----BEGIN " not in text:
+            problems.append(f"{name}: {path} holds no PEM data (no -----BEGIN line)")
+
+    def pair(cert: str, key: str) -> None:
+        if bool(env.get(cert)) != bool(env.get(key)):
+            have, missing = (cert, key) if env.get(cert) else (key, cert)
+            problems.append(f"{missing}: required with {have} (set both or neither)")
+
+    pair("TOKENWAY_ENVOY_TLS_CERT", "TOKENWAY_ENVOY_TLS_KEY")
+    pair("TOKENWAY_ENVOY_UPSTREAM_TLS_CERT", "TOKENWAY_ENVOY_UPSTREAM_TLS_KEY")
+    if env.get("TOKENWAY_ENVOY_TLS_CLIENT_CA") and not env.get("TOKENWAY_ENVOY_TLS_CERT"):
+        problems.append("TOKENWAY_ENVOY_TLS_CLIENT_CA: needs TOKENWAY_ENVOY_TLS_CERT and TOKENWAY_ENVOY_TLS_KEY "
+                        "(mTLS is TLS with client certificates)")
+    for name in ("TOKENWAY_ENVOY_UPSTREAM_TLS_CERT", "TOKENWAY_ENVOY_UPSTREAM_TLS_KEY", "TOKENWAY_ENVOY_UPSTREAM_TLS_SERVER_NAME"):
+        if env.get(name) and not env.get("TOKENWAY_ENVOY_UPSTREAM_TLS_CA"):
+            problems.append(f"{name}: needs TOKENWAY_ENVOY_UPSTREAM_TLS_CA (the CA that verifies the orchestrator)")
+    return problems
+
+
+def _file(path: str) -> str:
+    return "{filename: " + json.dumps(str(Path(path).resolve())) + "}"
+
+
+def downstream_tls(env) -> str:
+    """The REST listener's transport socket (HTTPS, with client certificates when TLS_CLIENT_CA), or ""."""
+    if not env.get("TOKENWAY_ENVOY_TLS_CERT"):
+        return ""
+    pad = " " * 10
+    lines = ["transport_socket:",
+             "  name: envoy.transport_sockets.tls",
+             "  typed_config:",
+             '    "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext',
+             f"    require_client_certificate: {'true' if env.get('TOKENWAY_ENVOY_TLS_CLIENT_CA') else 'false'}",
+             "    common_tls_context:",
+             "      alpn_protocols: [h2, http/1.1]",
+             "      tls_certificates:",
+             f"        - certificate_chain: {_file(env['TOKENWAY_ENVOY_TLS_CERT'])}",
+             f"          private_key: {_file(env['TOKENWAY_ENVOY_TLS_KEY'])}"]
+    if env.get("TOKENWAY_ENVOY_TLS_CLIENT_CA"):
+        lines += ["      validation_context:",
+                  f"        trusted_ca: {_file(env['TOKENWAY_ENVOY_TLS_CLIENT_CA'])}"]
+    return "\n".join(pad + line for line in lines)
+
+
+def upstream_tls(env, orchestrator_host: str) -> str:
+    """The orchestrator cluster's transport socket (TLS verified with UPSTREAM_TLS_CA against the server
+    name, a client certificate when UPSTREAM_TLS_CERT), or "". Envoy checks only the chain unless told which
+    subject alt name to expect, so the name is always matched."""
+    if not env.get("TOKENWAY_ENVOY_UPSTREAM_TLS_CA"):
+        return ""
+    name = env.get("TOKENWAY_ENVOY_UPSTREAM_TLS_SERVER_NAME") or orchestrator_host
+    try:
+        ipaddress.ip_address(name)
+        san, sni = "IP_ADDRESS", None  # SNI carries host names only
+    except ValueError:
+        san, sni = "DNS", name
+    pad = " " * 6
+    lines = ["transport_socket:",
+             "  name: envoy.transport_sockets.tls",
+             "  typed_config:",
+             '    "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext']
+    if sni:
+        lines.append(f"    sni: {json.dumps(sni)}")
+    lines += ["    common_tls_context:",
+              "      alpn_protocols: [h2]"]
+    if env.get("TOKENWAY_ENVOY_UPSTREAM_TLS_CERT"):
+        lines += ["      tls_certificates:",
+                  f"        - certificate_chain: {_file(env['TOKENWAY_ENVOY_UPSTREAM_TLS_CERT'])}",
+                  f"          private_key: {_file(env['TOKENWAY_ENVOY_UPSTREAM_TLS_KEY'])}"]
+    lines += ["      validation_context:",
+              f"        trusted_ca: {_file(env['TOKENWAY_ENVOY_UPSTREAM_TLS_CA'])}",
+              "        match_typed_subject_alt_names:",
+              f"          - san_type: {san}",
+              f"            matcher: {{exact: {json.dumps(name)}}}"]
+    return "\n".join(pad + line for line in lines) + "\n"
+
+
 def render(out: Path) -> Path:
     env = os.environ
+    if problems := _tls_problems(env):
+        raise TLSConfigError("invalid TLS configuration:\n  " + "\n  ".join(problems))
+    orchestrator_host = env.get("TOKENWAY_ENVOY_ORCHESTRATOR_HOST", "127.0.0.1")
     out.parent.mkdir(parents=True, exist_ok=True)
     values = {
         "LISTEN_HOST": env.get("TOKENWAY_ENVOY_HOST", "127.0.0.1"),
         "LISTEN_PORT": env.get("TOKENWAY_ENVOY_PORT", "8080"),
         "ADMIN_PORT": env.get("TOKENWAY_ENVOY_ADMIN_PORT", "9901"),
-        "ORCHESTRATOR_HOST": env.get("TOKENWAY_ENVOY_ORCHESTRATOR_HOST", "127.0.0.1"),
+        "ORCHESTRATOR_HOST": orchestrator_host,
         "ORCHESTRATOR_PORT": env.get("TOKENWAY_ORCHESTRATOR_PORT", "50051"),
         "BUFFER_BYTES": str(body_limit_mb(env) * 1024 * 1024),
         "IDLE_TIMEOUT": env.get("TOKENWAY_ENVOY_IDLE_TIMEOUT", "300s"),
@@ -166,6 +275,8 @@ def render(out: Path) -> Path:
         "JSON_RULES": _json_rules(),
         "LOCAL_REPLY_MAPPERS": EDGE_REPLY_MAPPER + "\n".join(_mapper(*reply) for reply in LOCAL_REPLIES),
         "FAULT_FILTER": FAULT_FILTER if env.get("TOKENWAY_ENVOY_FAULTS") == "1" else "",
+        "DOWNSTREAM_TLS": downstream_tls(env),
+        "UPSTREAM_TLS": upstream_tls(env, orchestrator_host),
     }
     text = string.Template((DEPLOY / "envoy.yaml.tmpl").read_text()).substitute(values)
     out.write_text(text)
@@ -178,7 +289,11 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=Path(os.environ.get("TOKENWAY_ENVOY_CONFIG",
                                                                         ROOT / ".tokenway" / "envoy" / "envoy.yaml")))
     args = parser.parse_args()
-    config = render(args.out)
+    try:
+        config = render(args.out)
+    except TLSConfigError as e:
+        print(f"envoy: {e}", file=sys.stderr)
+        return 2
     if args.command == "render":
         print(config)
         return 0
