@@ -97,9 +97,10 @@ class SseClient:
     name = "sse"
 
     def __init__(self, host: str, port: int, texts: Sequence[str], opts: Options,
-                 path: str = "/v1/chat/completions") -> None:
+                 path: str = "/v1/chat/completions", api_key: str = "") -> None:
         self.host, self.port, self.path = host, port, path
         self.texts, self.opts = texts, opts
+        self._auth = f"Authorization: Bearer {api_key}\r\n" if api_key else ""
         self._bodies = [self._body(t) for t in texts]
 
     def _body(self, text: str) -> bytes:
@@ -113,7 +114,7 @@ class SseClient:
             body["top_logprobs"] = o.top_logprobs
         data = json.dumps(body).encode()
         head = (f"POST {self.path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\nContent-Type: application/json\r\n"
-                f"Accept: text/event-stream\r\nContent-Length: {len(data)}\r\n\r\n").encode()
+                f"Accept: text/event-stream\r\n{self._auth}Content-Length: {len(data)}\r\n\r\n").encode()
         return head + data
 
     async def open(self) -> _Conn:
@@ -269,10 +270,11 @@ class ChatGrpcClient(_GrpcClient):
 
     name = "grpc"
 
-    def __init__(self, address: str, texts: Sequence[str], opts: Options) -> None:
+    def __init__(self, address: str, texts: Sequence[str], opts: Options, api_key: str = "") -> None:
         super().__init__(address)
         self.opts = opts
         self._reqs = [self._req(t) for t in texts]
+        self._metadata = (("authorization", f"Bearer {api_key}"),) if api_key else None
 
     def _stub(self, channel):
         return chat_pb2_grpc.ChatServiceStub(channel)
@@ -292,7 +294,7 @@ class ChatGrpcClient(_GrpcClient):
     async def request(self, conn, i: int):
         rec = Record(start=time.perf_counter())
         call = self._stubs[i % len(self._stubs)].StreamChatCompletion(self._reqs[i % len(self._reqs)],
-                                                                       timeout=REQUEST_TIMEOUT_S)
+                                                                       timeout=REQUEST_TIMEOUT_S, metadata=self._metadata)
         try:
             async for chunk in call:
                 now = time.perf_counter()

@@ -63,7 +63,7 @@ def profile(mode: str, concurrency: int, requests: int, out: Path) -> None:
     server = tokenway_suite(f"profile-{mode}", env, out / f"run-{mode}")
     try:
         host, port = server.addresses["rest"].split(":")
-        client = SseClient(host, int(port), prompts(requests + 1, seed=11), Options())
+        client = SseClient(host, int(port), prompts(requests + 1, seed=11), Options(), api_key=server.api_key)
         pids = tree({k: v for k, v in server.roots.items() if k in ("orchestrator", "tokenizer")})
         cpu = CpuWindow(server.roots)
         spies: list[tuple[str, Path, subprocess.Popen]] = []

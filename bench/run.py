@@ -165,9 +165,9 @@ class Bench:
     def client(self, m: Measure, server: Server):
         if m.client == "sse":
             host, port = server.addresses["rest"].rsplit(":", 1)
-            return SseClient(host, int(port), m.texts, m.opts)
+            return SseClient(host, int(port), m.texts, m.opts, api_key=server.api_key)
         if m.client == "grpc":
-            return ChatGrpcClient(server.addresses["grpc"], m.texts, m.opts)
+            return ChatGrpcClient(server.addresses["grpc"], m.texts, m.opts, api_key=server.api_key)
         return DirectClient(server.addresses["inference"], [self.rendered[t] for t in m.texts], self.stop_ids, m.opts)
 
     def alternate(self, name: str, sc: dict, targets: list[Target]) -> None:

@@ -76,6 +76,7 @@ class Server:
     settings: dict[str, str]
     stop: Callable[[], None]
     started_s: float = 0.0  # seconds from launch to ready
+    api_key: str = ""  # tokenway's development key (its suite runs with auth on, as `make run` does)
 
 
 SECRET_WORDS = ("KEY", "SECRET", "PASSWORD", "CREDENTIAL")
@@ -143,6 +144,9 @@ def tokenway_suite(name: str, env: dict, run_dir: Path, timeout: float = 900.0) 
     names = ("ORCHESTRATOR", "TOKENIZER", "INFERENCE", "ENVOY", "ENVOY_ADMIN")
     ports = dict(zip(names, map(str, free_ports(len(names)))))
     env = dict(env, TOKENWAY_RUN_DIR=str(run_dir), **{f"TOKENWAY_{k}_PORT": v for k, v in ports.items()})
+    # its own key store and development key, in its run directory (auth on, usage recorded: the default)
+    env.setdefault("TOKENWAY_ORCHESTRATOR_STORE", str(run_dir / "tokenway.db"))
+    env.setdefault("TOKENWAY_DEV_API_KEY_FILE", str(run_dir / "dev-api-key"))
     cmd = [PY, "tools/suite.py", "up", "--timeout", str(int(timeout))]
 
     def stop() -> None:
@@ -159,9 +163,11 @@ def tokenway_suite(name: str, env: dict, run_dir: Path, timeout: float = 900.0) 
         stop()
         raise StartError(f"tokenway did not come up (logs in {run_dir}):\n{up.stdout[-2000:]}{up.stderr[-2000:]}")
     roots = {n: int((run_dir / f"{n}.pid").read_text()) for n in ("envoy", "orchestrator", "tokenizer", "inference")}
+    key_file = Path(env["TOKENWAY_DEV_API_KEY_FILE"])
     return Server(name, roots, {"rest": f"127.0.0.1:{ports['ENVOY']}", "grpc": f"127.0.0.1:{ports['ORCHESTRATOR']}",
                                 "inference": f"127.0.0.1:{ports['INFERENCE']}"},
-                  [" ".join(cmd) + f"  (TOKENWAY_RUN_DIR={run_dir.relative_to(ROOT)})"], settings_of(env), stop, started)
+                  [" ".join(cmd) + f"  (TOKENWAY_RUN_DIR={run_dir.relative_to(ROOT)})"], settings_of(env), stop, started,
+                  key_file.read_text().strip() if key_file.exists() else "")
 
 
 def inference_python(env: dict) -> str:

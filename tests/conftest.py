@@ -15,6 +15,8 @@ from tokenway.inference.v1 import inference_pb2_grpc
 from tokenway.tokenizer.v1 import tokenizer_pb2_grpc
 from tokenway.v1 import chat_pb2_grpc, completion_pb2_grpc, model_pb2_grpc
 
+from tests.auth import BearerKey
+
 ROOT = Path(__file__).resolve().parents[1]
 MODEL_DIR = ROOT / ".tokenway" / "models" / "tokenway-tiny"
 #: The engine the session suite's inference service runs (`make test-vllm` sets vllm).
@@ -41,13 +43,22 @@ class Suite:
     inference: int
     rest: int
     env: dict
+    api_key: str = ""  # the development key `tools/suite.py up` created
 
     @property
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.rest}/v1"
 
-    def channel(self, port: int) -> grpc.Channel:
-        return grpc.insecure_channel(f"127.0.0.1:{port}")
+    @property
+    def auth(self) -> list[tuple[str, str]]:
+        """gRPC metadata carrying the suite's API key."""
+        return [("authorization", f"Bearer {self.api_key}")]
+
+    def channel(self, port: int, *, key: str | None = None) -> grpc.Channel:
+        """A channel whose every call carries the API key (`key`, default the suite's; "" for none)."""
+        key = self.api_key if key is None else key
+        channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+        return grpc.intercept_channel(channel, BearerKey(key)) if key else channel
 
 
 def pytest_addoption(parser):
@@ -72,7 +83,10 @@ def pytest_collection_modifyitems(config, items):
 @pytest.fixture(scope="session")
 def suite(tmp_path_factory):
     ports = {"orchestrator": free_port(), "tokenizer": free_port(), "inference": free_port(), "rest": free_port()}
+    state = tmp_path_factory.mktemp("state")
     env = dict(os.environ, TOKENWAY_RUN_DIR=str(tmp_path_factory.mktemp("run")), TOKENWAY_MODEL=str(MODEL_DIR),
+               TOKENWAY_ORCHESTRATOR_STORE=str(state / "tokenway.db"),
+               TOKENWAY_DEV_API_KEY_FILE=str(state / "dev-api-key"),
                TOKENWAY_ORCHESTRATOR_PORT=str(ports["orchestrator"]), TOKENWAY_TOKENIZER_PORT=str(ports["tokenizer"]),
                TOKENWAY_INFERENCE_PORT=str(ports["inference"]), TOKENWAY_ENVOY_PORT=str(ports["rest"]),
                TOKENWAY_ENVOY_ADMIN_PORT=str(free_port()))
@@ -82,7 +96,9 @@ def suite(tmp_path_factory):
         logs = "\n".join(f.read_text()[-3000:] for f in Path(env["TOKENWAY_RUN_DIR"]).glob("*.log"))
         pytest.fail(f"suite did not come up:\n{up.stdout}\n{up.stderr}\n{logs}")
     assert up.stdout.count("SERVING on") == 4, up.stdout
-    yield Suite(env=env, **ports)
+    key = (state / "dev-api-key").read_text().strip()
+    assert key in up.stdout  # printed once, on creation
+    yield Suite(env=env, api_key=key, **ports)
     down = subprocess.run([sys.executable, "tools/suite.py", "down"], cwd=ROOT, env=env, capture_output=True, text=True)
     assert down.returncode == 0, down.stderr
 

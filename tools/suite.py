@@ -11,6 +11,11 @@ TOKENWAY_MODEL (default: the embedded .tokenway/models/tokenway-tiny). TOKENWAY_
 the inference service from the vLLM venv (`make setup-vllm`; TOKENWAY_VLLM_VENV, default .tokenway/venv-vllm),
 the other services unchanged. Logs and pids live in .tokenway/run/.
 
+Auth: the orchestrator requires an API key (TOKENWAY_ORCHESTRATOR_AUTH=off turns that off). The first start
+creates a development key in the store (TOKENWAY_ORCHESTRATOR_STORE, default .tokenway/tokenway.db), prints it
+once and writes it to .tokenway/dev-api-key (TOKENWAY_DEV_API_KEY_FILE); later starts reuse it while the store
+accepts it. More keys: `tokenway keys create NAME`.
+
 Processes: the orchestrator and the tokenizer each run several worker processes on their port when the
 cores allow (see cpu_tier_processes); TOKENWAY_ORCHESTRATOR_PROCESSES / TOKENWAY_TOKENIZER_PROCESSES
 override it. The pid in a service's pid file is its supervisor's: signalling it reaches every worker.
@@ -21,6 +26,7 @@ from __future__ import annotations
 import argparse
 import os
 import signal
+import ssl
 import subprocess
 import sys
 import time
@@ -53,6 +59,45 @@ def cpu_tier_processes(cores: int) -> dict[str, int]:
     return {"orchestrator": max(1, min(8, cores // 4)), "tokenizer": max(1, min(8, cores // 8))}
 
 
+def dev_key_file(env) -> Path:
+    return Path(env.get("TOKENWAY_DEV_API_KEY_FILE", ROOT / ".tokenway" / "dev-api-key"))
+
+
+def ensure_dev_key(env) -> str | None:
+    """With auth on (the default), the development API key: the one in .tokenway/dev-api-key while the store
+    still accepts it, else a new one, created in the store, written there (mode 0600) and printed once."""
+    if env.get("TOKENWAY_ORCHESTRATOR_AUTH", "on").strip().lower() in ("0", "false", "no", "off"):
+        print("   auth is off (TOKENWAY_ORCHESTRATOR_AUTH=off): every caller is anonymous", flush=True)
+        return None
+    from tokenway_orchestrator.store import StoreError, open_store
+
+    path = dev_key_file(env)
+    store = open_store(env.get("TOKENWAY_ORCHESTRATOR_STORE", str(ROOT / ".tokenway" / "tokenway.db")))
+    try:
+        if path.exists():
+            key = path.read_text().strip()
+            found = store.authenticate(key)
+            if found is not None and not found.revoked:
+                print(f"   API key: the development key in {path} (key '{found.name}')", flush=True)
+                return key
+        name = "dev"
+        while True:
+            try:
+                found, key = store.create_key(name, owner="make run", priority="interactive")
+                break
+            except StoreError as exc:  # a revoked or foreign "dev": a new name
+                if exc.reason != "ALREADY_EXISTS":
+                    raise
+                name = f"dev-{int(time.time())}"
+    finally:
+        store.close()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.touch(mode=0o600)
+    path.write_text(key + "\n")
+    print(f"==> created a development API key '{name}' (shown once; also in {path}):\n    {key}", flush=True)
+    return key
+
+
 def services() -> list[dict]:
     env = os.environ
     tok = int(env.get("TOKENWAY_TOKENIZER_PORT", 50052))
@@ -78,19 +123,42 @@ def services() -> list[dict]:
 
 def ready(s: dict) -> str:
     if "admin" in s:  # Envoy: GET /health is 200 once it sees the orchestrator SERVING
+        context = None
+        if os.environ.get("TOKENWAY_ENVOY_TLS_CERT"):  # HTTPS edge; a client certificate when it requires one
+            ca, cert, key = tls_client()
+            context = ssl.create_default_context(cafile=ca)
+            if cert:
+                context.load_cert_chain(cert, key)
+        scheme = "https" if context else "http"
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{s['port']}/health", timeout=1) as r:
+            with urllib.request.urlopen(f"{scheme}://127.0.0.1:{s['port']}/health", timeout=1, context=context) as r:
                 return "SERVING" if r.status == 200 else "NOT_SERVING"
         except urllib.error.HTTPError:
             return "NOT_SERVING"
         except OSError:
             return "DOWN"
-    return check(s["port"], s["health"])
+    return check(s["port"], s["health"], name=s["name"])
 
 
-def check(port: int, service: str, timeout: float = 1.0) -> str:
+def tls_client(env=os.environ) -> tuple[str | None, str | None, str | None]:
+    """The CA that verifies the services' certificates and the client certificate and key the suite presents to
+    those that require one: TOKENWAY_SUITE_TLS_CA/_CERT/_KEY, else the orchestrator's PEER_TLS_* ones."""
+    def pick(k: str) -> str | None:
+        return env.get(f"TOKENWAY_SUITE_TLS_{k}") or env.get(f"TOKENWAY_ORCHESTRATOR_PEER_TLS_{k}") or None
+    return pick("CA"), pick("CERT"), pick("KEY")
+
+
+def channel(name: str, port: int) -> grpc.Channel:
+    """Plaintext, or TLS when the service serves it (TOKENWAY_<NAME>_TLS_CERT set)."""
+    if not os.environ.get(f"TOKENWAY_{name.upper()}_TLS_CERT"):
+        return grpc.insecure_channel(f"127.0.0.1:{port}")
+    ca, cert, key = (Path(p).read_bytes() if p else None for p in tls_client())
+    return grpc.secure_channel(f"127.0.0.1:{port}", grpc.ssl_channel_credentials(ca, key, cert))
+
+
+def check(port: int, service: str, timeout: float = 1.0, name: str = "") -> str:
     try:
-        with grpc.insecure_channel(f"127.0.0.1:{port}") as ch:
+        with channel(name, port) as ch:
             resp = health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(service=service), timeout=timeout)
             return health_pb2.HealthCheckResponse.ServingStatus.Name(resp.status)
     except grpc.RpcError as e:
@@ -139,6 +207,11 @@ def start_all(detach: bool) -> list[tuple[dict, subprocess.Popen]]:
           "TOKENWAY_TOKENIZER_PROCESSES override)", flush=True)
     if env.get("TOKENWAY_INFERENCE_ENGINE") == "vllm":  # vLLM's compile cache survives restarts, under .tokenway/
         env.setdefault("VLLM_CACHE_ROOT", str(ROOT / ".tokenway" / "vllm-cache"))
+    for s in services():
+        if port_taken(s["port"]):
+            sys.exit(f"port {s['port']} ({s['name']}) is already taken (is the suite up? `make down`)")
+    env.setdefault("TOKENWAY_ORCHESTRATOR_STORE", str(ROOT / ".tokenway" / "tokenway.db"))
+    ensure_dev_key(env)
     procs = []
     for s in services():
         if port_taken(s["port"]):
@@ -197,8 +270,8 @@ def cmd_run(timeout: float) -> int:
     ok = wait_serving(procs, timeout)
     if ok:
         orch, rest = services()[2]["port"], services()[3]["port"]
-        print(f"==> tokenway is up: grpcurl -plaintext 127.0.0.1:{orch} list  |  REST: http://127.0.0.1:{rest}/v1",
-              flush=True)
+        print(f"==> tokenway is up: grpcurl -plaintext 127.0.0.1:{orch} list  |  REST: http://127.0.0.1:{rest}/v1"
+              f"  |  API key: $(cat {dev_key_file(os.environ)})", flush=True)
     while ok and not stopping and all(p.poll() is None for _, p in procs):
         time.sleep(0.5)  # supervisor idle loop: wakes for a signal or a child's exit
     print("==> stopping", flush=True)
@@ -231,7 +304,7 @@ def cmd_status() -> int:
     for s in services():
         state = ready(s)
         bad += state != "SERVING"
-        live = "" if "admin" in s else f"  liveness={check(s['port'], '')}"
+        live = "" if "admin" in s else f"  liveness={check(s['port'], '', name=s['name'])}"
         print(f"{s['name']:<12} 127.0.0.1:{s['port']}{live}  readiness={state}")
     return 1 if bad else 0
 

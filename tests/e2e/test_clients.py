@@ -44,7 +44,8 @@ def built_clients():
 @pytest.fixture(params=sorted(CLIENTS))
 def client(request, built_clients, suite):
     """Runs one client against the suite's orchestrator; returns (exit code, stdout, stderr)."""
-    env = dict(suite.env, LANG="C.UTF-8", LC_ALL="C.UTF-8")  # the JVM decodes argv with the locale's charset
+    env = dict(suite.env, LANG="C.UTF-8", LC_ALL="C.UTF-8",  # the JVM decodes argv with the locale's charset
+               TOKENWAY_API_KEY=suite.api_key)
 
     def run(*args: str, timeout: float = 120) -> tuple[int, str, str]:
         cmd = [*built_clients[request.param], "--address", f"127.0.0.1:{suite.orchestrator}", *args]
@@ -65,9 +66,9 @@ def unary_answer(chat):
         temperature=0), timeout=60)
 
 
-def test_client_prints_the_unary_text_finish_reason_and_usage(client, unary_answer):
+def test_client_prints_the_unary_text_finish_reason_and_usage(client, unary_answer, suite):
     code, out, err = client("--model", MODEL, "--prompt", PROMPT, "--max-tokens", str(MAX_TOKENS),
-                            "--temperature", "0", "--seed", "7", "--timeout", "60", "--api-key", "sk-example")
+                            "--temperature", "0", "--seed", "7", "--timeout", "60", "--api-key", suite.api_key)
     assert code == 0, err
     final = FINAL.search(out)
     assert final, f"no final line in {out!r}"

@@ -35,16 +35,19 @@ def text_value(text: str) -> struct_pb2.Value:
 
 
 def grpcurl(port: int, *args: str, data: object | None = None, stdin: str | None = None,
-            defaults: bool = False) -> subprocess.CompletedProcess:
-    """Runs grpcurl in plaintext against 127.0.0.1:port; `data` is sent as JSON with -d, `stdin` with -d @."""
+            defaults: bool = False, key: str = "", check: bool = True) -> subprocess.CompletedProcess:
+    """Runs grpcurl in plaintext against 127.0.0.1:port; `data` is sent as JSON with -d, `stdin` with -d @;
+    `key`: sent as `authorization: Bearer <key>`."""
     cmd = [str(GRPCURL), "-plaintext", "-max-time", "60"] + (["-emit-defaults"] if defaults else [])
+    if key:
+        cmd += ["-H", f"authorization: Bearer {key}"]
     if data is not None:
         cmd += ["-d", json.dumps(data)]
     elif stdin is not None:
         cmd += ["-d", "@"]
     cmd += [f"127.0.0.1:{port}", *args]
     p = subprocess.run(cmd, input=stdin, capture_output=True, text=True, timeout=90)
-    assert p.returncode == 0, f"{' '.join(cmd)}\n{p.stdout}\n{p.stderr}"
+    assert p.returncode == 0 or not check, f"{' '.join(cmd)}\n{p.stdout}\n{p.stderr}"
     return p
 
 
@@ -64,8 +67,8 @@ def _skip_ws(s: str, pos: int) -> int:
 
 
 def call(port: int, method: str, data: object | None = None, *, stdin: str | None = None,
-         defaults: bool = False) -> list[dict]:
-    return messages(grpcurl(port, method, data=data, stdin=stdin, defaults=defaults).stdout)
+         defaults: bool = False, key: str = "") -> list[dict]:
+    return messages(grpcurl(port, method, data=data, stdin=stdin, defaults=defaults, key=key).stdout)
 
 
 @pytest.mark.parametrize("name", sorted(SERVICES))
@@ -98,7 +101,7 @@ def test_health_check_is_serving_for_the_server_and_each_service(suite, name):
 
 
 def test_list_models_equals_the_stub(suite):
-    (resp,) = call(suite.orchestrator, "tokenway.v1.ModelService/ListModels", {}, defaults=True)
+    (resp,) = call(suite.orchestrator, "tokenway.v1.ModelService/ListModels", {}, defaults=True, key=suite.api_key)
     with suite.channel(suite.orchestrator) as ch:
         want = model_pb2_grpc.ModelServiceStub(ch).ListModels(model_pb2.ListModelsRequest(), timeout=10)
     assert [m["id"] for m in resp["data"]] == [m.id for m in want.data] == [MODEL]
@@ -116,7 +119,7 @@ def _stub_chat(chat, **kw) -> chat_pb2.CreateChatCompletionResponse:
 
 def test_create_chat_completion_equals_the_stub(suite, chat):
     (resp,) = call(suite.orchestrator, "tokenway.v1.ChatService/CreateChatCompletion",
-                   _chat_request(max_tokens=12), defaults=True)
+                   _chat_request(max_tokens=12), defaults=True, key=suite.api_key)
     want = _stub_chat(chat, max_tokens=12)
     assert resp["object"] == "chat.completion" and resp["id"].startswith("chatcmpl-")
     (choice,) = resp["choices"]
@@ -129,7 +132,8 @@ def test_create_chat_completion_equals_the_stub(suite, chat):
 
 def test_stream_chat_completion_chunks_then_finish_reason_then_usage(suite, chat):
     chunks = call(suite.orchestrator, "tokenway.v1.ChatService/StreamChatCompletion",
-                  _chat_request(max_tokens=32, ignore_eos=True, stream_options={"include_usage": True}), defaults=True)
+                  _chat_request(max_tokens=32, ignore_eos=True, stream_options={"include_usage": True}), defaults=True,
+                  key=suite.api_key)
     want = _stub_chat(chat, max_tokens=32, ignore_eos=True)
     assert len(chunks) >= 3
     assert all(c["object"] == "chat.completion.chunk" and c["id"] == chunks[0]["id"] for c in chunks)

@@ -28,12 +28,12 @@ HI = [{"role": "user", "content": "Hi there"}]
 
 @pytest.fixture(scope="module")
 def client(suite):
-    return openai.OpenAI(base_url=suite.base_url, api_key="unused", max_retries=0, timeout=120)
+    return openai.OpenAI(base_url=suite.base_url, api_key=suite.api_key, max_retries=0, timeout=120)
 
 
 @pytest.fixture(scope="module")
 def http(suite):
-    with httpx.Client(base_url=suite.base_url, timeout=120) as h:
+    with httpx.Client(base_url=suite.base_url, timeout=120, headers={"authorization": f"Bearer {suite.api_key}"}) as h:
         yield h
 
 

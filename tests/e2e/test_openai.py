@@ -3,14 +3,8 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import time
-import urllib.request
-from pathlib import Path
 
-import grpc
 import httpx2 as httpx  # the HTTP client the openai SDK itself uses
 import openai
 import pytest
@@ -18,7 +12,8 @@ from tokenway.inference.v1 import inference_pb2
 from google.protobuf import struct_pb2
 from tokenway.v1 import chat_pb2
 
-from tests.conftest import ROOT, free_port, tokens_lasting
+from tests.conftest import free_port, tokens_lasting
+from tests.e2e.procs import create_key, start_envoy, start_orchestrator, tokenway
 
 pytestmark = pytest.mark.e2e
 MODEL = "tokenway-tiny"
@@ -31,12 +26,12 @@ def text_value(text: str) -> struct_pb2.Value:
 
 @pytest.fixture(scope="module")
 def client(suite):
-    return openai.OpenAI(base_url=suite.base_url, api_key="unused", max_retries=0, timeout=120)
+    return openai.OpenAI(base_url=suite.base_url, api_key=suite.api_key, max_retries=0, timeout=120)
 
 
 @pytest.fixture(scope="module")
 def aclient(suite):
-    return openai.AsyncOpenAI(base_url=suite.base_url, api_key="unused", max_retries=0, timeout=120)
+    return openai.AsyncOpenAI(base_url=suite.base_url, api_key=suite.api_key, max_retries=0, timeout=120)
 
 
 def _running(inference) -> int:
@@ -158,7 +153,7 @@ def test_a_prompt_past_the_context_is_refused_by_size(client):
 
 
 def test_edge_errors_are_openai_shaped(suite):
-    with httpx.Client(base_url=suite.base_url, timeout=30) as http:
+    with httpx.Client(base_url=suite.base_url, timeout=30, headers={"authorization": f"Bearer {suite.api_key}"}) as http:
         bad_json = http.post("/chat/completions", content=b"{not json", headers={"content-type": "application/json"})
         assert bad_json.status_code == 400 and bad_json.json()["error"]["type"] == "invalid_request_error"
         unknown = http.post("/embeddings", json={"model": MODEL, "input": "x"})
@@ -173,7 +168,7 @@ def test_edge_errors_are_openai_shaped(suite):
 def test_client_disconnect_frees_the_engine_slot(suite, inference):
     assert _wait_idle(inference) == 0
     body = {"model": MODEL, "messages": MESSAGES, "max_tokens": 1800, "ignore_eos": True, "stream": True}
-    with httpx.Client(base_url=suite.base_url, timeout=60) as http:
+    with httpx.Client(base_url=suite.base_url, timeout=60, headers={"authorization": f"Bearer {suite.api_key}"}) as http:
         with http.stream("POST", "/chat/completions", json=body) as resp:
             # keep the line iterator referenced: a dropped generator is closed, and httpx then closes the
             # connection, which is a disconnect of its own
@@ -186,62 +181,26 @@ def test_client_disconnect_frees_the_engine_slot(suite, inference):
 
 # --- an edge with API keys, a rate limit, a short request deadline, a small body limit and fault injection ---
 
-def _spawn(cmd: list[str], env: dict) -> subprocess.Popen:
-    """Starts a process whose output goes to its own log in the suite's run directory (kept for failures)."""
-    log = Path(env["TOKENWAY_RUN_DIR"]) / f"{Path(cmd[-1] if cmd[1] != '-m' else cmd[2]).stem}-{free_port()}.log"
-    with log.open("wb") as out:
-        return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
-
-
-def _wait_ready(check, proc: subprocess.Popen, seconds: float = 60) -> None:
-    deadline = time.monotonic() + seconds
-    while not check():
-        assert proc.poll() is None, "process exited during startup"
-        assert time.monotonic() < deadline, "not ready in time"
-        time.sleep(0.1)  # readiness poll
-
-
-def _envoy_ready(admin: int) -> bool:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{admin}/ready", timeout=1) as r:
-            return r.status == 200
-    except OSError:
-        return False
-
-
-def _start_envoy(env: dict, orchestrator_port: int, **extra: str) -> tuple[subprocess.Popen, int]:
-    rest, admin = free_port(), free_port()
-    envoy_env = dict(env, TOKENWAY_ENVOY_PORT=str(rest), TOKENWAY_ENVOY_ADMIN_PORT=str(admin),
-                     TOKENWAY_ORCHESTRATOR_PORT=str(orchestrator_port), **extra)
-    proc = _spawn([sys.executable, "tools/envoy.py", "run", "--out", os.path.join(env["TOKENWAY_RUN_DIR"], f"envoy-{rest}.yaml")],
-                  envoy_env)
-    _wait_ready(lambda: _envoy_ready(admin), proc)
-    return proc, rest
-
-
 @pytest.fixture(scope="module")
-def strict(suite):
+def strict(suite, tmp_path_factory):
+    """An orchestrator with its own store and keys (rate-limited, scoped, revoked), behind its own Envoy."""
     port = free_port()
-    env = dict(suite.env, TOKENWAY_ORCHESTRATOR_API_KEYS="sk-test,sk-burst,sk-scoped@some-other-model",
-               TOKENWAY_ORCHESTRATOR_RATE_LIMIT_RPM="6", TOKENWAY_ORCHESTRATOR_RATE_LIMIT_BURST="2",
+    env = dict(suite.env, TOKENWAY_ORCHESTRATOR_STORE=str(tmp_path_factory.mktemp("strict") / "tokenway.db"),
                TOKENWAY_ORCHESTRATOR_REQUEST_TIMEOUT_SECONDS="3")
-    orch = _spawn([sys.executable, "-m", "tokenway_orchestrator", "--port", str(port), "--tokenizer-address",
-                   f"127.0.0.1:{suite.tokenizer}", "--inference-addresses", f"127.0.0.1:{suite.inference}"], env)
+    keys = {"test": create_key(env, "test"), "burst": create_key(env, "burst", "--rpm", "6", "--tpm", "100000"),
+            "scoped": create_key(env, "scoped", "--models", "some-other-model"),
+            "quota": create_key(env, "quota", "--quota", "50", "--quota-period", "day"),
+            "revoked": create_key(env, "revoked")}
+    tokenway(env, "keys", "revoke", "revoked")
+    orch = start_orchestrator(suite, env, port)
     procs = [orch]
     try:
-        from grpc_health.v1 import health_pb2, health_pb2_grpc
-
-        with grpc.insecure_channel(f"127.0.0.1:{port}") as ch:
-            health = health_pb2_grpc.HealthStub(ch)
-            for resp in health.Watch(health_pb2.HealthCheckRequest(service="tokenway.v1.ChatService"),
-                                     wait_for_ready=True, timeout=60):
-                if resp.status == health_pb2.HealthCheckResponse.SERVING:
-                    break
-        envoy, rest = _start_envoy(env, port, TOKENWAY_ENVOY_BUFFER_MB="2", TOKENWAY_ENVOY_FAULTS="1")
+        envoy, rest = start_envoy(env, port, TOKENWAY_ENVOY_BUFFER_MB="2", TOKENWAY_ENVOY_FAULTS="1")
         procs.append(envoy)
-        dead, dead_rest = _start_envoy(env, free_port())
+        dead, dead_rest = start_envoy(env, free_port())
         procs.append(dead)
-        yield {"url": f"http://127.0.0.1:{rest}/v1", "dead_url": f"http://127.0.0.1:{dead_rest}/v1"}
+        yield {"url": f"http://127.0.0.1:{rest}/v1", "dead_url": f"http://127.0.0.1:{dead_rest}/v1", "keys": keys,
+               "env": env}
     finally:
         for p in procs:
             p.terminate()
@@ -253,33 +212,54 @@ def _client(url: str, key: str) -> openai.OpenAI:
     return openai.OpenAI(base_url=url, api_key=key, max_retries=0, timeout=60)
 
 
-def test_missing_or_wrong_key_raises_authentication_error(strict):
-    with pytest.raises(openai.AuthenticationError) as e:
-        _client(strict["url"], "sk-wrong").chat.completions.create(model=MODEL, messages=MESSAGES, max_tokens=2)
-    assert e.value.status_code == 401 and e.value.code == "INVALID_API_KEY"
+def test_missing_wrong_or_revoked_key_raises_authentication_error(strict):
+    for key, code in [("sk-wrong", "INVALID_API_KEY"), (strict["keys"]["revoked"], "REVOKED_API_KEY")]:
+        with pytest.raises(openai.AuthenticationError) as e:
+            _client(strict["url"], key).chat.completions.create(model=MODEL, messages=MESSAGES, max_tokens=2)
+        assert e.value.status_code == 401 and e.value.code == code
     missing = httpx.post(strict["url"] + "/chat/completions", json={"model": MODEL, "messages": MESSAGES}, timeout=30)
     assert missing.status_code == 401 and missing.json()["error"]["code"] == "MISSING_API_KEY"
-    assert _client(strict["url"], "sk-test").chat.completions.create(model=MODEL, messages=MESSAGES,
-                                                                     max_tokens=2).choices
+    assert missing.json()["error"]["type"] == "authentication_error"
+    with pytest.raises(openai.AuthenticationError):
+        _client(strict["url"], "sk-wrong").models.list()
+    assert _client(strict["url"], strict["keys"]["test"]).chat.completions.create(model=MODEL, messages=MESSAGES,
+                                                                                 max_tokens=2).choices
 
 
 def test_key_without_the_model_raises_permission_denied(strict):
     with pytest.raises(openai.PermissionDeniedError) as e:
-        _client(strict["url"], "sk-scoped").chat.completions.create(model=MODEL, messages=MESSAGES, max_tokens=2)
+        _client(strict["url"], strict["keys"]["scoped"]).chat.completions.create(model=MODEL, messages=MESSAGES,
+                                                                                 max_tokens=2)
     assert e.value.code == "MODEL_NOT_ALLOWED"
 
 
-def test_rate_limit_raises_rate_limit_error(strict):
-    c = _client(strict["url"], "sk-burst")
+def test_rate_limit_is_429_with_retry_after_and_openai_ratelimit_headers(strict):
+    c = _client(strict["url"], strict["keys"]["burst"])
+    ok = c.chat.completions.with_raw_response.create(model=MODEL, messages=MESSAGES, max_tokens=1)
+    assert ok.headers["x-ratelimit-limit-requests"] == "6" and ok.headers["x-ratelimit-remaining-requests"] == "5"
+    assert ok.headers["x-ratelimit-limit-tokens"] == "100000" and "x-ratelimit-reset-tokens" in ok.headers
+    with pytest.raises(openai.RateLimitError) as e:  # 6 a minute: the next one in 10 s
+        c.chat.completions.create(model=MODEL, messages=MESSAGES, max_tokens=1)
+    r = e.value.response
+    assert r.status_code == 429 and e.value.code == "REQUEST_RATE_LIMITED" and e.value.type == "rate_limit_error"
+    assert 5 <= int(r.headers["retry-after"]) <= 10 and 5000 < int(r.headers["retry-after-ms"]) <= 10000
+    assert r.headers["x-ratelimit-limit-requests"] == "6" and r.headers["x-ratelimit-remaining-requests"] == "5"
+    assert r.headers["x-ratelimit-reset-requests"].endswith("s")
+
+
+def test_quota_is_429_and_recorded(strict):
+    c = _client(strict["url"], strict["keys"]["quota"])
     with pytest.raises(openai.RateLimitError) as e:
-        for _ in range(3):  # a burst of 2 is allowed
-            c.chat.completions.create(model=MODEL, messages=MESSAGES, max_tokens=1)
-    assert e.value.code == "RATE_LIMITED"
+        c.chat.completions.create(model=MODEL, messages=MESSAGES, max_tokens=100)
+    assert e.value.code == "TOKEN_QUOTA_EXCEEDED" and "50 tokens per day" in e.value.message
+    assert int(e.value.response.headers["retry-after"]) > 0
+    (rec,) = tokenway(strict["env"], "usage", "--key", "quota")
+    assert rec["status"] == "rejected" and rec["key_name"] == "quota" and rec["completion_tokens"] == 0
 
 
 def test_an_internal_failure_raises_internal_server_error(strict):
     with pytest.raises(openai.InternalServerError) as e:
-        _client(strict["url"], "sk-test").chat.completions.create(
+        _client(strict["url"], strict["keys"]["test"]).chat.completions.create(
             model=MODEL, messages=MESSAGES, max_tokens=2, extra_headers={"x-envoy-fault-abort-request": "500"})
     assert e.value.status_code == 500 and e.value.body["type"] == "server_error"
 
@@ -292,14 +272,14 @@ def test_http_health_follows_the_orchestrators_readiness(suite, strict):
 
 def test_orchestrator_down_raises_service_unavailable(strict):
     with pytest.raises(openai.InternalServerError) as e:
-        _client(strict["dead_url"], "sk-test").chat.completions.create(model=MODEL, messages=MESSAGES, max_tokens=2)
+        _client(strict["dead_url"], strict["keys"]["test"]).chat.completions.create(model=MODEL, messages=MESSAGES, max_tokens=2)
     assert e.value.status_code == 503 and e.value.body["type"] == "service_unavailable"
 
 
 def test_body_over_the_edge_limit_is_413(strict):
     big = "x" * (3 * 1024 * 1024)
     with pytest.raises(openai.APIStatusError) as e:
-        _client(strict["url"], "sk-test").chat.completions.create(model=MODEL, messages=[{"role": "user", "content": big}])
+        _client(strict["url"], strict["keys"]["test"]).chat.completions.create(model=MODEL, messages=[{"role": "user", "content": big}])
     assert e.value.status_code == 413 and e.value.body["type"] == "invalid_request_error"
 
 
@@ -307,7 +287,7 @@ def test_failure_after_the_stream_started_is_raised_not_truncated(strict):
     """The strict orchestrator gives every request 3 s: a stream as long as the context allows fails mid-way
     (3 s leaves room for the first chunk on a busy core; the whole stream takes ~4 s on vLLM, ~20 s on
     the transformers engine, here)."""
-    stream = _client(strict["url"], "sk-test").chat.completions.create(
+    stream = _client(strict["url"], strict["keys"]["test"]).chat.completions.create(
         model=MODEL, messages=MESSAGES, max_tokens=2000, stream=True, extra_body={"ignore_eos": True})
     received = 0
     with pytest.raises(openai.APIError) as e:

@@ -18,7 +18,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from tokenway.v1 import chat_pb2, chat_pb2_grpc
 
 from tests.conftest import ENGINE, ROOT, free_port
-from tests.e2e.test_openai import _start_envoy
+from tests.e2e.procs import start_envoy
 from tokenway_common.errors import error_info
 
 pytestmark = pytest.mark.e2e
@@ -45,13 +45,14 @@ def test_shutdown_ends_every_stream_with_an_error_or_its_answer(suite, tmp_path)
                                      wait_for_ready=True, timeout=60):
                 if resp.status == health_pb2.HealthCheckResponse.SERVING:
                     break
-            envoy, rest = _start_envoy(env, port)
-            client = openai.OpenAI(base_url=f"http://127.0.0.1:{rest}/v1", api_key="unused", max_retries=0, timeout=120)
+            envoy, rest = start_envoy(env, port)
+            client = openai.OpenAI(base_url=f"http://127.0.0.1:{rest}/v1", api_key=suite.api_key, max_retries=0, timeout=120)
             messages = [{"role": "user", "content": "Tell me everything."}]
             rest_stream = client.chat.completions.create(model=MODEL, messages=messages, stream=True, **LONG)
             grpc_stream = chat_pb2_grpc.ChatServiceStub(ch).StreamChatCompletion(chat_pb2.StreamChatCompletionRequest(
                 model=MODEL, max_tokens=LONG["max_tokens"], ignore_eos=True, messages=[chat_pb2.ChatRequestMessage(
-                    role="user", content=struct_pb2.Value(string_value="Tell me everything."))]), timeout=120)
+                    role="user", content=struct_pb2.Value(string_value="Tell me everything."))]), timeout=120,
+                metadata=suite.auth)
             short_stream = client.chat.completions.create(model=MODEL, messages=messages, stream=True, max_tokens=24,
                                                           extra_body={"ignore_eos": True})
             short = iter(short_stream)

@@ -27,6 +27,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from tokenway.v1 import chat_pb2, chat_pb2_grpc
 
+from tests.auth import BearerKey
 from tests.conftest import MODEL_DIR, ROOT, free_port
 
 pytestmark = pytest.mark.integration
@@ -53,6 +54,10 @@ class OwnSuite:
 
     def pid(self, name: str) -> int:
         return int((self.run / f"{name}.pid").read_text())
+
+    @property
+    def api_key(self) -> str:
+        return (self.run / "dev-api-key").read_text().strip()
 
     def restart(self, name: str) -> None:
         """Starts one service again exactly as tools/suite.py does (same command, env, log and pid file)."""
@@ -91,7 +96,8 @@ def own(tmp_path_factory):
     env = dict(os.environ, TOKENWAY_RUN_DIR=str(run), TOKENWAY_MODEL=str(MODEL_DIR),
                TOKENWAY_ORCHESTRATOR_PORT=str(free_port()), TOKENWAY_TOKENIZER_PORT=str(free_port()),
                TOKENWAY_INFERENCE_PORT=str(free_port()), TOKENWAY_ENVOY_PORT=str(free_port()),
-               TOKENWAY_ENVOY_ADMIN_PORT=str(free_port()))
+               TOKENWAY_ENVOY_ADMIN_PORT=str(free_port()), TOKENWAY_ORCHESTRATOR_STORE=str(run / "tokenway.db"),
+               TOKENWAY_DEV_API_KEY_FILE=str(run / "dev-api-key"))
     up = subprocess.run([sys.executable, "tools/suite.py", "up", "--timeout", "240"], cwd=ROOT, env=env,
                         capture_output=True, text=True)
     if up.returncode != 0:
@@ -112,7 +118,7 @@ def own(tmp_path_factory):
 
 @pytest.fixture
 def orch(own):
-    with grpc.insecure_channel(f"127.0.0.1:{own.orchestrator}") as ch:
+    with grpc.intercept_channel(grpc.insecure_channel(f"127.0.0.1:{own.orchestrator}"), BearerKey(own.api_key)) as ch:
         yield ch
 
 
@@ -159,7 +165,7 @@ def readiness(orch, own):
 
 def _rest_stream(own):
     """A long REST stream through Envoy, already started."""
-    client = openai.OpenAI(base_url=f"http://127.0.0.1:{own.rest}/v1", api_key="unused", max_retries=0, timeout=BOUND)
+    client = openai.OpenAI(base_url=f"http://127.0.0.1:{own.rest}/v1", api_key=own.api_key, max_retries=0, timeout=BOUND)
     stream = iter(client.chat.completions.create(model="tokenway-tiny", stream=True, max_tokens=1500,
                                                  messages=[{"role": "user", "content": "Tell me a long story."}],
                                                  extra_body={"ignore_eos": True}))

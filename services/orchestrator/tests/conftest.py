@@ -34,20 +34,29 @@ class Stack:
     engine: object
 
     model_dir: str = MODEL_DIR
+    store: str = ""  # the session's SQLite store
+
+    def settings(self, **kw) -> OrchestratorSettings:
+        """Settings of one more orchestrator on this stack's peers (auth off unless kw turns it on)."""
+        kw = {"auth": False, "store": self.store, "tokenizer_address": self.tokenizer.address,
+              "inference_addresses": (self.inference.address,), **kw}
+        return OrchestratorSettings(port=0, **kw)
 
     def chat(self, channel: grpc.aio.Channel) -> chat_pb2_grpc.ChatServiceStub:
         return chat_pb2_grpc.ChatServiceStub(channel)
 
 
 @pytest.fixture(scope="session")
-async def stack():
+async def stack(tmp_path_factory):
     tok = await start_server(TokenizerSettings(port=0, model=MODEL_DIR), TokenizerApp(TokenizerSettings(port=0, model=MODEL_DIR)))
     isettings = InferenceSettings(port=0, model=MODEL_DIR, max_batch_size=8)
     inf_app = InferenceApp(isettings)
     inf = await start_server(isettings, inf_app)
-    osettings = OrchestratorSettings(port=0, tokenizer_address=tok.address, inference_addresses=(inf.address,))
+    store = str(tmp_path_factory.mktemp("store") / "tokenway.db")
+    osettings = OrchestratorSettings(port=0, tokenizer_address=tok.address, inference_addresses=(inf.address,),
+                                     auth=False, store=store)
     orch = await start_server(osettings, OrchestratorApp(osettings))
-    yield Stack(tok, inf, orch, inf_app.engine)
+    yield Stack(tok, inf, orch, inf_app.engine, store=store)
     await orch.stop()
     await inf.stop()
     await tok.stop()

@@ -25,8 +25,7 @@ def text_value(text: str) -> struct_pb2.Value:
 @pytest.fixture(scope="module")
 async def remote(stack):
     """A second orchestrator on the same peers that detokenizes through the tokenizer service."""
-    s = OrchestratorSettings(port=0, tokenizer_address=stack.tokenizer.address,
-                             inference_addresses=(stack.inference.address,), detokenize="remote")
+    s = stack.settings(detokenize="remote")
     server = await start_server(s, OrchestratorApp(s))
     yield server
     await server.stop()
@@ -104,7 +103,7 @@ class _Spec:
 
 
 @pytest.mark.parametrize("damage", ["digest", "fingerprint"])
-async def test_a_damaged_or_foreign_tokenizer_spec_stops_the_start(stack, damage):
+async def test_a_damaged_or_foreign_tokenizer_spec_stops_the_start(stack, damage, tmp_path):
     async with grpc.aio.insecure_channel(stack.tokenizer.address) as ch:
         stub = tokenizer_pb2_grpc.TokenizerServiceStub(ch)
         spec = await stub.GetTokenizerSpec(tokenizer_pb2.GetTokenizerSpecRequest(), timeout=30)
@@ -113,7 +112,7 @@ async def test_a_damaged_or_foreign_tokenizer_spec_stops_the_start(stack, damage
         spec.tokenizer_json = spec.tokenizer_json.replace('"', "'", 1)
     else:
         spec.fingerprint = "0" * 64
-    app = OrchestratorApp(OrchestratorSettings(port=0))
+    app = OrchestratorApp(OrchestratorSettings(port=0, store=str(tmp_path / "tokenway.db")))
     with pytest.raises(RuntimeError, match="damaged" if damage == "digest" else "fingerprint"):
         await app._local_detokenizer(_Spec(spec), info)
 

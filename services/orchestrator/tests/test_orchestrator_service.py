@@ -16,7 +16,6 @@ from tokenway_common.server import start_server
 from tokenway_inference.app import InferenceApp
 from tokenway_inference.config import InferenceSettings
 from tokenway_orchestrator.app import OrchestratorApp
-from tokenway_orchestrator.config import OrchestratorSettings
 
 MODEL = "tokenway-tiny"
 
@@ -90,8 +89,7 @@ async def test_requests_fail_over_to_a_ready_replica_and_are_unavailable_without
     """Two replicas over one engine: losing one moves new requests to the other; losing both is UNAVAILABLE."""
     s = InferenceSettings(port=0, model=stack.model_dir)
     replicas = [await start_server(s, SharedEngineApp(s, stack.engine)) for _ in range(2)]
-    osettings = OrchestratorSettings(port=0, tokenizer_address=stack.tokenizer.address,
-                                     inference_addresses=tuple(r.address for r in replicas))
+    osettings = stack.settings(inference_addresses=tuple(r.address for r in replicas))
     app = OrchestratorApp(osettings)
     orch = await start_server(osettings, app)
     try:

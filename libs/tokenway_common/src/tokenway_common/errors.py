@@ -8,6 +8,7 @@ downstream call's failure, so a peer's reason survives the hop to the caller.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping
 
 import grpc
@@ -43,7 +44,7 @@ class TokenwayError(Exception):
 
     def __init__(self, message: str, *, reason: str | None = None, metadata: Mapping[str, str] | None = None,
                  field_violations: Iterable[tuple[str, str]] = (), retry_after: float | None = None,
-                 code: grpc.StatusCode | None = None) -> None:
+                 code: grpc.StatusCode | None = None, headers: Iterable[tuple[str, str]] = ()) -> None:
         message = clip(message, MAX_MESSAGE_CHARS)
         super().__init__(message)
         self.message = message
@@ -51,6 +52,8 @@ class TokenwayError(Exception):
         self.metadata = {k: clip(str(v)) for k, v in (metadata or {}).items()}
         self.field_violations = _bounded_violations(list(field_violations))
         self.retry_after = retry_after
+        # plain response headers for an HTTP edge (OpenAI's x-ratelimit-*): lower-case ASCII names and values
+        self.headers = tuple((k.lower(), str(v)) for k, v in headers)
         if code is not None:
             self.code = code
 
@@ -131,6 +134,10 @@ def trailing_metadata(err: TokenwayError) -> tuple[tuple[str, str | bytes], ...]
                                          ("tokenway-error-reason", err.reason)]
     if param := err.metadata.get("param"):
         md.append(("tokenway-error-param", param.encode("ascii", "replace").decode()))
+    if err.retry_after is not None:  # HTTP's Retry-After (whole seconds, rounded up) and OpenAI's retry-after-ms
+        md.append(("retry-after", str(max(1, math.ceil(err.retry_after)))))
+        md.append(("retry-after-ms", str(max(1, math.ceil(err.retry_after * 1000)))))
+    md.extend(err.headers)
     return tuple(md)
 
 

@@ -126,8 +126,11 @@ class RunningServer:
         SERVING); raises OSError."""
         address = f"{settings.host}:{settings.port}"
         credentials = server_credentials(settings)
-        port = (self.server.add_secure_port(address, credentials) if credentials is not None
-                else self.server.add_insecure_port(address))
+        try:  # grpcio raises RuntimeError on a taken port (older ones returned 0)
+            port = (self.server.add_secure_port(address, credentials) if credentials is not None
+                    else self.server.add_insecure_port(address))
+        except RuntimeError as exc:
+            raise OSError(f"cannot bind {address}: {exc}") from None
         if port == 0:
             raise OSError(f"cannot bind {address}")
         if credentials is not None:
@@ -216,7 +219,7 @@ async def start_server(settings: config.ServerSettings, app: App, *, wait_ready:
     SERVING only after `app.start()` returned. A `worker` shares its port with its siblings.
     `listen=False` leaves binding to the caller (`RunningServer.listen`).
     """
-    server = grpc.aio.server(interceptors=[interceptors.ErrorInterceptor()],
+    server = grpc.aio.server(interceptors=[interceptors.ErrorInterceptor(), *getattr(app, "interceptors", ())],
                              options=server_options(settings, reuse_port=worker is not None))
     app.register(server)
     health_servicer = health.aio.HealthServicer() if worker is None else _WorkerHealth(worker.tag)

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import socket
 import time
+import uuid
 from collections.abc import Callable
 
 import grpc
@@ -17,7 +20,11 @@ from tokenway_text import Detokenizer, spec_digest
 from .clients.inference import InferenceRouter, Replica
 from .clients.tokenizer import TokenizerClient
 from .config import OrchestratorSettings
-from .core.access import Access, Principal
+from .policy.admission import Admission
+from .policy.auth import Authenticator, AuthInterceptor
+from .policy.gate import Gate
+from .policy.usage import UsageWriter
+from .store import SqliteStore, open_store
 from .core.detokenize import LocalDetokenizer
 from .core.ports import ModelInfo
 from .core.service import Orchestrator
@@ -46,17 +53,15 @@ class OrchestratorApp:
         self.router: InferenceRouter | None = None
         self._set_ready: Callable[[bool], None] = lambda ready: None
         self._started = False
-        self.access = Access(settings.api_keys, settings.rate_limit_rpm, settings.rate_limit_burst)
-
-    def admit(self, context: grpc.aio.ServicerContext, model: str | None, *, count: bool = True) -> Principal:
-        """Authenticates the caller, checks it may use `model`, and takes a request from its rate limit."""
-        authorization = next((v for k, v in context.invocation_metadata() or () if k == "authorization"), None)
-        principal = self.access.authenticate(authorization, context.peer() or "")
-        if model is not None:
-            self.access.authorize(principal, model)
-        if count:
-            self.access.admit(principal)
-        return principal
+        # The store opens (and migrates) here, before the port is bound: a bad store fails the start.
+        self.store = open_store(settings.store)
+        self.auth = Authenticator(self.store if settings.auth else None,
+                                  blocking_reads=not isinstance(self.store, SqliteStore))
+        self.interceptors = (AuthInterceptor(self.auth),)
+        self.admission = Admission(settings.max_running_sequences, settings.max_queued_requests,
+                                   settings.max_queue_seconds)
+        self.gate = Gate(self.store, UsageWriter(self.store), self.admission, f"{socket.gethostname()}:{os.getpid()}:"
+                         f"{uuid.uuid4().hex[:8]}")
 
     def register(self, server: grpc.aio.Server) -> None:
         chat_pb2_grpc.add_ChatServiceServicer_to_server(ChatServicer(self), server)
@@ -79,8 +84,9 @@ class OrchestratorApp:
 
     async def start(self) -> None:
         s = self.settings
-        if self.access.open:
-            log.warning("no API keys configured (TOKENWAY_ORCHESTRATOR_API_KEYS): the API is open to every caller")
+        if not self.auth.enabled:
+            log.warning("auth is off (TOKENWAY_ORCHESTRATOR_AUTH=off): the API is open to every caller, unlimited")
+        self.gate.start()
         self._tokenizer_channel = peer_channel(s.tokenizer_address, s, (TOKENIZER_SERVICE,))
         tokenizer = TokenizerClient(self._tokenizer_channel, s.peer_timeout_seconds)
         self.router = InferenceRouter([
@@ -116,6 +122,11 @@ class OrchestratorApp:
                                           token_bytes=token_bytes, detokenizer=detokenizer)
         log.info("serving model %s (context %d, engine %s, detokenizing %s)", model.name, model.context_length,
                  model.engine, s.detokenize)
+        if not s.max_running_sequences:
+            capacity = await self.router.batch_capacity(s.peer_timeout_seconds)
+            self.admission.max_running = 2 * capacity or 256
+        log.info("admission: %d sequences running at most, %d requests waiting for at most %.0fs",
+                 self.admission.max_running, self.admission.max_queued, self.admission.max_wait)
         self._started = True
         self._readiness_changed()
 
@@ -148,6 +159,8 @@ class OrchestratorApp:
                 log.warning("shutdown grace period nearly over: ended %d request(s) still running", ended)
 
     async def close(self) -> None:
+        await self.gate.close()
+        await asyncio.to_thread(self.store.close)
         if self.tokenizer_health:
             await self.tokenizer_health.close()
         if self.router:

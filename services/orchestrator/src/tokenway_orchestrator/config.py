@@ -38,7 +38,13 @@ class OrchestratorSettings(ServerSettings):
     max_stop_strings: int = setting(16, "most stop strings per request", minimum=0)
     max_stop_string_chars: int = setting(256, "longest stop string accepted", minimum=1)
     max_prompts: int = setting(64, "most prompts in one completion request", minimum=1)
-    api_keys: tuple[str, ...] = setting((), "accepted API keys, comma-separated; KEY@model-a|model-b limits a key "
-                                            "to those models; none: the API is open", secret=True)
-    rate_limit_rpm: int = setting(0, "requests per minute per API key (per caller when open); 0: unlimited", minimum=0)
-    rate_limit_burst: int = setting(10, "requests a key may send at once before the rate limit applies", minimum=1)
+    auth: bool = setting(True, "require an API key (authorization: Bearer <key>) from the key store on every call of "
+                               "the public API; off: every caller is 'anonymous', unlimited (local use only)")
+    store: str = setting(".tokenway/tokenway.db", "the key, usage and limit store: a SQLite file's path (one host), or "
+                                                  "a postgresql:// URL shared by several orchestrators", secret=True)
+    max_running_sequences: int = setting(0, "sequences (prompts x n) generating at once through this process; beyond "
+                                            "it requests wait, interactive first; 0: twice the inference replicas' "
+                                            "batch sizes", minimum=0)
+    max_queued_requests: int = setting(64, "requests waiting for capacity; beyond it a batch request is shed for an "
+                                           "interactive one, else RESOURCE_EXHAUSTED", minimum=0)
+    max_queue_seconds: float = setting(10.0, "longest wait for capacity before RESOURCE_EXHAUSTED", minimum=0)

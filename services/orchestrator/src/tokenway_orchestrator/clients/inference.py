@@ -99,6 +99,15 @@ class InferenceRouter:
         with translated("inference"):
             return await self.pick().stub.GetModelInfo(pb.GetModelInfoRequest(), timeout=timeout)
 
+    async def batch_capacity(self, timeout: float) -> int:
+        """The sum of the ready replicas' max_batch_size (GetLoad); 0 when none says."""
+        async def one(r: Replica) -> int:
+            try:
+                return (await r.stub.GetLoad(pb.GetLoadRequest(), timeout=timeout)).max_batch_size
+            except grpc.aio.AioRpcError:
+                return 0
+        return sum(await asyncio.gather(*(one(r) for r in self.replicas if r.ready)))
+
     async def generate(self, request_id: str, prompt: list[int], spec: EngineSpec,
                        timeout: float | None) -> AsyncIterator[EngineChunk]:
         """Streams one sequence; retries another replica only if one fails before its first message."""

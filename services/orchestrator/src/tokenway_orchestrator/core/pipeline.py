@@ -38,6 +38,7 @@ class ChoiceEvent:
     finish_reason: str | None = None
     stop_reason: str | None = None
     logprobs: tuple[TokenLogprob, ...] | None = None
+    tokens: int = 0  # the choice's completion tokens up to and including this event (what it bills so far)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -168,14 +169,15 @@ class Pipeline:
                 consumed = progress[index] = res.num_tokens
                 logprobs = self._logprobs(chunk, used, res.token_texts) if job.want_logprobs else None
                 if res.matched_stop is not None:
-                    out.put_nowait(ChoiceEvent(index, res.text, first, "stop", res.matched_stop, logprobs))
+                    out.put_nowait(ChoiceEvent(index, res.text, first, "stop", res.matched_stop, logprobs,
+                                               res.num_tokens))
                     return res.num_tokens
                 if last:
                     out.put_nowait(ChoiceEvent(index, res.text, first, chunk.finish_reason,
-                                               self._stop_reason(chunk), logprobs))
+                                               self._stop_reason(chunk), logprobs, chunk.completion_tokens))
                     return chunk.completion_tokens
                 if res.text or logprobs:
-                    out.put_nowait(ChoiceEvent(index, res.text, first, logprobs=logprobs))
+                    out.put_nowait(ChoiceEvent(index, res.text, first, logprobs=logprobs, tokens=res.num_tokens))
                     first = False
             raise errors.Unavailable("the inference stream ended before the sequence finished",
                                      reason="INFERENCE_STREAM_TRUNCATED")

@@ -38,6 +38,11 @@ class Prepared:
     prompt_texts: list[str]  # for echo
 
 
+def new_request_id(kind: str) -> str:
+    """OpenAI-shaped ids: chatcmpl-... for chat, cmpl-... for completions."""
+    return f"{'chatcmpl' if kind == 'chat' else 'cmpl'}-{uuid.uuid4().hex}"
+
+
 class Orchestrator:
     def __init__(self, tokenizer: TokenizerPort, inference: InferencePort, model: ModelInfo, *, max_n: int,
                  max_stop_strings: int, max_stop_string_chars: int, max_prompts: int,
@@ -89,7 +94,7 @@ class Orchestrator:
                    want_logprobs=p.logprobs is not None)
 
     async def prepare_chat(self, model: str, messages: list[Message], p: GenerationParams, *, max_tokens_field: str,
-                           timeout: float | None) -> Prepared:
+                           timeout: float | None, request_id: str = "") -> Prepared:
         self.check_model(model)
         v = Violations()
         validate_messages(messages, v)
@@ -98,10 +103,10 @@ class Orchestrator:
         self.check_prompt_size(sum(len(m.content) for m in messages), "messages")
         prompt, stop_ids = await self.tokenizer.render_chat(messages, self.model.context_length, timeout)
         job = self._job([prompt], p, self.model.default_max_tokens, max_tokens_field, stop_ids)
-        return Prepared(dataclasses.replace(job, request_id=f"chatcmpl-{uuid.uuid4().hex}"), int(time.time()), [])
+        return Prepared(dataclasses.replace(job, request_id=request_id or new_request_id("chat")), int(time.time()), [])
 
     async def prepare_completion(self, model: str, prompts: list[str], prompt_ids: list[list[int]], p: GenerationParams,
-                                 *, echo: bool, timeout: float | None) -> Prepared:
+                                 *, echo: bool, timeout: float | None, request_id: str = "") -> Prepared:
         """`prompts` (texts, encoded as raw prompts: special-token text is the special token) or
         `prompt_ids` (token-id lists), exactly one of them."""
         self.check_model(model)
@@ -134,7 +139,14 @@ class Orchestrator:
             ids = [list(x) for x in prompt_ids]
             texts = await self.tokenizer.detokenize(ids, False, timeout) if echo else [""] * len(ids)
         job = self._job(ids, p, COMPLETIONS_DEFAULT_MAX_TOKENS, "max_tokens", [])
-        return Prepared(dataclasses.replace(job, request_id=f"cmpl-{uuid.uuid4().hex}"), int(time.time()), texts)
+        return Prepared(dataclasses.replace(job, request_id=request_id or new_request_id("completion")), int(time.time()),
+                        texts)
+
+    @staticmethod
+    def most_tokens(prepared: Prepared) -> tuple[int, int]:
+        """(prompt tokens, the most completion tokens the job may generate): what a token limit reserves."""
+        job = prepared.job
+        return sum(len(p) for p in job.prompts), sum(s.max_tokens for s in job.specs) * job.n
 
     def interrupt_all(self, exc: BaseException) -> int:
         """Ends every request in flight with `exc`; returns how many there were."""

@@ -6,25 +6,38 @@ from tokenway.v1 import chat_pb2, chat_pb2_grpc
 
 from tokenway_common.channels import remaining
 
+from ..core.service import new_request_id
 from . import convert, sse
+from .tickets import send_headers, ticket
+
+
+def _units(request) -> int:
+    """Sequences the request runs (its n), bounded: what it takes of the admission queue."""
+    return min(max(request.n if request.HasField("n") else 1, 1), 128)
 
 
 class ChatServicer(chat_pb2_grpc.ChatServiceServicer):
     def __init__(self, app) -> None:
         self.app = app
 
-    async def _prepare(self, request, context, streaming: bool):
-        self.app.admit(context, request.model)
+    async def _prepare(self, request, context, streaming: bool, t):
         orch = self.app.orchestrator()
         orch.check_prompt_bytes(sum(m.content.ByteSize() for m in request.messages), "messages")
         messages, params, field = convert.chat_params(request, streaming=streaming)
         timeout = remaining(context, self.app.settings.request_timeout_seconds)
-        prepared = await orch.prepare_chat(request.model, messages, params, max_tokens_field=field, timeout=timeout)
+        prepared = await orch.prepare_chat(request.model, messages, params, max_tokens_field=field, timeout=timeout,
+                                           request_id=t.request_id)
+        await t.reserve(*orch.most_tokens(prepared))
         return orch, params, prepared, timeout
 
     async def CreateChatCompletion(self, request, context):
-        orch, params, prepared, timeout = await self._prepare(request, context, False)
-        result = await orch.collect(prepared, timeout)
+        async with ticket(self.app, context, request.model, new_request_id("chat"), _units(request)) as t:
+            orch, _, prepared, timeout = await self._prepare(request, context, False, t)
+            result = await orch.collect(prepared, timeout)
+            await t.close("ok", completion_tokens=result.usage.completion_tokens,
+                          prompt_tokens=result.usage.prompt_tokens,
+                          finish_reason=",".join(sorted({c.finish_reason or "" for c in result.choices})))
+            await send_headers(context, t)
         resp = chat_pb2.CreateChatCompletionResponse(
             id=prepared.job.request_id, object="chat.completion", created=prepared.created, model=orch.model.name,
             usage=convert.usage(result.usage), system_fingerprint=self.app.system_fingerprint)
@@ -44,13 +57,27 @@ class ChatServicer(chat_pb2_grpc.ChatServiceServicer):
         return sse.events(self._stream_chat(request.request, context))
 
     async def _stream_chat(self, request, context):
-        orch, params, prepared, timeout = await self._prepare(request, context, True)
+        async with ticket(self.app, context, request.model, new_request_id("chat"), _units(request)) as t:
+            async for out in self._chat_chunks(request, context, t):
+                yield out
+
+    async def _chat_chunks(self, request, context, t):
+        orch, params, prepared, timeout = await self._prepare(request, context, True, t)
         chunk = convert.chunk_factory(chat_pb2.StreamChatCompletionResponse, "chat.completion.chunk", prepared,
                                       orch.model.name, self.app.system_fingerprint)
-        async for ev, out in convert.chunked(orch.stream(prepared, timeout), chunk, params.include_usage):
+        first = True
+
+        async def settle(usage):
+            await t.close("ok", completion_tokens=usage.completion_tokens, prompt_tokens=usage.prompt_tokens)
+
+        async for ev, out in convert.chunked(orch.stream(prepared, timeout), chunk, params.include_usage, settle):
+            if first:
+                await send_headers(context, t)
+                first = False
             if ev is None:
                 yield out
                 continue
+            t.shown(ev.index, ev.tokens, ev.finish_reason)
             choice = out.choices.add(index=ev.index)
             if ev.first:
                 choice.delta.role = "assistant"

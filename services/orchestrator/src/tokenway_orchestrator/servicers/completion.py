@@ -6,27 +6,44 @@ from tokenway.v1 import completion_pb2, completion_pb2_grpc
 
 from tokenway_common.channels import remaining
 
+from ..core.service import new_request_id
 from . import convert, sse
+from .tickets import send_headers, ticket
+
+
+def _units(request) -> int:
+    """Sequences the request runs (prompts x n), bounded: what it takes of the admission queue."""
+    values = request.prompt.list_value.values if request.HasField("prompt") and \
+        request.prompt.WhichOneof("kind") == "list_value" else ()
+    # a list of strings or of id lists is several prompts; a list of numbers is one
+    prompts = len(values) if values and values[0].WhichOneof("kind") != "number_value" else 1
+    return min(max(prompts, 1) * max(request.n if request.HasField("n") else 1, 1), 1024)
 
 
 class CompletionServicer(completion_pb2_grpc.CompletionServiceServicer):
     def __init__(self, app) -> None:
         self.app = app
 
-    async def _prepare(self, request, context, streaming: bool):
-        self.app.admit(context, request.model)
+    async def _prepare(self, request, context, streaming: bool, t):
         orch = self.app.orchestrator()
         orch.check_prompt_bytes(convert.largest_text_prompt_bytes(request), "prompt")
         params = convert.completion_params(request, streaming=streaming)
         timeout = remaining(context, self.app.settings.request_timeout_seconds)
         echo = request.echo if request.HasField("echo") else False
         texts, id_lists = convert.completion_prompts(request, orch.model.context_length)
-        prepared = await orch.prepare_completion(request.model, texts, id_lists, params, echo=echo, timeout=timeout)
+        prepared = await orch.prepare_completion(request.model, texts, id_lists, params, echo=echo, timeout=timeout,
+                                                 request_id=t.request_id)
+        await t.reserve(*orch.most_tokens(prepared))
         return orch, params, prepared, timeout, echo
 
     async def CreateCompletion(self, request, context):
-        orch, params, prepared, timeout, echo = await self._prepare(request, context, False)
-        result = await orch.collect(prepared, timeout)
+        async with ticket(self.app, context, request.model, new_request_id("completion"), _units(request)) as t:
+            orch, _, prepared, timeout, echo = await self._prepare(request, context, False, t)
+            result = await orch.collect(prepared, timeout)
+            await t.close("ok", completion_tokens=result.usage.completion_tokens,
+                          prompt_tokens=result.usage.prompt_tokens,
+                          finish_reason=",".join(sorted({c.finish_reason or "" for c in result.choices})))
+            await send_headers(context, t)
         resp = completion_pb2.CreateCompletionResponse(
             id=prepared.job.request_id, object="text_completion", created=prepared.created, model=orch.model.name,
             usage=convert.usage(result.usage), system_fingerprint=self.app.system_fingerprint)
@@ -47,16 +64,29 @@ class CompletionServicer(completion_pb2_grpc.CompletionServiceServicer):
         return sse.events(self._stream_completion(request.request, context))
 
     async def _stream_completion(self, request, context):
-        orch, params, prepared, timeout, echo = await self._prepare(request, context, True)
+        async with ticket(self.app, context, request.model, new_request_id("completion"), _units(request)) as t:
+            async for out in self._completion_chunks(request, context, t):
+                yield out
+
+    async def _completion_chunks(self, request, context, t):
+        orch, params, prepared, timeout, echo = await self._prepare(request, context, True, t)
         n = prepared.job.n
         offsets: dict[int, int] = {}
+        first = True
+
+        async def settle(usage):
+            await t.close("ok", completion_tokens=usage.completion_tokens, prompt_tokens=usage.prompt_tokens)
 
         chunk = convert.chunk_factory(completion_pb2.StreamCompletionResponse, "text_completion", prepared,
                                       orch.model.name, self.app.system_fingerprint)
-        async for ev, out in convert.chunked(orch.stream(prepared, timeout), chunk, params.include_usage):
+        async for ev, out in convert.chunked(orch.stream(prepared, timeout), chunk, params.include_usage, settle):
+            if first:
+                await send_headers(context, t)
+                first = False
             if ev is None:
                 yield out
                 continue
+            t.shown(ev.index, ev.tokens, ev.finish_reason)
             text = ev.text
             if ev.first and echo:
                 text = prepared.prompt_texts[ev.index // n] + text

@@ -187,13 +187,18 @@ def chunk_factory(cls, obj: str, prepared, model: str, fingerprint: str):
     return make
 
 
-async def chunked(events, make_chunk, include_usage: bool):
+async def chunked(events, make_chunk, include_usage: bool, on_usage=None):
     """Pairs each choice event with a fresh chunk to fill, and turns the final Usage into a usage
-    chunk (choices empty) when the caller asked for it: (event, chunk), or (None, usage chunk)."""
+    chunk (choices empty) when the caller asked for it: (event, chunk), or (None, usage chunk).
+    `on_usage(usage)` is awaited before the stream goes on past the Usage (the request's record is
+    written before its last chunk is sent)."""
     async for ev in events:
         if isinstance(ev, ChoiceEvent):
             yield ev, make_chunk()
-        elif include_usage:
+            continue
+        if on_usage is not None:
+            await on_usage(ev)
+        if include_usage:
             out = make_chunk()
             out.usage.CopyFrom(usage(ev))
             yield None, out

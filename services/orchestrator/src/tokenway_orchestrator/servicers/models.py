@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from tokenway.v1 import model_pb2, model_pb2_grpc
 
+from ..policy.auth import CALLER
+
 
 class ModelServicer(model_pb2_grpc.ModelServiceServicer):
     def __init__(self, app) -> None:
@@ -15,10 +17,9 @@ class ModelServicer(model_pb2_grpc.ModelServiceServicer):
                 "max_model_len": m.context_length}
 
     async def ListModels(self, request, context):
-        self.app.admit(context, None, count=False)
         return model_pb2.ListModelsResponse(object="list", data=[model_pb2.Model(**self._fields())])
 
     async def GetModel(self, request, context):
-        self.app.admit(context, request.model, count=False)
+        CALLER.get().authorize(request.model)
         self.app.orchestrator().check_model(request.model)
         return model_pb2.GetModelResponse(**self._fields())

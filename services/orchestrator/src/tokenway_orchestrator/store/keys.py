@@ -34,6 +34,10 @@ class Limits:
     token_quota: int = 0  # tokens per quota period
     quota_period: str = "month"  # day | month
 
+    @property
+    def any(self) -> bool:
+        return bool(self.requests_per_minute or self.tokens_per_minute or self.concurrent_requests or self.token_quota)
+
     def __post_init__(self) -> None:
         for f in ("requests_per_minute", "tokens_per_minute", "concurrent_requests", "token_quota"):
             if getattr(self, f) < 0:

@@ -223,6 +223,10 @@ class SqlStore:
                 raise StoreError("INVALID", f"status must be one of {', '.join(STATUSES)}")
         written = []
         with self._tx("write") as tx:
+            keyed = sorted({it.key.id for it in items if it.key is not None})
+            if len(keyed) > 1:  # every meter of the batch locked in one order: two batches never wait in a cycle
+                for kid in keyed:
+                    self._meter(tx, kid)
             for it in items:
                 r = it.record
                 new = tx.run(f"INSERT INTO usage_records ({_USAGE}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
