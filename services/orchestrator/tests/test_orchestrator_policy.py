@@ -214,3 +214,53 @@ async def test_a_key_may_lower_its_priority_but_not_raise_it(guarded):
         assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
         assert (await chat.CreateChatCompletion(chat_req(max_tokens=1), timeout=60,
                                                 metadata=md(batch, **{"x-tokenway-priority": "batch"}))).choices
+
+
+@pytest.fixture(scope="module")
+async def crowded(stack, tmp_path_factory):
+    """An orchestrator that runs 2 sequences at once and lets 1 request wait."""
+    s = stack.settings(auth=True, store=str(tmp_path_factory.mktemp("crowded") / "tokenway.db"),
+                       max_running_sequences=2, max_queued_requests=1, max_queue_seconds=60)
+    app = OrchestratorApp(s)
+    server = await start_server(s, app)
+    yield app, server.address
+    await server.stop()
+
+
+async def _until(predicate, seconds: float = 30.0) -> None:
+    async def poll():
+        while not predicate():
+            await asyncio.sleep(0.01)  # readiness poll, bounded by wait_for
+    await asyncio.wait_for(poll(), seconds)
+
+
+async def test_overload_sheds_batch_for_interactive_and_refuses_beyond_the_queue(crowded):
+    app, address = crowded
+    inter, batch = key(app, "inter"), key(app, "bulk", priority="batch")
+    async with grpc.aio.insecure_channel(address) as ch:
+        chat = chat_pb2_grpc.ChatServiceStub(ch)
+        running = [chat.StreamChatCompletion(chat_req(cls=chat_pb2.StreamChatCompletionRequest, max_tokens=2000,
+                                                      ignore_eos=True), metadata=md(inter), timeout=120)
+                   for _ in range(2)]
+        for call in running:
+            await call.read()
+        assert app.admission.running == 2
+        queued_batch = asyncio.ensure_future(chat.CreateChatCompletion(chat_req(max_tokens=2), metadata=md(batch),
+                                                                       timeout=60))
+        await _until(lambda: app.admission.waiting == 1)
+        queued_inter = asyncio.ensure_future(chat.CreateChatCompletion(chat_req(max_tokens=2), metadata=md(inter),
+                                                                       timeout=60))
+        with pytest.raises(grpc.aio.AioRpcError) as e:
+            await queued_batch
+        assert e.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and reason(e.value) == "SHED"
+        assert retry_delay(e.value) > 0 and app.admission.waiting == 1
+        with pytest.raises(grpc.aio.AioRpcError) as e:  # the queue holds an interactive request: refused at once
+            await chat.CreateChatCompletion(chat_req(max_tokens=2), metadata=md(inter), timeout=60)
+        assert reason(e.value) == "OVERLOADED" and not queued_inter.done()
+        running[0].cancel()
+        assert (await queued_inter).usage.completion_tokens == 2  # admitted once a slot was free
+        running[1].cancel()
+    await _until(lambda: app.admission.running == 0)
+    statuses = sorted(r.status for r in await records(app, "bulk"))
+    assert statuses == ["rejected"]
+    assert sorted(r.status for r in await _eventually(app, "inter", 4)) == ["cancelled", "cancelled", "ok", "rejected"]
