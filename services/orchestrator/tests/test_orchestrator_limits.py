@@ -89,3 +89,10 @@ def test_an_expired_lease_frees_its_slot(store):
     assert store.admit(key, "r1", "crashed-holder", 0.0).allowed  # its holder never renews it
     assert store.admit(key, "r2", "h", 30).allowed
     assert store.renew_leases("h", 30) == 1 and store.renew_leases("crashed-holder", 30) == 0
+
+
+def test_a_holder_renews_only_the_leases_of_requests_it_still_runs(store):
+    key, _ = store.create_key("k", limits=Limits(concurrent_requests=2))
+    assert store.admit(key, "running", "h", 1000).allowed and store.admit(key, "unsettled", "h", 1000).allowed
+    assert store.renew_leases("h", -1, ["unsettled"]) == 1 and store.renew_leases("other", 30, ["running"]) == 0
+    assert store.leases(key.id) == 1  # only the lease named was touched: it is past its time, its slot free

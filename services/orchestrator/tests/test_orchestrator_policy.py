@@ -264,3 +264,26 @@ async def test_overload_sheds_batch_for_interactive_and_refuses_beyond_the_queue
     statuses = sorted(r.status for r in await records(app, "bulk"))
     assert statuses == ["rejected"]
     assert sorted(r.status for r in await _eventually(app, "inter", 4)) == ["cancelled", "cancelled", "ok", "rejected"]
+
+
+async def test_a_request_cancelled_while_it_waits_is_recorded_and_frees_its_slot(crowded):
+    app, address = crowded
+    inter, waiter = key(app, "inter-2"), key(app, "waiter", concurrent_requests=5)
+    kid = app.store.get_key("waiter").id
+    async with grpc.aio.insecure_channel(address) as ch:
+        chat = chat_pb2_grpc.ChatServiceStub(ch)
+        running = [chat.StreamChatCompletion(chat_req(cls=chat_pb2.StreamChatCompletionRequest, max_tokens=2000,
+                                                      ignore_eos=True), metadata=md(inter), timeout=120)
+                   for _ in range(2)]
+        for call in running:
+            await call.read()
+        waiting = chat.CreateChatCompletion(chat_req(max_tokens=2), metadata=md(waiter), timeout=60)
+        await _until(lambda: app.admission.waiting == 1)
+        assert await asyncio.to_thread(app.store.leases, kid) == 1
+        waiting.cancel()
+        (rec,) = await _eventually(app, "waiter", 1)
+        assert (rec.status, rec.finish_reason, rec.completion_tokens) == ("cancelled", "cancelled", 0)
+        assert await asyncio.to_thread(app.store.leases, kid) == 0 and app.admission.waiting == 0
+        for call in running:
+            call.cancel()
+    await _until(lambda: app.admission.running == 0)

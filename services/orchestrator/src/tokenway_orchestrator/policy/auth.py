@@ -68,9 +68,13 @@ class Authenticator:
             raise errors.Unauthenticated("Missing API key: send 'Authorization: Bearer <key>'", reason="MISSING_API_KEY")
         key = None
         if secret.startswith(PREFIX) and len(secret) <= MAX_KEY_CHARS:
-            # SQLite in WAL mode: an indexed read that never waits for a writer, ~20 us, on the loop
-            key = await asyncio.to_thread(self.store.authenticate, secret) if self._blocking \
-                else self.store.authenticate(secret)
+            try:  # SQLite in WAL mode: an indexed read that never waits for a writer, ~20 us, on the loop
+                key = await asyncio.to_thread(self.store.authenticate, secret) if self._blocking \
+                    else self.store.authenticate(secret)
+            except Exception as exc:  # noqa: BLE001 - any driver error
+                log.error("the key store failed: %s", exc)
+                raise errors.Unavailable("the key store is unavailable; retry shortly", reason="STORE_UNAVAILABLE",
+                                         retry_after=1.0) from exc
         if key is None:
             raise errors.Unauthenticated("Incorrect API key provided", reason="INVALID_API_KEY")
         if key.revoked:

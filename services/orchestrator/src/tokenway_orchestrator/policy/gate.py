@@ -31,10 +31,23 @@ _REASONS = {meters.REQUESTS: "REQUEST_RATE_LIMITED", meters.TOKENS: "TOKEN_RATE_
             meters.CONCURRENCY: "CONCURRENCY_LIMITED", meters.QUOTA: "TOKEN_QUOTA_EXCEEDED"}
 
 
+async def store_call(fn, *args):
+    """A store call off the event loop; a store that fails is UNAVAILABLE (retryable), not INTERNAL."""
+    try:
+        return await asyncio.to_thread(fn, *args)
+    except errors.TokenwayError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any driver error: the store is the problem, not the request
+        log.error("the store failed: %s", exc)
+        raise errors.Unavailable("the key and usage store is unavailable; retry shortly", reason="STORE_UNAVAILABLE",
+                                 retry_after=1.0) from exc
+
+
 class Gate:
     def __init__(self, store: SqlStore, writer: UsageWriter, admission: Admission, holder: str) -> None:
         self.store, self.writer, self.admission, self.holder = store, writer, admission, holder
         self._renewer: asyncio.Task | None = None
+        self.leased: set[str] = set()  # this process's running requests that hold a lease
 
     def start(self) -> None:
         self._renewer = asyncio.get_running_loop().create_task(self._renew())
@@ -45,11 +58,14 @@ class Gate:
         await asyncio.to_thread(self.writer.close)
 
     async def _renew(self) -> None:
-        """Keeps this process's leases (its running requests' concurrency slots) alive."""
+        """Keeps the leases of this process's running requests alive (and only theirs: a request whose
+        settlement failed lets its lease expire)."""
         while True:
             await asyncio.sleep(RENEW_SECONDS)  # the renewal period, not synchronisation
+            if not self.leased:
+                continue
             try:
-                await asyncio.to_thread(self.store.renew_leases, self.holder, LEASE_SECONDS)
+                await asyncio.to_thread(self.store.renew_leases, self.holder, LEASE_SECONDS, tuple(self.leased))
             except Exception as exc:  # noqa: BLE001 - the next period retries
                 log.warning("could not renew leases: %s", exc)
 
@@ -73,14 +89,18 @@ class Gate:
         ticket = Ticket(self, caller, model, request_id, self.priority(caller, priority))
         key = caller.key
         if key is not None and key.limits.any:
-            decision = await asyncio.to_thread(self.store.admit, key, request_id, self.holder, LEASE_SECONDS)
+            decision = await store_call(self.store.admit, key, request_id, self.holder, LEASE_SECONDS)
             ticket.headers = decision.headers
             if not decision.allowed:
                 await ticket.refuse(decision)
+            self.leased.add(request_id)
         try:
             ticket.units = await self.admission.acquire(ticket.priority, units, timeout)
         except errors.TokenwayError:
             await ticket.close("rejected")
+            raise
+        except BaseException:  # cancelled while waiting: its record, and its lease given back
+            await ticket.close("cancelled", "cancelled", wait=False)
             raise
         ticket.queue_ms = (time.monotonic() - ticket.started) * 1e3
         return ticket
@@ -106,8 +126,8 @@ class Ticket:
         key = self.caller.key
         if key is None or not (key.limits.tokens_per_minute or key.limits.token_quota):
             return
-        decision = await asyncio.to_thread(self.gate.store.reserve, key, self.request_id,
-                                           prompt_tokens + most_completion_tokens)
+        decision = await store_call(self.gate.store.reserve, key, self.request_id,
+                                    prompt_tokens + most_completion_tokens)
         self.headers = decision.headers
         if not decision.allowed:
             await self.refuse(decision)
@@ -145,6 +165,7 @@ class Ticket:
         if self.closed:
             return
         self.closed = True
+        self.gate.leased.discard(self.request_id)
         if prompt_tokens is not None:
             self.prompt_tokens = prompt_tokens
         self.gate.admission.release(self.units)

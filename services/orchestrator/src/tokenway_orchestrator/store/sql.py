@@ -208,10 +208,19 @@ class SqlStore:
                 tx.run("UPDATE leases SET reserved_tokens = ? WHERE request_id = ?", (tokens, request_id))
         return decision
 
-    def renew_leases(self, holder: str, lease_seconds: float) -> int:
-        """Extends every lease of `holder` (one orchestrator process); returns how many it holds."""
+    def renew_leases(self, holder: str, lease_seconds: float, request_ids: Sequence[str] | None = None) -> int:
+        """Extends the leases of `holder` (one orchestrator process): those of `request_ids` (its requests
+        still running), or all of them; returns how many it extended."""
         with self._tx("meter") as tx:
-            return tx.run("UPDATE leases SET expires_at = ? WHERE holder = ?", (self._now(tx) + lease_seconds, holder))
+            expires = self._now(tx) + lease_seconds
+            if request_ids is None:
+                return tx.run("UPDATE leases SET expires_at = ? WHERE holder = ?", (expires, holder))
+            ids, renewed = list(request_ids), 0
+            for i in range(0, len(ids), 500):
+                part = ids[i:i + 500]
+                renewed += tx.run(f"UPDATE leases SET expires_at = ? WHERE holder = ? AND request_id IN "
+                                  f"({', '.join('?' * len(part))})", (expires, holder, *part))
+            return renewed
 
     def settle(self, items: Sequence[Settlement]) -> list[bool]:
         """Ends requests, in one durable transaction: each one's usage record is written, its lease dropped,
