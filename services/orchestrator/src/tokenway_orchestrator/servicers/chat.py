@@ -67,10 +67,13 @@ class ChatServicer(chat_pb2_grpc.ChatServiceServicer):
                                       orch.model.name, self.app.system_fingerprint)
         first = True
 
-        async def settle(usage):
+        async def settle(usage, held):
+            if held is not None:
+                t.shown(held.index, held.tokens, held.finish_reason)
             await t.close("ok", completion_tokens=usage.completion_tokens, prompt_tokens=usage.prompt_tokens)
 
-        async for ev, out in convert.chunked(orch.stream(prepared, timeout), chunk, params.include_usage, settle):
+        async for ev, out in convert.chunked(orch.stream(prepared, timeout), chunk, params.include_usage, settle,
+                                             len(prepared.job.prompts) * prepared.job.n):
             if first:
                 await send_headers(context, t)
                 first = False

@@ -74,12 +74,15 @@ class CompletionServicer(completion_pb2_grpc.CompletionServiceServicer):
         offsets: dict[int, int] = {}
         first = True
 
-        async def settle(usage):
+        async def settle(usage, held):
+            if held is not None:
+                t.shown(held.index, held.tokens, held.finish_reason)
             await t.close("ok", completion_tokens=usage.completion_tokens, prompt_tokens=usage.prompt_tokens)
 
         chunk = convert.chunk_factory(completion_pb2.StreamCompletionResponse, "text_completion", prepared,
                                       orch.model.name, self.app.system_fingerprint)
-        async for ev, out in convert.chunked(orch.stream(prepared, timeout), chunk, params.include_usage, settle):
+        async for ev, out in convert.chunked(orch.stream(prepared, timeout), chunk, params.include_usage, settle,
+                                             len(prepared.job.prompts) * prepared.job.n):
             if first:
                 await send_headers(context, t)
                 first = False

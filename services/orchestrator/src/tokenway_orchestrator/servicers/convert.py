@@ -187,17 +187,26 @@ def chunk_factory(cls, obj: str, prepared, model: str, fingerprint: str):
     return make
 
 
-async def chunked(events, make_chunk, include_usage: bool, on_usage=None):
+async def chunked(events, make_chunk, include_usage: bool, on_usage=None, choices: int = 0):
     """Pairs each choice event with a fresh chunk to fill, and turns the final Usage into a usage
     chunk (choices empty) when the caller asked for it: (event, chunk), or (None, usage chunk).
-    `on_usage(usage)` is awaited before the stream goes on past the Usage (the request's record is
-    written before its last chunk is sent)."""
+    `on_usage(usage, held)` is awaited before the stream goes on past the Usage: with `choices` (how many
+    the request has) the event that finishes the last of them (`held`) is held back until then, so that the
+    request's record is durable before the client sees its answer end."""
+    finished, held = 0, None
     async for ev in events:
         if isinstance(ev, ChoiceEvent):
-            yield ev, make_chunk()
+            finished += ev.finish_reason is not None
+            if on_usage is not None and choices and finished == choices:
+                held = ev
+            else:
+                yield ev, make_chunk()
             continue
         if on_usage is not None:
-            await on_usage(ev)
+            await on_usage(ev, held)
+        if held is not None:
+            yield held, make_chunk()
+            held = None
         if include_usage:
             out = make_chunk()
             out.usage.CopyFrom(usage(ev))
