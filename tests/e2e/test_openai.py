@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
 
 import httpx2 as httpx  # the HTTP client the openai SDK itself uses
 import openai
@@ -112,6 +113,16 @@ def test_completions_with_stop_as_a_string_or_a_list(client):
     chunks = list(streamed)
     assert "".join(c.choices[0].text for c in chunks if c.choices) == text[:text.find(stop)]
     assert chunks[-1].usage.completion_tokens < 40
+
+
+def test_a_repeated_prompt_reports_its_cached_tokens(client):
+    """Prefix caching (on by default in both engines) shows in usage.prompt_tokens_details.cached_tokens."""
+    long = [{"role": "user", "content": f"{uuid.uuid4().hex} " + "A long shared preamble about servers. " * 24}]
+    first = client.chat.completions.create(model=MODEL, messages=long, max_tokens=2)
+    again = client.chat.completions.create(model=MODEL, messages=long, max_tokens=2)
+    assert first.usage.prompt_tokens == again.usage.prompt_tokens > 64
+    assert first.usage.prompt_tokens_details.cached_tokens == 0
+    assert 0 < again.usage.prompt_tokens_details.cached_tokens < again.usage.prompt_tokens
 
 
 def test_models_list_and_retrieve(client):

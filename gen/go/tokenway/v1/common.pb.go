@@ -31,9 +31,11 @@ type Usage struct {
 	// token that completed a stop string.
 	CompletionTokens uint32 `protobuf:"varint,2,opt,name=completion_tokens,json=completionTokens,proto3" json:"completion_tokens,omitempty"`
 	// Required. prompt_tokens + completion_tokens.
-	TotalTokens   uint32 `protobuf:"varint,3,opt,name=total_tokens,json=totalTokens,proto3" json:"total_tokens,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	TotalTokens uint32 `protobuf:"varint,3,opt,name=total_tokens,json=totalTokens,proto3" json:"total_tokens,omitempty"`
+	// Required. What the prompt tokens were made of, as OpenAI reports it.
+	PromptTokensDetails *PromptTokensDetails `protobuf:"bytes,4,opt,name=prompt_tokens_details,json=promptTokensDetails,proto3" json:"prompt_tokens_details,omitempty"`
+	unknownFields       protoimpl.UnknownFields
+	sizeCache           protoimpl.SizeCache
 }
 
 func (x *Usage) Reset() {
@@ -87,6 +89,61 @@ func (x *Usage) GetTotalTokens() uint32 {
 	return 0
 }
 
+func (x *Usage) GetPromptTokensDetails() *PromptTokensDetails {
+	if x != nil {
+		return x.PromptTokensDetails
+	}
+	return nil
+}
+
+// PromptTokensDetails breaks prompt_tokens down.
+type PromptTokensDetails struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Required. Prompt tokens whose KV cache the engine reused from an earlier
+	// request (prefix caching) instead of computing them; counted once per
+	// prompt, like prompt_tokens.
+	CachedTokens  uint32 `protobuf:"varint,1,opt,name=cached_tokens,json=cachedTokens,proto3" json:"cached_tokens,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PromptTokensDetails) Reset() {
+	*x = PromptTokensDetails{}
+	mi := &file_tokenway_v1_common_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PromptTokensDetails) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PromptTokensDetails) ProtoMessage() {}
+
+func (x *PromptTokensDetails) ProtoReflect() protoreflect.Message {
+	mi := &file_tokenway_v1_common_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PromptTokensDetails.ProtoReflect.Descriptor instead.
+func (*PromptTokensDetails) Descriptor() ([]byte, []int) {
+	return file_tokenway_v1_common_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *PromptTokensDetails) GetCachedTokens() uint32 {
+	if x != nil {
+		return x.CachedTokens
+	}
+	return 0
+}
+
 // StreamOptions tunes a streaming response.
 type StreamOptions struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -99,7 +156,7 @@ type StreamOptions struct {
 
 func (x *StreamOptions) Reset() {
 	*x = StreamOptions{}
-	mi := &file_tokenway_v1_common_proto_msgTypes[1]
+	mi := &file_tokenway_v1_common_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -111,7 +168,7 @@ func (x *StreamOptions) String() string {
 func (*StreamOptions) ProtoMessage() {}
 
 func (x *StreamOptions) ProtoReflect() protoreflect.Message {
-	mi := &file_tokenway_v1_common_proto_msgTypes[1]
+	mi := &file_tokenway_v1_common_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -124,7 +181,7 @@ func (x *StreamOptions) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StreamOptions.ProtoReflect.Descriptor instead.
 func (*StreamOptions) Descriptor() ([]byte, []int) {
-	return file_tokenway_v1_common_proto_rawDescGZIP(), []int{1}
+	return file_tokenway_v1_common_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *StreamOptions) GetIncludeUsage() bool {
@@ -149,7 +206,7 @@ type TopLogprob struct {
 
 func (x *TopLogprob) Reset() {
 	*x = TopLogprob{}
-	mi := &file_tokenway_v1_common_proto_msgTypes[2]
+	mi := &file_tokenway_v1_common_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -161,7 +218,7 @@ func (x *TopLogprob) String() string {
 func (*TopLogprob) ProtoMessage() {}
 
 func (x *TopLogprob) ProtoReflect() protoreflect.Message {
-	mi := &file_tokenway_v1_common_proto_msgTypes[2]
+	mi := &file_tokenway_v1_common_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -174,7 +231,7 @@ func (x *TopLogprob) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TopLogprob.ProtoReflect.Descriptor instead.
 func (*TopLogprob) Descriptor() ([]byte, []int) {
-	return file_tokenway_v1_common_proto_rawDescGZIP(), []int{2}
+	return file_tokenway_v1_common_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *TopLogprob) GetToken() string {
@@ -215,7 +272,7 @@ type TokenLogprob struct {
 
 func (x *TokenLogprob) Reset() {
 	*x = TokenLogprob{}
-	mi := &file_tokenway_v1_common_proto_msgTypes[3]
+	mi := &file_tokenway_v1_common_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -227,7 +284,7 @@ func (x *TokenLogprob) String() string {
 func (*TokenLogprob) ProtoMessage() {}
 
 func (x *TokenLogprob) ProtoReflect() protoreflect.Message {
-	mi := &file_tokenway_v1_common_proto_msgTypes[3]
+	mi := &file_tokenway_v1_common_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -240,7 +297,7 @@ func (x *TokenLogprob) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TokenLogprob.ProtoReflect.Descriptor instead.
 func (*TokenLogprob) Descriptor() ([]byte, []int) {
-	return file_tokenway_v1_common_proto_rawDescGZIP(), []int{3}
+	return file_tokenway_v1_common_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *TokenLogprob) GetToken() string {
@@ -282,7 +339,7 @@ type ChatLogprobs struct {
 
 func (x *ChatLogprobs) Reset() {
 	*x = ChatLogprobs{}
-	mi := &file_tokenway_v1_common_proto_msgTypes[4]
+	mi := &file_tokenway_v1_common_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -294,7 +351,7 @@ func (x *ChatLogprobs) String() string {
 func (*ChatLogprobs) ProtoMessage() {}
 
 func (x *ChatLogprobs) ProtoReflect() protoreflect.Message {
-	mi := &file_tokenway_v1_common_proto_msgTypes[4]
+	mi := &file_tokenway_v1_common_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -307,7 +364,7 @@ func (x *ChatLogprobs) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ChatLogprobs.ProtoReflect.Descriptor instead.
 func (*ChatLogprobs) Descriptor() ([]byte, []int) {
-	return file_tokenway_v1_common_proto_rawDescGZIP(), []int{4}
+	return file_tokenway_v1_common_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *ChatLogprobs) GetContent() []*TokenLogprob {
@@ -334,7 +391,7 @@ type CompletionLogprobs struct {
 
 func (x *CompletionLogprobs) Reset() {
 	*x = CompletionLogprobs{}
-	mi := &file_tokenway_v1_common_proto_msgTypes[5]
+	mi := &file_tokenway_v1_common_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -346,7 +403,7 @@ func (x *CompletionLogprobs) String() string {
 func (*CompletionLogprobs) ProtoMessage() {}
 
 func (x *CompletionLogprobs) ProtoReflect() protoreflect.Message {
-	mi := &file_tokenway_v1_common_proto_msgTypes[5]
+	mi := &file_tokenway_v1_common_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -359,7 +416,7 @@ func (x *CompletionLogprobs) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CompletionLogprobs.ProtoReflect.Descriptor instead.
 func (*CompletionLogprobs) Descriptor() ([]byte, []int) {
-	return file_tokenway_v1_common_proto_rawDescGZIP(), []int{5}
+	return file_tokenway_v1_common_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *CompletionLogprobs) GetTokens() []string {
@@ -409,7 +466,7 @@ type Error struct {
 
 func (x *Error) Reset() {
 	*x = Error{}
-	mi := &file_tokenway_v1_common_proto_msgTypes[6]
+	mi := &file_tokenway_v1_common_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -421,7 +478,7 @@ func (x *Error) String() string {
 func (*Error) ProtoMessage() {}
 
 func (x *Error) ProtoReflect() protoreflect.Message {
-	mi := &file_tokenway_v1_common_proto_msgTypes[6]
+	mi := &file_tokenway_v1_common_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -434,7 +491,7 @@ func (x *Error) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Error.ProtoReflect.Descriptor instead.
 func (*Error) Descriptor() ([]byte, []int) {
-	return file_tokenway_v1_common_proto_rawDescGZIP(), []int{6}
+	return file_tokenway_v1_common_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *Error) GetMessage() string {
@@ -469,11 +526,14 @@ var File_tokenway_v1_common_proto protoreflect.FileDescriptor
 
 const file_tokenway_v1_common_proto_rawDesc = "" +
 	"\n" +
-	"\x18tokenway/v1/common.proto\x12\vtokenway.v1\x1a\x1cgoogle/protobuf/struct.proto\"|\n" +
+	"\x18tokenway/v1/common.proto\x12\vtokenway.v1\x1a\x1cgoogle/protobuf/struct.proto\"\xd2\x01\n" +
 	"\x05Usage\x12#\n" +
 	"\rprompt_tokens\x18\x01 \x01(\rR\fpromptTokens\x12+\n" +
 	"\x11completion_tokens\x18\x02 \x01(\rR\x10completionTokens\x12!\n" +
-	"\ftotal_tokens\x18\x03 \x01(\rR\vtotalTokens\"K\n" +
+	"\ftotal_tokens\x18\x03 \x01(\rR\vtotalTokens\x12T\n" +
+	"\x15prompt_tokens_details\x18\x04 \x01(\v2 .tokenway.v1.PromptTokensDetailsR\x13promptTokensDetails\":\n" +
+	"\x13PromptTokensDetails\x12#\n" +
+	"\rcached_tokens\x18\x01 \x01(\rR\fcachedTokens\"K\n" +
 	"\rStreamOptions\x12(\n" +
 	"\rinclude_usage\x18\x01 \x01(\bH\x00R\fincludeUsage\x88\x01\x01B\x10\n" +
 	"\x0e_include_usage\"R\n" +
@@ -516,26 +576,28 @@ func file_tokenway_v1_common_proto_rawDescGZIP() []byte {
 	return file_tokenway_v1_common_proto_rawDescData
 }
 
-var file_tokenway_v1_common_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
+var file_tokenway_v1_common_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
 var file_tokenway_v1_common_proto_goTypes = []any{
-	(*Usage)(nil),              // 0: tokenway.v1.Usage
-	(*StreamOptions)(nil),      // 1: tokenway.v1.StreamOptions
-	(*TopLogprob)(nil),         // 2: tokenway.v1.TopLogprob
-	(*TokenLogprob)(nil),       // 3: tokenway.v1.TokenLogprob
-	(*ChatLogprobs)(nil),       // 4: tokenway.v1.ChatLogprobs
-	(*CompletionLogprobs)(nil), // 5: tokenway.v1.CompletionLogprobs
-	(*Error)(nil),              // 6: tokenway.v1.Error
-	(*structpb.Struct)(nil),    // 7: google.protobuf.Struct
+	(*Usage)(nil),               // 0: tokenway.v1.Usage
+	(*PromptTokensDetails)(nil), // 1: tokenway.v1.PromptTokensDetails
+	(*StreamOptions)(nil),       // 2: tokenway.v1.StreamOptions
+	(*TopLogprob)(nil),          // 3: tokenway.v1.TopLogprob
+	(*TokenLogprob)(nil),        // 4: tokenway.v1.TokenLogprob
+	(*ChatLogprobs)(nil),        // 5: tokenway.v1.ChatLogprobs
+	(*CompletionLogprobs)(nil),  // 6: tokenway.v1.CompletionLogprobs
+	(*Error)(nil),               // 7: tokenway.v1.Error
+	(*structpb.Struct)(nil),     // 8: google.protobuf.Struct
 }
 var file_tokenway_v1_common_proto_depIdxs = []int32{
-	2, // 0: tokenway.v1.TokenLogprob.top_logprobs:type_name -> tokenway.v1.TopLogprob
-	3, // 1: tokenway.v1.ChatLogprobs.content:type_name -> tokenway.v1.TokenLogprob
-	7, // 2: tokenway.v1.CompletionLogprobs.top_logprobs:type_name -> google.protobuf.Struct
-	3, // [3:3] is the sub-list for method output_type
-	3, // [3:3] is the sub-list for method input_type
-	3, // [3:3] is the sub-list for extension type_name
-	3, // [3:3] is the sub-list for extension extendee
-	0, // [0:3] is the sub-list for field type_name
+	1, // 0: tokenway.v1.Usage.prompt_tokens_details:type_name -> tokenway.v1.PromptTokensDetails
+	3, // 1: tokenway.v1.TokenLogprob.top_logprobs:type_name -> tokenway.v1.TopLogprob
+	4, // 2: tokenway.v1.ChatLogprobs.content:type_name -> tokenway.v1.TokenLogprob
+	8, // 3: tokenway.v1.CompletionLogprobs.top_logprobs:type_name -> google.protobuf.Struct
+	4, // [4:4] is the sub-list for method output_type
+	4, // [4:4] is the sub-list for method input_type
+	4, // [4:4] is the sub-list for extension type_name
+	4, // [4:4] is the sub-list for extension extendee
+	0, // [0:4] is the sub-list for field type_name
 }
 
 func init() { file_tokenway_v1_common_proto_init() }
@@ -543,15 +605,15 @@ func file_tokenway_v1_common_proto_init() {
 	if File_tokenway_v1_common_proto != nil {
 		return
 	}
-	file_tokenway_v1_common_proto_msgTypes[1].OneofWrappers = []any{}
-	file_tokenway_v1_common_proto_msgTypes[6].OneofWrappers = []any{}
+	file_tokenway_v1_common_proto_msgTypes[2].OneofWrappers = []any{}
+	file_tokenway_v1_common_proto_msgTypes[7].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_tokenway_v1_common_proto_rawDesc), len(file_tokenway_v1_common_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   7,
+			NumMessages:   8,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

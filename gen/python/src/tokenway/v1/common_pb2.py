@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18tokenway/v1/common.proto\x12\x0btokenway.v1\x1a\x1cgoogle/protobuf/struct.proto\"O\n\x05Usage\x12\x15\n\rprompt_tokens\x18\x01 \x01(\r\x12\x19\n\x11\x63ompletion_tokens\x18\x02 \x01(\r\x12\x14\n\x0ctotal_tokens\x18\x03 \x01(\r\"=\n\rStreamOptions\x12\x1a\n\rinclude_usage\x18\x01 \x01(\x08H\x00\x88\x01\x01\x42\x10\n\x0e_include_usage\";\n\nTopLogprob\x12\r\n\x05token\x18\x01 \x01(\t\x12\x0f\n\x07logprob\x18\x02 \x01(\x02\x12\r\n\x05\x62ytes\x18\x03 \x03(\r\"l\n\x0cTokenLogprob\x12\r\n\x05token\x18\x01 \x01(\t\x12\x0f\n\x07logprob\x18\x02 \x01(\x02\x12\r\n\x05\x62ytes\x18\x03 \x03(\r\x12-\n\x0ctop_logprobs\x18\x04 \x03(\x0b\x32\x17.tokenway.v1.TopLogprob\":\n\x0c\x43hatLogprobs\x12*\n\x07\x63ontent\x18\x01 \x03(\x0b\x32\x19.tokenway.v1.TokenLogprob\"\x80\x01\n\x12\x43ompletionLogprobs\x12\x0e\n\x06tokens\x18\x01 \x03(\t\x12\x16\n\x0etoken_logprobs\x18\x02 \x03(\x02\x12-\n\x0ctop_logprobs\x18\x03 \x03(\x0b\x32\x17.google.protobuf.Struct\x12\x13\n\x0btext_offset\x18\x04 \x03(\r\"`\n\x05\x45rror\x12\x0f\n\x07message\x18\x01 \x01(\t\x12\x0c\n\x04type\x18\x02 \x01(\t\x12\x12\n\x05param\x18\x03 \x01(\tH\x00\x88\x01\x01\x12\x11\n\x04\x63ode\x18\x04 \x01(\tH\x01\x88\x01\x01\x42\x08\n\x06_paramB\x07\n\x05_codeB[\n\x0eio.tokenway.v1B\x0b\x43ommonProtoP\x01Z:github.com/tokenway/tokenway/gen/go/tokenway/v1;tokenwayv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18tokenway/v1/common.proto\x12\x0btokenway.v1\x1a\x1cgoogle/protobuf/struct.proto\"\x90\x01\n\x05Usage\x12\x15\n\rprompt_tokens\x18\x01 \x01(\r\x12\x19\n\x11\x63ompletion_tokens\x18\x02 \x01(\r\x12\x14\n\x0ctotal_tokens\x18\x03 \x01(\r\x12?\n\x15prompt_tokens_details\x18\x04 \x01(\x0b\x32 .tokenway.v1.PromptTokensDetails\",\n\x13PromptTokensDetails\x12\x15\n\rcached_tokens\x18\x01 \x01(\r\"=\n\rStreamOptions\x12\x1a\n\rinclude_usage\x18\x01 \x01(\x08H\x00\x88\x01\x01\x42\x10\n\x0e_include_usage\";\n\nTopLogprob\x12\r\n\x05token\x18\x01 \x01(\t\x12\x0f\n\x07logprob\x18\x02 \x01(\x02\x12\r\n\x05\x62ytes\x18\x03 \x03(\r\"l\n\x0cTokenLogprob\x12\r\n\x05token\x18\x01 \x01(\t\x12\x0f\n\x07logprob\x18\x02 \x01(\x02\x12\r\n\x05\x62ytes\x18\x03 \x03(\r\x12-\n\x0ctop_logprobs\x18\x04 \x03(\x0b\x32\x17.tokenway.v1.TopLogprob\":\n\x0c\x43hatLogprobs\x12*\n\x07\x63ontent\x18\x01 \x03(\x0b\x32\x19.tokenway.v1.TokenLogprob\"\x80\x01\n\x12\x43ompletionLogprobs\x12\x0e\n\x06tokens\x18\x01 \x03(\t\x12\x16\n\x0etoken_logprobs\x18\x02 \x03(\x02\x12-\n\x0ctop_logprobs\x18\x03 \x03(\x0b\x32\x17.google.protobuf.Struct\x12\x13\n\x0btext_offset\x18\x04 \x03(\r\"`\n\x05\x45rror\x12\x0f\n\x07message\x18\x01 \x01(\t\x12\x0c\n\x04type\x18\x02 \x01(\t\x12\x12\n\x05param\x18\x03 \x01(\tH\x00\x88\x01\x01\x12\x11\n\x04\x63ode\x18\x04 \x01(\tH\x01\x88\x01\x01\x42\x08\n\x06_paramB\x07\n\x05_codeB[\n\x0eio.tokenway.v1B\x0b\x43ommonProtoP\x01Z:github.com/tokenway/tokenway/gen/go/tokenway/v1;tokenwayv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,18 +33,20 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'tokenway.v1.common_pb2', _g
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'\n\016io.tokenway.v1B\013CommonProtoP\001Z:github.com/tokenway/tokenway/gen/go/tokenway/v1;tokenwayv1'
-  _globals['_USAGE']._serialized_start=71
-  _globals['_USAGE']._serialized_end=150
-  _globals['_STREAMOPTIONS']._serialized_start=152
-  _globals['_STREAMOPTIONS']._serialized_end=213
-  _globals['_TOPLOGPROB']._serialized_start=215
-  _globals['_TOPLOGPROB']._serialized_end=274
-  _globals['_TOKENLOGPROB']._serialized_start=276
-  _globals['_TOKENLOGPROB']._serialized_end=384
-  _globals['_CHATLOGPROBS']._serialized_start=386
-  _globals['_CHATLOGPROBS']._serialized_end=444
-  _globals['_COMPLETIONLOGPROBS']._serialized_start=447
-  _globals['_COMPLETIONLOGPROBS']._serialized_end=575
-  _globals['_ERROR']._serialized_start=577
-  _globals['_ERROR']._serialized_end=673
+  _globals['_USAGE']._serialized_start=72
+  _globals['_USAGE']._serialized_end=216
+  _globals['_PROMPTTOKENSDETAILS']._serialized_start=218
+  _globals['_PROMPTTOKENSDETAILS']._serialized_end=262
+  _globals['_STREAMOPTIONS']._serialized_start=264
+  _globals['_STREAMOPTIONS']._serialized_end=325
+  _globals['_TOPLOGPROB']._serialized_start=327
+  _globals['_TOPLOGPROB']._serialized_end=386
+  _globals['_TOKENLOGPROB']._serialized_start=388
+  _globals['_TOKENLOGPROB']._serialized_end=496
+  _globals['_CHATLOGPROBS']._serialized_start=498
+  _globals['_CHATLOGPROBS']._serialized_end=556
+  _globals['_COMPLETIONLOGPROBS']._serialized_start=559
+  _globals['_COMPLETIONLOGPROBS']._serialized_end=687
+  _globals['_ERROR']._serialized_start=689
+  _globals['_ERROR']._serialized_end=785
 # @@protoc_insertion_point(module_scope)

@@ -127,7 +127,8 @@ class InferenceRouter:
                         finish_reason=FINISH.get(resp.finish_reason),
                         stop_token_id=resp.stop_token_id if resp.HasField("stop_token_id") else None,
                         logprobs=tuple((lp.logprob, tuple((t.token_id, t.logprob) for t in lp.top))
-                                       for lp in resp.logprobs) if resp.logprobs else ())
+                                       for lp in resp.logprobs) if resp.logprobs else (),
+                        cached_tokens=resp.prompt_info.cached_tokens if resp.HasField("prompt_info") else None)
                 return
             except grpc.aio.AioRpcError as e:
                 if e.code() == grpc.StatusCode.UNAVAILABLE and not started and len(tried) < len(self.replicas):

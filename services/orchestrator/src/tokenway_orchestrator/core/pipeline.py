@@ -45,6 +45,7 @@ class ChoiceEvent:
 class Usage:
     prompt_tokens: int
     completion_tokens: int
+    cached_tokens: int = 0  # of prompt_tokens, reused from the engine's prefix cache
 
     @property
     def total_tokens(self) -> int:
@@ -91,6 +92,7 @@ class Pipeline:
         started = time.monotonic()
         finishes: dict[int, str] = {}
         progress: dict[int, int] = {}  # tokens generated so far, per choice
+        cached: dict[int, int] = {}  # prompt tokens the engine reused, per choice
         queue: asyncio.Queue[ChoiceEvent | BaseException | None] = asyncio.Queue()
         tasks: list[asyncio.Task[int]] = []
         for p, prompt in enumerate(job.prompts):
@@ -99,7 +101,8 @@ class Pipeline:
                 spec = job.specs[p]
                 if spec.seed is not None and job.n > 1:
                     spec = dataclasses.replace(spec, seed=spec.seed + j)
-                tasks.append(asyncio.create_task(self._choice(job, index, prompt, spec, queue, timeout, progress)))
+                tasks.append(asyncio.create_task(self._choice(job, index, prompt, spec, queue, timeout, progress,
+                                                              cached)))
         for t in tasks:
             t.add_done_callback(lambda t: queue.put_nowait(None if t.cancelled() or t.exception() is None
                                                            else t.exception()))
@@ -118,8 +121,11 @@ class Pipeline:
                     if item.finish_reason is not None:
                         finishes[item.index] = item.finish_reason
                     yield item
+            # a prompt counts once however many choices it has: its cached part is what none of them computed
             usage = Usage(prompt_tokens=sum(len(p) for p in job.prompts),
-                          completion_tokens=sum(t.result() for t in tasks))
+                          completion_tokens=sum(t.result() for t in tasks),
+                          cached_tokens=sum(min(cached.get(p * job.n + j, 0) for j in range(job.n))
+                                            for p in range(len(job.prompts))))
             log.info("%s done", job.request_id, extra={"fields": {
                 "prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens,
                 "choices": len(tasks), "finish": ",".join(sorted(set(finishes.values()))),
@@ -153,7 +159,8 @@ class Pipeline:
             "ms": round((time.monotonic() - started) * 1e3, 1)}})
 
     async def _choice(self, job: Job, index: int, prompt: list[int], spec: EngineSpec,
-                      out: asyncio.Queue, timeout: float | None, progress: dict[int, int]) -> int:
+                      out: asyncio.Queue, timeout: float | None, progress: dict[int, int],
+                      cached: dict[int, int]) -> int:
         """Runs one choice; returns its billed completion tokens."""
         gen = self.inference.generate(f"{job.request_id}-{index}", prompt, spec, timeout)
         detok = self.detokenizer.detokenize_stream(prompt[-PROMPT_CONTEXT_TOKENS:], job.skip_special_tokens,
@@ -161,6 +168,8 @@ class Pipeline:
         first, consumed = True, 0
         try:
             async for chunk in gen:
+                if chunk.cached_tokens is not None:
+                    cached[index] = chunk.cached_tokens
                 last = chunk.finish_reason is not None
                 if not chunk.token_ids and not last:
                     continue

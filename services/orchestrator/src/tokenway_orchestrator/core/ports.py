@@ -49,6 +49,7 @@ class EngineChunk:
     finish_reason: str | None = None  # "stop", "length", "abort"
     stop_token_id: int | None = None
     logprobs: tuple[tuple[float, tuple[tuple[int, float], ...]], ...] = ()  # (chosen, ((id, logprob), ...))
+    cached_tokens: int | None = None  # on the first chunk: prompt tokens the engine reused (prefix cache)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -215,7 +215,8 @@ async def chunked(events, make_chunk, include_usage: bool, on_usage=None, choice
 
 def usage(u: Usage) -> common_pb2.Usage:
     return common_pb2.Usage(prompt_tokens=u.prompt_tokens, completion_tokens=u.completion_tokens,
-                            total_tokens=u.total_tokens)
+                            total_tokens=u.total_tokens,
+                            prompt_tokens_details=common_pb2.PromptTokensDetails(cached_tokens=u.cached_tokens))
 
 
 def chat_logprobs(entries) -> common_pb2.ChatLogprobs:

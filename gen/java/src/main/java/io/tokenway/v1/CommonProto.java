@@ -32,6 +32,11 @@ public final class CommonProto extends com.google.protobuf.GeneratedFile {
     com.google.protobuf.GeneratedMessage.FieldAccessorTable
       internal_static_tokenway_v1_Usage_fieldAccessorTable;
   static final com.google.protobuf.Descriptors.Descriptor
+    internal_static_tokenway_v1_PromptTokensDetails_descriptor;
+  static final 
+    com.google.protobuf.GeneratedMessage.FieldAccessorTable
+      internal_static_tokenway_v1_PromptTokensDetails_fieldAccessorTable;
+  static final com.google.protobuf.Descriptors.Descriptor
     internal_static_tokenway_v1_StreamOptions_descriptor;
   static final 
     com.google.protobuf.GeneratedMessage.FieldAccessorTable
@@ -71,25 +76,28 @@ public final class CommonProto extends com.google.protobuf.GeneratedFile {
   static {
     java.lang.String[] descriptorData = {
       "\n\030tokenway/v1/common.proto\022\013tokenway.v1\032" +
-      "\034google/protobuf/struct.proto\"O\n\005Usage\022\025" +
-      "\n\rprompt_tokens\030\001 \001(\r\022\031\n\021completion_toke" +
-      "ns\030\002 \001(\r\022\024\n\014total_tokens\030\003 \001(\r\"=\n\rStream" +
-      "Options\022\032\n\rinclude_usage\030\001 \001(\010H\000\210\001\001B\020\n\016_" +
-      "include_usage\";\n\nTopLogprob\022\r\n\005token\030\001 \001" +
-      "(\t\022\017\n\007logprob\030\002 \001(\002\022\r\n\005bytes\030\003 \003(\r\"l\n\014To" +
-      "kenLogprob\022\r\n\005token\030\001 \001(\t\022\017\n\007logprob\030\002 \001" +
-      "(\002\022\r\n\005bytes\030\003 \003(\r\022-\n\014top_logprobs\030\004 \003(\0132" +
-      "\027.tokenway.v1.TopLogprob\":\n\014ChatLogprobs" +
-      "\022*\n\007content\030\001 \003(\0132\031.tokenway.v1.TokenLog" +
-      "prob\"\200\001\n\022CompletionLogprobs\022\016\n\006tokens\030\001 " +
-      "\003(\t\022\026\n\016token_logprobs\030\002 \003(\002\022-\n\014top_logpr" +
-      "obs\030\003 \003(\0132\027.google.protobuf.Struct\022\023\n\013te" +
-      "xt_offset\030\004 \003(\r\"`\n\005Error\022\017\n\007message\030\001 \001(" +
-      "\t\022\014\n\004type\030\002 \001(\t\022\022\n\005param\030\003 \001(\tH\000\210\001\001\022\021\n\004c" +
-      "ode\030\004 \001(\tH\001\210\001\001B\010\n\006_paramB\007\n\005_codeB[\n\016io." +
-      "tokenway.v1B\013CommonProtoP\001Z:github.com/t" +
-      "okenway/tokenway/gen/go/tokenway/v1;toke" +
-      "nwayv1b\006proto3"
+      "\034google/protobuf/struct.proto\"\220\001\n\005Usage\022" +
+      "\025\n\rprompt_tokens\030\001 \001(\r\022\031\n\021completion_tok" +
+      "ens\030\002 \001(\r\022\024\n\014total_tokens\030\003 \001(\r\022?\n\025promp" +
+      "t_tokens_details\030\004 \001(\0132 .tokenway.v1.Pro" +
+      "mptTokensDetails\",\n\023PromptTokensDetails\022" +
+      "\025\n\rcached_tokens\030\001 \001(\r\"=\n\rStreamOptions\022" +
+      "\032\n\rinclude_usage\030\001 \001(\010H\000\210\001\001B\020\n\016_include_" +
+      "usage\";\n\nTopLogprob\022\r\n\005token\030\001 \001(\t\022\017\n\007lo" +
+      "gprob\030\002 \001(\002\022\r\n\005bytes\030\003 \003(\r\"l\n\014TokenLogpr" +
+      "ob\022\r\n\005token\030\001 \001(\t\022\017\n\007logprob\030\002 \001(\002\022\r\n\005by" +
+      "tes\030\003 \003(\r\022-\n\014top_logprobs\030\004 \003(\0132\027.tokenw" +
+      "ay.v1.TopLogprob\":\n\014ChatLogprobs\022*\n\007cont" +
+      "ent\030\001 \003(\0132\031.tokenway.v1.TokenLogprob\"\200\001\n" +
+      "\022CompletionLogprobs\022\016\n\006tokens\030\001 \003(\t\022\026\n\016t" +
+      "oken_logprobs\030\002 \003(\002\022-\n\014top_logprobs\030\003 \003(" +
+      "\0132\027.google.protobuf.Struct\022\023\n\013text_offse" +
+      "t\030\004 \003(\r\"`\n\005Error\022\017\n\007message\030\001 \001(\t\022\014\n\004typ" +
+      "e\030\002 \001(\t\022\022\n\005param\030\003 \001(\tH\000\210\001\001\022\021\n\004code\030\004 \001(" +
+      "\tH\001\210\001\001B\010\n\006_paramB\007\n\005_codeB[\n\016io.tokenway" +
+      ".v1B\013CommonProtoP\001Z:github.com/tokenway/" +
+      "tokenway/gen/go/tokenway/v1;tokenwayv1b\006" +
+      "proto3"
     };
     descriptor = com.google.protobuf.Descriptors.FileDescriptor
       .internalBuildGeneratedFileFrom(descriptorData,
@@ -101,39 +109,45 @@ public final class CommonProto extends com.google.protobuf.GeneratedFile {
     internal_static_tokenway_v1_Usage_fieldAccessorTable = new
       com.google.protobuf.GeneratedMessage.FieldAccessorTable(
         internal_static_tokenway_v1_Usage_descriptor,
-        new java.lang.String[] { "PromptTokens", "CompletionTokens", "TotalTokens", });
-    internal_static_tokenway_v1_StreamOptions_descriptor =
+        new java.lang.String[] { "PromptTokens", "CompletionTokens", "TotalTokens", "PromptTokensDetails", });
+    internal_static_tokenway_v1_PromptTokensDetails_descriptor =
       getDescriptor().getMessageType(1);
+    internal_static_tokenway_v1_PromptTokensDetails_fieldAccessorTable = new
+      com.google.protobuf.GeneratedMessage.FieldAccessorTable(
+        internal_static_tokenway_v1_PromptTokensDetails_descriptor,
+        new java.lang.String[] { "CachedTokens", });
+    internal_static_tokenway_v1_StreamOptions_descriptor =
+      getDescriptor().getMessageType(2);
     internal_static_tokenway_v1_StreamOptions_fieldAccessorTable = new
       com.google.protobuf.GeneratedMessage.FieldAccessorTable(
         internal_static_tokenway_v1_StreamOptions_descriptor,
         new java.lang.String[] { "IncludeUsage", });
     internal_static_tokenway_v1_TopLogprob_descriptor =
-      getDescriptor().getMessageType(2);
+      getDescriptor().getMessageType(3);
     internal_static_tokenway_v1_TopLogprob_fieldAccessorTable = new
       com.google.protobuf.GeneratedMessage.FieldAccessorTable(
         internal_static_tokenway_v1_TopLogprob_descriptor,
         new java.lang.String[] { "Token", "Logprob", "Bytes", });
     internal_static_tokenway_v1_TokenLogprob_descriptor =
-      getDescriptor().getMessageType(3);
+      getDescriptor().getMessageType(4);
     internal_static_tokenway_v1_TokenLogprob_fieldAccessorTable = new
       com.google.protobuf.GeneratedMessage.FieldAccessorTable(
         internal_static_tokenway_v1_TokenLogprob_descriptor,
         new java.lang.String[] { "Token", "Logprob", "Bytes", "TopLogprobs", });
     internal_static_tokenway_v1_ChatLogprobs_descriptor =
-      getDescriptor().getMessageType(4);
+      getDescriptor().getMessageType(5);
     internal_static_tokenway_v1_ChatLogprobs_fieldAccessorTable = new
       com.google.protobuf.GeneratedMessage.FieldAccessorTable(
         internal_static_tokenway_v1_ChatLogprobs_descriptor,
         new java.lang.String[] { "Content", });
     internal_static_tokenway_v1_CompletionLogprobs_descriptor =
-      getDescriptor().getMessageType(5);
+      getDescriptor().getMessageType(6);
     internal_static_tokenway_v1_CompletionLogprobs_fieldAccessorTable = new
       com.google.protobuf.GeneratedMessage.FieldAccessorTable(
         internal_static_tokenway_v1_CompletionLogprobs_descriptor,
         new java.lang.String[] { "Tokens", "TokenLogprobs", "TopLogprobs", "TextOffset", });
     internal_static_tokenway_v1_Error_descriptor =
-      getDescriptor().getMessageType(6);
+      getDescriptor().getMessageType(7);
     internal_static_tokenway_v1_Error_fieldAccessorTable = new
       com.google.protobuf.GeneratedMessage.FieldAccessorTable(
         internal_static_tokenway_v1_Error_descriptor,

@@ -52,6 +52,7 @@ private static final long serialVersionUID = 0L;
             io.tokenway.v1.Usage.class, io.tokenway.v1.Usage.Builder.class);
   }
 
+  private int bitField0_;
   public static final int PROMPT_TOKENS_FIELD_NUMBER = 1;
   private int promptTokens_ = 0;
   /**
@@ -98,6 +99,44 @@ private static final long serialVersionUID = 0L;
     return totalTokens_;
   }
 
+  public static final int PROMPT_TOKENS_DETAILS_FIELD_NUMBER = 4;
+  private io.tokenway.v1.PromptTokensDetails promptTokensDetails_;
+  /**
+   * <pre>
+   * Required. What the prompt tokens were made of, as OpenAI reports it.
+   * </pre>
+   *
+   * <code>.tokenway.v1.PromptTokensDetails prompt_tokens_details = 4;</code>
+   * @return Whether the promptTokensDetails field is set.
+   */
+  @java.lang.Override
+  public boolean hasPromptTokensDetails() {
+    return ((bitField0_ & 0x00000001) != 0);
+  }
+  /**
+   * <pre>
+   * Required. What the prompt tokens were made of, as OpenAI reports it.
+   * </pre>
+   *
+   * <code>.tokenway.v1.PromptTokensDetails prompt_tokens_details = 4;</code>
+   * @return The promptTokensDetails.
+   */
+  @java.lang.Override
+  public io.tokenway.v1.PromptTokensDetails getPromptTokensDetails() {
+    return promptTokensDetails_ == null ? io.tokenway.v1.PromptTokensDetails.getDefaultInstance() : promptTokensDetails_;
+  }
+  /**
+   * <pre>
+   * Required. What the prompt tokens were made of, as OpenAI reports it.
+   * </pre>
+   *
+   * <code>.tokenway.v1.PromptTokensDetails prompt_tokens_details = 4;</code>
+   */
+  @java.lang.Override
+  public io.tokenway.v1.PromptTokensDetailsOrBuilder getPromptTokensDetailsOrBuilder() {
+    return promptTokensDetails_ == null ? io.tokenway.v1.PromptTokensDetails.getDefaultInstance() : promptTokensDetails_;
+  }
+
   private byte memoizedIsInitialized = -1;
   @java.lang.Override
   public final boolean isInitialized() {
@@ -121,6 +160,9 @@ private static final long serialVersionUID = 0L;
     if (totalTokens_ != 0) {
       output.writeUInt32(3, totalTokens_);
     }
+    if (((bitField0_ & 0x00000001) != 0)) {
+      output.writeMessage(4, getPromptTokensDetails());
+    }
     getUnknownFields().writeTo(output);
   }
   private int computeSerializedSize_0() {
@@ -136,6 +178,10 @@ private static final long serialVersionUID = 0L;
     if (totalTokens_ != 0) {
       size += com.google.protobuf.CodedOutputStream
         .computeUInt32Size(3, totalTokens_);
+    }
+    if (((bitField0_ & 0x00000001) != 0)) {
+      size += com.google.protobuf.CodedOutputStream
+        .computeMessageSize(4, getPromptTokensDetails());
     }
     return size;
   }
@@ -167,6 +213,11 @@ private static final long serialVersionUID = 0L;
         != other.getCompletionTokens()) return false;
     if (getTotalTokens()
         != other.getTotalTokens()) return false;
+    if (hasPromptTokensDetails() != other.hasPromptTokensDetails()) return false;
+    if (hasPromptTokensDetails()) {
+      if (!getPromptTokensDetails()
+          .equals(other.getPromptTokensDetails())) return false;
+    }
     if (!getUnknownFields().equals(other.getUnknownFields())) return false;
     return true;
   }
@@ -184,6 +235,10 @@ private static final long serialVersionUID = 0L;
     hash = (53 * hash) + getCompletionTokens();
     hash = (37 * hash) + TOTAL_TOKENS_FIELD_NUMBER;
     hash = (53 * hash) + getTotalTokens();
+    if (hasPromptTokensDetails()) {
+      hash = (37 * hash) + PROMPT_TOKENS_DETAILS_FIELD_NUMBER;
+      hash = (53 * hash) + getPromptTokensDetails().hashCode();
+    }
     hash = (29 * hash) + getUnknownFields().hashCode();
     memoizedHashCode = hash;
     return hash;
@@ -307,13 +362,19 @@ private static final long serialVersionUID = 0L;
 
     // Construct using io.tokenway.v1.Usage.newBuilder()
     private Builder() {
-
+      maybeForceBuilderInitialization();
     }
 
     private Builder(
         com.google.protobuf.GeneratedMessage.BuilderParent parent) {
       super(parent);
-
+      maybeForceBuilderInitialization();
+    }
+    private void maybeForceBuilderInitialization() {
+      if (com.google.protobuf.GeneratedMessage
+              .alwaysUseFieldBuilders) {
+        internalGetPromptTokensDetailsFieldBuilder();
+      }
     }
     @java.lang.Override
     public Builder clear() {
@@ -322,6 +383,11 @@ private static final long serialVersionUID = 0L;
       promptTokens_ = 0;
       completionTokens_ = 0;
       totalTokens_ = 0;
+      promptTokensDetails_ = null;
+      if (promptTokensDetailsBuilder_ != null) {
+        promptTokensDetailsBuilder_.dispose();
+        promptTokensDetailsBuilder_ = null;
+      }
       return this;
     }
 
@@ -364,6 +430,14 @@ private static final long serialVersionUID = 0L;
       if (((from_bitField0_ & 0x00000004) != 0)) {
         result.totalTokens_ = totalTokens_;
       }
+      int to_bitField0_ = 0;
+      if (((from_bitField0_ & 0x00000008) != 0)) {
+        result.promptTokensDetails_ = promptTokensDetailsBuilder_ == null
+            ? promptTokensDetails_
+            : promptTokensDetailsBuilder_.build();
+        to_bitField0_ |= 0x00000001;
+      }
+      result.bitField0_ |= to_bitField0_;
     }
 
     @java.lang.Override
@@ -386,6 +460,9 @@ private static final long serialVersionUID = 0L;
       }
       if (other.getTotalTokens() != 0) {
         setTotalTokens(other.getTotalTokens());
+      }
+      if (other.hasPromptTokensDetails()) {
+        mergePromptTokensDetails(other.getPromptTokensDetails());
       }
       this.mergeUnknownFields(other.getUnknownFields());
       onChanged();
@@ -428,6 +505,13 @@ private static final long serialVersionUID = 0L;
               bitField0_ |= 0x00000004;
               break;
             } // case 24
+            case 34: {
+              input.readMessage(
+                  internalGetPromptTokensDetailsFieldBuilder().getBuilder(),
+                  extensionRegistry);
+              bitField0_ |= 0x00000008;
+              break;
+            } // case 34
             default: {
               if (!super.parseUnknownField(input, extensionRegistry, tag)) {
                 done = true; // was an endgroup tag
@@ -578,6 +662,163 @@ private static final long serialVersionUID = 0L;
       totalTokens_ = 0;
       onChanged();
       return this;
+    }
+
+    private io.tokenway.v1.PromptTokensDetails promptTokensDetails_;
+    private com.google.protobuf.SingleFieldBuilder<
+        io.tokenway.v1.PromptTokensDetails, io.tokenway.v1.PromptTokensDetails.Builder, io.tokenway.v1.PromptTokensDetailsOrBuilder> promptTokensDetailsBuilder_;
+    /**
+     * <pre>
+     * Required. What the prompt tokens were made of, as OpenAI reports it.
+     * </pre>
+     *
+     * <code>.tokenway.v1.PromptTokensDetails prompt_tokens_details = 4;</code>
+     * @return Whether the promptTokensDetails field is set.
+     */
+    public boolean hasPromptTokensDetails() {
+      return ((bitField0_ & 0x00000008) != 0);
+    }
+    /**
+     * <pre>
+     * Required. What the prompt tokens were made of, as OpenAI reports it.
+     * </pre>
+     *
+     * <code>.tokenway.v1.PromptTokensDetails prompt_tokens_details = 4;</code>
+     * @return The promptTokensDetails.
+     */
+    public io.tokenway.v1.PromptTokensDetails getPromptTokensDetails() {
+      if (promptTokensDetailsBuilder_ == null) {
+        return promptTokensDetails_ == null ? io.tokenway.v1.PromptTokensDetails.getDefaultInstance() : promptTokensDetails_;
+      } else {
+        return promptTokensDetailsBuilder_.getMessage();
+      }
+    }
+    /**
+     * <pre>
+     * Required. What the prompt tokens were made of, as OpenAI reports it.
+     * </pre>
+     *
+     * <code>.tokenway.v1.PromptTokensDetails prompt_tokens_details = 4;</code>
+     */
+    public Builder setPromptTokensDetails(io.tokenway.v1.PromptTokensDetails value) {
+      if (promptTokensDetailsBuilder_ == null) {
+        if (value == null) {
+          throw new NullPointerException();
+        }
+        promptTokensDetails_ = value;
+      } else {
+        promptTokensDetailsBuilder_.setMessage(value);
+      }
+      bitField0_ |= 0x00000008;
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * Required. What the prompt tokens were made of, as OpenAI reports it.
+     * </pre>
+     *
+     * <code>.tokenway.v1.PromptTokensDetails prompt_tokens_details = 4;</code>
+     */
+    public Builder setPromptTokensDetails(
+        io.tokenway.v1.PromptTokensDetails.Builder builderForValue) {
+      if (promptTokensDetailsBuilder_ == null) {
+        promptTokensDetails_ = builderForValue.build();
+      } else {
+        promptTokensDetailsBuilder_.setMessage(builderForValue.build());
+      }
+      bitField0_ |= 0x00000008;
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * Required. What the prompt tokens were made of, as OpenAI reports it.
+     * </pre>
+     *
+     * <code>.tokenway.v1.PromptTokensDetails prompt_tokens_details = 4;</code>
+     */
+    public Builder mergePromptTokensDetails(io.tokenway.v1.PromptTokensDetails value) {
+      if (promptTokensDetailsBuilder_ == null) {
+        if (((bitField0_ & 0x00000008) != 0) &&
+          promptTokensDetails_ != null &&
+          promptTokensDetails_ != io.tokenway.v1.PromptTokensDetails.getDefaultInstance()) {
+          getPromptTokensDetailsBuilder().mergeFrom(value);
+        } else {
+          promptTokensDetails_ = value;
+        }
+      } else {
+        promptTokensDetailsBuilder_.mergeFrom(value);
+      }
+      if (promptTokensDetails_ != null) {
+        bitField0_ |= 0x00000008;
+        onChanged();
+      }
+      return this;
+    }
+    /**
+     * <pre>
+     * Required. What the prompt tokens were made of, as OpenAI reports it.
+     * </pre>
+     *
+     * <code>.tokenway.v1.PromptTokensDetails prompt_tokens_details = 4;</code>
+     */
+    public Builder clearPromptTokensDetails() {
+      bitField0_ = (bitField0_ & ~0x00000008);
+      promptTokensDetails_ = null;
+      if (promptTokensDetailsBuilder_ != null) {
+        promptTokensDetailsBuilder_.dispose();
+        promptTokensDetailsBuilder_ = null;
+      }
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * Required. What the prompt tokens were made of, as OpenAI reports it.
+     * </pre>
+     *
+     * <code>.tokenway.v1.PromptTokensDetails prompt_tokens_details = 4;</code>
+     */
+    public io.tokenway.v1.PromptTokensDetails.Builder getPromptTokensDetailsBuilder() {
+      bitField0_ |= 0x00000008;
+      onChanged();
+      return internalGetPromptTokensDetailsFieldBuilder().getBuilder();
+    }
+    /**
+     * <pre>
+     * Required. What the prompt tokens were made of, as OpenAI reports it.
+     * </pre>
+     *
+     * <code>.tokenway.v1.PromptTokensDetails prompt_tokens_details = 4;</code>
+     */
+    public io.tokenway.v1.PromptTokensDetailsOrBuilder getPromptTokensDetailsOrBuilder() {
+      if (promptTokensDetailsBuilder_ != null) {
+        return promptTokensDetailsBuilder_.getMessageOrBuilder();
+      } else {
+        return promptTokensDetails_ == null ?
+            io.tokenway.v1.PromptTokensDetails.getDefaultInstance() : promptTokensDetails_;
+      }
+    }
+    /**
+     * <pre>
+     * Required. What the prompt tokens were made of, as OpenAI reports it.
+     * </pre>
+     *
+     * <code>.tokenway.v1.PromptTokensDetails prompt_tokens_details = 4;</code>
+     */
+    private com.google.protobuf.SingleFieldBuilder<
+        io.tokenway.v1.PromptTokensDetails, io.tokenway.v1.PromptTokensDetails.Builder, io.tokenway.v1.PromptTokensDetailsOrBuilder> 
+        internalGetPromptTokensDetailsFieldBuilder() {
+      if (promptTokensDetailsBuilder_ == null) {
+        promptTokensDetailsBuilder_ = new com.google.protobuf.SingleFieldBuilder<
+            io.tokenway.v1.PromptTokensDetails, io.tokenway.v1.PromptTokensDetails.Builder, io.tokenway.v1.PromptTokensDetailsOrBuilder>(
+                getPromptTokensDetails(),
+                getParentForChildren(),
+                isClean());
+        promptTokensDetails_ = null;
+      }
+      return promptTokensDetailsBuilder_;
     }
 
     // @@protoc_insertion_point(builder_scope:tokenway.v1.Usage)

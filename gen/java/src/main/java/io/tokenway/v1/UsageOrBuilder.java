@@ -40,4 +40,31 @@ public interface UsageOrBuilder extends
    * @return The totalTokens.
    */
   int getTotalTokens();
+
+  /**
+   * <pre>
+   * Required. What the prompt tokens were made of, as OpenAI reports it.
+   * </pre>
+   *
+   * <code>.tokenway.v1.PromptTokensDetails prompt_tokens_details = 4;</code>
+   * @return Whether the promptTokensDetails field is set.
+   */
+  boolean hasPromptTokensDetails();
+  /**
+   * <pre>
+   * Required. What the prompt tokens were made of, as OpenAI reports it.
+   * </pre>
+   *
+   * <code>.tokenway.v1.PromptTokensDetails prompt_tokens_details = 4;</code>
+   * @return The promptTokensDetails.
+   */
+  io.tokenway.v1.PromptTokensDetails getPromptTokensDetails();
+  /**
+   * <pre>
+   * Required. What the prompt tokens were made of, as OpenAI reports it.
+   * </pre>
+   *
+   * <code>.tokenway.v1.PromptTokensDetails prompt_tokens_details = 4;</code>
+   */
+  io.tokenway.v1.PromptTokensDetailsOrBuilder getPromptTokensDetailsOrBuilder();
 }
