@@ -111,5 +111,8 @@ bench-hostile: setup-python model ## huge prompts against a running suite (make 
 	@mkdir -p bench/results; day=$$(date +%Y%m%d); \
 	{ echo "# make bench-hostile ($$(date -u +%FT%TZ), $$(nproc) cores): $(PY) bench/hostile.py"; $(PY) bench/hostile.py; } | tee bench/results/hostile-$$day.txt
 
+bench-policy: setup-python model ## API keys, limits, usage, admission: auth rejection latency, usage write cost, limiter error, overload (starts its own suite + PostgreSQL; bench/results/policy-*; ~5 min)
+	@$(PY) bench/policy.py
+
 gpu-check: ## on a machine with an NVIDIA GPU: CUDA vLLM profile, vLLM tests, engine comparison, vs-vLLM bench (bench/results/gpu-check-*.txt)
 	@tools/gpu-check.sh
