@@ -19,9 +19,9 @@ def test_requests_per_minute_is_a_rate_and_a_burst_cannot_double_it():
     while now < T0 + 120:  # a client hammering every 10 ms for two minutes
         admitted += lim.admit_request(limits, st, now, 0, 0).allowed
         now += 0.01
-    assert 1199 <= admitted <= 1201  # 600 a minute, whatever the window: not 600 at once then 600 more
-    refused = lim.admit_request(limits, st, st.request_tat - 0.25, 0, 0)
-    assert not refused.allowed and refused.limit == lim.REQUESTS and refused.retry_after == pytest.approx(0.25)
+    assert 1200 <= admitted <= 1202  # 600 a minute, whatever the window: not 600 at once then 600 more
+    refused = lim.admit_request(limits, st, st.request_tat - 0.25, 0, 0)  # 0.1 s of tolerance: 0.15 s to wait
+    assert not refused.allowed and refused.limit == lim.REQUESTS and refused.retry_after == pytest.approx(0.15)
     hdr = dict(refused.headers)
     assert hdr["x-ratelimit-limit-requests"] == "600" and hdr["x-ratelimit-reset-requests"] == "250ms"
 

@@ -220,7 +220,8 @@ async def test_a_key_may_lower_its_priority_but_not_raise_it(guarded):
 async def crowded(stack, tmp_path_factory):
     """An orchestrator that runs 2 sequences at once and lets 1 request wait."""
     s = stack.settings(auth=True, store=str(tmp_path_factory.mktemp("crowded") / "tokenway.db"),
-                       max_running_sequences=2, max_queued_requests=1, max_queue_seconds=60)
+                       max_running_sequences=2, max_queued_requests=1, max_queue_seconds=60,
+                       max_interactive_queue_seconds=60, batch_share=1.0)
     app = OrchestratorApp(s)
     server = await start_server(s, app)
     yield app, server.address

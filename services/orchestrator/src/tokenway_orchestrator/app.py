@@ -59,7 +59,8 @@ class OrchestratorApp:
                                   blocking_reads=not isinstance(self.store, SqliteStore))
         self.interceptors = (AuthInterceptor(self.auth),)
         self.admission = Admission(settings.max_running_sequences, settings.max_queued_requests,
-                                   settings.max_queue_seconds)
+                                   {"interactive": settings.max_interactive_queue_seconds,
+                                    "batch": settings.max_queue_seconds}, min(settings.batch_share, 1.0))
         self.gate = Gate(self.store, UsageWriter(self.store), self.admission, f"{socket.gethostname()}:{os.getpid()}:"
                          f"{uuid.uuid4().hex[:8]}")
 
@@ -125,8 +126,9 @@ class OrchestratorApp:
         if not s.max_running_sequences:
             capacity = await self.router.batch_capacity(s.peer_timeout_seconds)
             self.admission.max_running = 2 * capacity or 256
-        log.info("admission: %d sequences running at most, %d requests waiting for at most %.0fs",
-                 self.admission.max_running, self.admission.max_queued, self.admission.max_wait)
+        log.info("admission: %d sequences running at most (batch %d), %d requests waiting (interactive at most "
+                 "%.1fs, batch %.1fs)", self.admission.max_running, self.admission.batch_limit, self.admission.max_queued,
+                 self.admission.max_wait["interactive"], self.admission.max_wait["batch"])
         self._started = True
         self._readiness_changed()
 

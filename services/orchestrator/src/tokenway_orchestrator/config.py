@@ -42,9 +42,14 @@ class OrchestratorSettings(ServerSettings):
                                "the public API; off: every caller is 'anonymous', unlimited (local use only)")
     store: str = setting(".tokenway/tokenway.db", "the key, usage and limit store: a SQLite file's path (one host), or "
                                                   "a postgresql:// URL shared by several orchestrators", secret=True)
-    max_running_sequences: int = setting(0, "sequences (prompts x n) generating at once through this process; beyond "
-                                            "it requests wait, interactive first; 0: twice the inference replicas' "
-                                            "batch sizes", minimum=0)
+    max_running_sequences: int = setting(0, "sequences (prompts x n) generating at once through this process; 0: "
+                                            "twice the inference replicas' batch sizes", minimum=0)
+    batch_share: float = setting(0.75, "share of max_running_sequences that batch-priority requests may hold (the rest "
+                                       "is kept for interactive ones)", minimum=0)
     max_queued_requests: int = setting(64, "requests waiting for capacity; beyond it a batch request is shed for an "
                                            "interactive one, else RESOURCE_EXHAUSTED", minimum=0)
-    max_queue_seconds: float = setting(10.0, "longest wait for capacity before RESOURCE_EXHAUSTED", minimum=0)
+    max_queue_seconds: float = setting(30.0, "longest wait for capacity of a batch request before RESOURCE_EXHAUSTED",
+                                       minimum=0)
+    max_interactive_queue_seconds: float = setting(0.0, "longest wait for capacity of an interactive request; 0: "
+                                                        "refused at once when no slot is free (its time to first "
+                                                        "token never includes a queue)", minimum=0)

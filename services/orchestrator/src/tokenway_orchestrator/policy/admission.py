@@ -1,10 +1,15 @@
 """The orchestrator's own admission: at most `max_running` sequences generating, at most `max_queued`
-requests waiting, none waiting longer than `max_wait` — beyond that RESOURCE_EXHAUSTED with RetryInfo,
-never an unbounded queue or a hang.
+requests waiting, none waiting longer than its class allows — beyond that RESOURCE_EXHAUSTED with
+RetryInfo, at once, never an unbounded queue or a hang.
 
-Waiting requests are served by priority class (interactive before batch), first come first served within
-a class. When the queue is full an interactive request takes the place of the newest waiting batch
-request, which is shed (RESOURCE_EXHAUSTED, reason SHED); with no batch request to shed it is refused.
+Two priority classes. Interactive requests are for someone watching the first token: by default they
+never wait (`max_wait["interactive"] = 0`): a request that finds no free slot is refused at once, so the
+requests that run keep their time to first token and the refused ones can retry elsewhere. Batch requests
+may wait (`max_wait["batch"]`), and hold at most `batch_share` of the slots, so that an interactive
+request finds room even while batch work saturates the rest. Waiting requests are served interactive
+first, first come first served within a class. When the queue is full an interactive request takes the
+place of the newest waiting batch request, which is shed (reason SHED); otherwise the newcomer is refused
+(OVERLOADED).
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import itertools
+import math
 
 from tokenway_common import errors
 
@@ -31,9 +37,13 @@ def _overloaded(message: str, reason: str, retry_after: float = 1.0) -> errors.R
 
 
 class Admission:
-    def __init__(self, max_running: int, max_queued: int, max_wait: float) -> None:
-        self.max_running, self.max_queued, self.max_wait = max_running, max_queued, max_wait
+    def __init__(self, max_running: int, max_queued: int, max_wait: dict[str, float] | float,
+                 batch_share: float = 0.75) -> None:
+        self.max_running, self.max_queued = max_running, max_queued
+        self.max_wait = max_wait if isinstance(max_wait, dict) else dict.fromkeys(PRIORITIES, max_wait)
+        self.batch_share = batch_share
         self.running = 0
+        self.running_batch = 0
         self._queue: list[_Waiter] = []
         self._seq = itertools.count()
         self.shed = self.refused = self.timed_out = 0  # counters, for logs and tests
@@ -42,16 +52,38 @@ class Admission:
     def waiting(self) -> int:
         return len(self._queue)
 
+    @property
+    def batch_limit(self) -> int:
+        return self._limit(1)
+
+    def _limit(self, rank: int) -> int:
+        """The slots a class may hold: all of them (interactive), or batch's share (at least one)."""
+        return self.max_running if rank == 0 else max(1, math.floor(self.max_running * self.batch_share))
+
+    def _fits(self, rank: int, units: int) -> bool:
+        return self.running + units <= self.max_running and (
+            rank == 0 or self.running_batch + units <= self._limit(rank))
+
+    def _take(self, rank: int, units: int) -> None:
+        self.running += units
+        if rank:
+            self.running_batch += units
+
     async def acquire(self, priority: str, units: int, timeout: float | None = None) -> int:
-        """Takes `units` sequences of capacity (waiting for them by priority); returns what it took, to
-        give back with `release`."""
+        """Takes `units` sequences of capacity (waiting for them when its class may); returns what it
+        took, to give back with `release(units, priority)`."""
         if self.max_running <= 0:
             return 0
-        units = max(1, min(units, self.max_running))  # a request larger than the whole still runs, alone
         rank = PRIORITIES.index(priority)
-        if not any(w.rank <= rank for w in self._queue) and self.running + units <= self.max_running:
-            self.running += units
+        units = max(1, min(units, self._limit(rank)))  # a request larger than its share still runs, alone
+        if not any(w.rank <= rank for w in self._queue) and self._fits(rank, units):
+            self._take(rank, units)
             return units
+        wait = self.max_wait[priority] if timeout is None else min(self.max_wait[priority], timeout)
+        if wait <= 0:
+            self.refused += 1
+            raise _overloaded(f"The server is at capacity ({self.running} of {self.max_running} sequences "
+                              f"running); retry shortly", "OVERLOADED")
         if len(self._queue) >= self.max_queued:
             victims = [w for w in self._queue if w.rank > rank]
             if not victims:
@@ -65,7 +97,6 @@ class Admission:
                 "The server is overloaded and served a higher-priority request first; retry shortly", "SHED"))
         waiter = _Waiter(rank, next(self._seq), units, asyncio.get_running_loop().create_future())
         self._queue.append(waiter)
-        wait = self.max_wait if timeout is None else min(self.max_wait, timeout)
         try:
             await asyncio.wait_for(asyncio.shield(waiter.future), wait)
             return units
@@ -73,22 +104,23 @@ class Admission:
             if waiter in self._queue:
                 self._queue.remove(waiter)
             elif waiter.future.done() and not waiter.future.cancelled() and waiter.future.exception() is None:
-                self.release(units)  # granted at the moment its caller gave up: give it straight back
+                self.release(units, priority)  # granted at the moment its caller gave up: give it straight back
             if isinstance(exc, TimeoutError):
                 self.timed_out += 1
                 raise _overloaded(f"The server is overloaded: no capacity within {wait:.1f}s; retry shortly",
                                   "QUEUE_TIMEOUT") from None
             raise
 
-    def release(self, units: int) -> None:
+    def release(self, units: int, priority: str) -> None:
         if units <= 0:
             return
         self.running -= units
-        while self._queue:
-            best = min(self._queue, key=lambda w: (w.rank, w.seq))
-            if self.running + best.units > self.max_running:
-                break
-            self._queue.remove(best)
-            self.running += best.units
-            best.future.set_result(None)
-
+        if PRIORITIES.index(priority):
+            self.running_batch -= units
+        for w in sorted(self._queue, key=lambda w: (w.rank, w.seq)):
+            if self._fits(w.rank, w.units):
+                self._queue.remove(w)
+                self._take(w.rank, w.units)
+                w.future.set_result(None)
+            elif w.rank == 0:
+                break  # interactive waiters keep their order; a batch one held by its share lets others by

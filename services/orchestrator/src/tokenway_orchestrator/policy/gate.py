@@ -168,7 +168,7 @@ class Ticket:
         self.gate.leased.discard(self.request_id)
         if prompt_tokens is not None:
             self.prompt_tokens = prompt_tokens
-        self.gate.admission.release(self.units)
+        self.gate.admission.release(self.units, self.priority)
         self.units = 0
         item = Settlement(self._record(status, finish_reason, completion_tokens), self.caller.key)
         if wait:

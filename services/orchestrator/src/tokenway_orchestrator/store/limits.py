@@ -5,8 +5,11 @@ Rates (requests and tokens per minute) are GCRA meters (a leaky bucket kept as o
 is empty (`tat <= now`), and then adds its cost (`cost * 60 / limit` seconds). So over any window of W
 seconds a key gets at most `limit * W / 60` plus one request's cost: the limit is enforced per second,
 not per calendar minute (OpenAI quantizes its limits the same way), and a burst at the start of a
-minute cannot double it. Tokens are reserved at admission (prompt + max_tokens) and what was not used
-is given back when the request settles.
+minute cannot double it. Requests get a tolerance of one interval (at most 1 s): a request that arrives
+a little early still passes, so clients that retry a little late do not lose their turn (without it a
+hammering client got ~4 % less than its limit); it allows one extra request per window, never a doubling.
+Tokens are reserved at admission (prompt + max_tokens) and what was not used is given back when the
+request settles.
 
 Concurrency counts live leases; a quota is a per-period counter of settled tokens plus the live leases'
 reservations, so a request is admitted only if its reservation fits what is left.
@@ -89,6 +92,11 @@ def headers(lim: Limits, st: MeterState, now: float) -> tuple[tuple[str, str], .
     return tuple(out)
 
 
+def request_tolerance(requests_per_minute: int) -> float:
+    """How early (seconds) a request may come and still pass: one interval, at most 1 s."""
+    return min(60.0 / requests_per_minute, 1.0)
+
+
 def roll_period(lim: Limits, st: MeterState, now: float) -> None:
     start = period_start(now, lim.quota_period)
     if st.quota_period_start != start:
@@ -105,7 +113,7 @@ def admit_request(lim: Limits, st: MeterState, now: float, live: int, reserved: 
         return Decision(False, CONCURRENCY, 1.0, f"Concurrency limit reached: {lim.concurrent_requests} "
                         "requests of this key are already running", headers(lim, st, now))
     if lim.requests_per_minute:
-        wait = st.request_tat - now
+        wait = st.request_tat - now - request_tolerance(lim.requests_per_minute)
         if wait > 0:
             return Decision(False, REQUESTS, wait, f"Rate limit reached: {lim.requests_per_minute} requests per "
                             f"minute; retry in {wait:.2f}s", headers(lim, st, now))
