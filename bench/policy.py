@@ -764,7 +764,8 @@ def run(args: argparse.Namespace) -> dict:
                 {"name": "open-2x", "open": 2.0, "batch_share": 0.0},
                 {"name": f"closed-{2 * args.k}-clients", "clients": 2 * args.k, "batch_clients": 0}],
                 args.unloaded, args.overload_s),
-            "queue-4-half-batch": overload(env, peers, run_dir, "queue-4-half-batch", args.k, 4, 2.0, [
+            # the defaults: interactive never waits, batch holds at most 75 % of the slots and may queue
+            "batch-queue-4-half-batch": overload(env, peers, run_dir, "batch-queue-4-half-batch", args.k, 4, 2.0, [
                 {"name": "open-2x-half-batch", "open": 2.0, "batch_share": 0.5},
                 {"name": f"closed-{2 * args.k}-clients-half-batch", "clients": 2 * args.k, "batch_clients": args.k}],
                 args.unloaded, args.overload_s),
