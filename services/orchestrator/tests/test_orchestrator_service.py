@@ -9,7 +9,7 @@ import grpc
 import pytest
 from tokenway.inference.v1 import inference_pb2
 from google.protobuf import struct_pb2
-from tokenway.v1 import chat_pb2
+from tokenway.v1 import chat_pb2, common_pb2
 
 from tokenway_common.errors import error_info
 from tokenway_common.server import start_server
@@ -106,6 +106,42 @@ async def test_requests_fail_over_to_a_ready_replica_and_are_unavailable_without
                 await chat.CreateChatCompletion(req(max_tokens=2), timeout=30)
             assert e.value.code() == grpc.StatusCode.UNAVAILABLE
             assert error_info(e.value).reason == "NO_READY_REPLICA"
+    finally:
+        await orch.stop()
+        for r in replicas:
+            await r.server.stop(0)
+
+
+async def test_a_stream_moves_to_another_replica_when_its_replica_is_lost(stack):
+    """Mid-stream migration: the replica serving a greedy stream stops; the stream continues on the other from
+    the prompt plus the tokens already streamed, and the caller gets the unbroken run's text and usage."""
+    s = InferenceSettings(port=0, model=stack.model_dir)
+    replicas = [await start_server(s, SharedEngineApp(s, stack.engine)) for _ in range(2)]
+    osettings = stack.settings(inference_addresses=tuple(r.address for r in replicas))
+    app = OrchestratorApp(osettings)
+    orch = await start_server(osettings, app)
+    request = req(cls=chat_pb2.StreamChatCompletionRequest, max_tokens=300, ignore_eos=True, temperature=0,
+                  stream_options=common_pb2.StreamOptions(include_usage=True))
+
+    async def rest(call, text=""):
+        usage = None
+        while (c := await call.read()) is not grpc.aio.EOF:
+            text += "".join(ch.delta.content for ch in c.choices)
+            usage = c.usage if c.HasField("usage") else usage
+        return text, usage
+    try:
+        async with grpc.aio.insecure_channel(orch.address) as ch:
+            chat = stack.chat(ch)
+            whole, whole_usage = await rest(chat.StreamChatCompletion(request, timeout=120))
+            call = chat.StreamChatCompletion(request, timeout=120)
+            text = ""
+            for _ in range(5):  # a few tokens in
+                text += "".join(c.delta.content for c in (await call.read()).choices)
+            (serving,) = [i for i, r in enumerate(app.router.replicas) if r.in_flight]
+            await replicas[serving].stop(grace=0)
+            text, usage = await rest(call, text)
+        assert text == whole and usage.completion_tokens == whole_usage.completion_tokens == 300
+        assert usage.prompt_tokens == whole_usage.prompt_tokens
     finally:
         await orch.stop()
         for r in replicas:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import AsyncIterator, Callable
 
@@ -64,6 +65,16 @@ def _request(request_id: str, prompt: list[int], spec: EngineSpec) -> pb.Generat
     return req
 
 
+MAX_MIGRATIONS = 2  # how many times one sequence may move to another replica after tokens were streamed
+
+
+def _rest_of(spec: EngineSpec, done: int) -> EngineSpec:
+    """The spec of a sequence that already produced `done` tokens, for the replica that continues it."""
+    if not done:
+        return spec
+    return dataclasses.replace(spec, max_tokens=spec.max_tokens - done, min_tokens=max(0, spec.min_tokens - done))
+
+
 class InferenceRouter:
     def __init__(self, replicas: list[Replica]) -> None:
         self.replicas = replicas
@@ -110,29 +121,47 @@ class InferenceRouter:
 
     async def generate(self, request_id: str, prompt: list[int], spec: EngineSpec,
                        timeout: float | None) -> AsyncIterator[EngineChunk]:
-        """Streams one sequence; retries another replica only if one fails before its first message."""
+        """Streams one sequence. A replica that fails before its first message is retried on another; one
+        that is lost mid-stream (UNAVAILABLE: dead, unreachable, shutting down) hands the sequence to another,
+        which continues from the prompt plus the tokens already streamed (at most MAX_MIGRATIONS times): the
+        caller sees one stream. Greedy output is the same as an unbroken run's; a seeded sampler restarts
+        its random stream on the new replica."""
         tried: set[str] = set()
-        req = _request(request_id, prompt, spec)
+        produced: list[int] = []  # tokens already handed to the caller
+        moves = 0
         while True:
             replica = self.pick(tried)
             tried.add(replica.address)
+            base = len(produced)
+            req = _request(request_id if not moves else f"{request_id}-m{moves}", prompt + produced,
+                           _rest_of(spec, base))
             call = replica.stub.Generate(req, timeout=timeout)
             replica.in_flight += 1
             started = False
             try:
                 while (resp := await call.read()) is not grpc.aio.EOF:  # read(): one layer less than `async for`
                     started = True
-                    yield EngineChunk(
-                        token_ids=tuple(resp.token_ids), completion_tokens=resp.completion_tokens,
+                    chunk = EngineChunk(
+                        token_ids=tuple(resp.token_ids), completion_tokens=base + resp.completion_tokens,
                         finish_reason=FINISH.get(resp.finish_reason),
                         stop_token_id=resp.stop_token_id if resp.HasField("stop_token_id") else None,
                         logprobs=tuple((lp.logprob, tuple((t.token_id, t.logprob) for t in lp.top))
                                        for lp in resp.logprobs) if resp.logprobs else (),
-                        cached_tokens=resp.prompt_info.cached_tokens if resp.HasField("prompt_info") else None)
+                        cached_tokens=resp.prompt_info.cached_tokens if resp.HasField("prompt_info") and not moves
+                        else None)
+                    produced.extend(resp.token_ids)
+                    yield chunk
                 return
             except grpc.aio.AioRpcError as e:
-                if e.code() == grpc.StatusCode.UNAVAILABLE and not started and len(tried) < len(self.replicas):
+                lost = e.code() == grpc.StatusCode.UNAVAILABLE
+                if lost and not started and len(tried) < len(self.replicas):
                     log.warning("replica %s unavailable, trying another", replica.address)
+                    continue
+                if lost and started and moves < MAX_MIGRATIONS and any(
+                        r.ready and r.address not in tried for r in self.replicas):
+                    moves += 1
+                    log.warning("replica %s lost mid-stream after %d tokens of %s (%s); continuing on another",
+                                replica.address, len(produced), request_id, e.details())
                     continue
                 raise public_error(e, "inference") from None
             finally:
