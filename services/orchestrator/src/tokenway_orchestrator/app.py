@@ -17,6 +17,7 @@ from tokenway_common import errors
 from tokenway_common.channels import ReadinessFollower, peer_channel
 from tokenway_text import Detokenizer, spec_digest
 
+from .clients.breaker import Breaker
 from .clients.inference import InferenceRouter, Replica
 from .clients.tokenizer import TokenizerClient
 from .config import OrchestratorSettings
@@ -91,7 +92,9 @@ class OrchestratorApp:
         self._tokenizer_channel = peer_channel(s.tokenizer_address, s, (TOKENIZER_SERVICE,))
         tokenizer = TokenizerClient(self._tokenizer_channel, s.peer_timeout_seconds)
         self.router = InferenceRouter([
-            Replica(a, peer_channel(a, s, ("tokenway.inference.v1.InferenceService",))) for a in s.inference_addresses])
+            Replica(a, peer_channel(a, s, ("tokenway.inference.v1.InferenceService",)),
+                    Breaker(s.breaker_failures, s.breaker_open_seconds, s.breaker_close_successes))
+            for a in s.inference_addresses])
         self.tokenizer_health = ReadinessFollower(self._tokenizer_channel, TOKENIZER_SERVICE, f"tokenizer {s.tokenizer_address}",
                                                   on_change=self._readiness_changed)
         self.tokenizer_health.start()

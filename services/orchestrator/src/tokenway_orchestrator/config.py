@@ -38,6 +38,12 @@ class OrchestratorSettings(ServerSettings):
     max_stop_strings: int = setting(16, "most stop strings per request", minimum=0)
     max_stop_string_chars: int = setting(256, "longest stop string accepted", minimum=1)
     max_prompts: int = setting(64, "most prompts in one completion request", minimum=1)
+    breaker_failures: int = setting(5, "consecutive failures of calls to an inference replica that open its circuit "
+                                       "(no traffic)", minimum=1)
+    breaker_open_seconds: float = setting(30.0, "how long an open circuit stays open before one trial call at a time "
+                                                "is let through", minimum=0)
+    breaker_close_successes: int = setting(3, "successful trial calls in a row that close a half-open circuit",
+                                           minimum=1)
     auth: bool = setting(True, "require an API key (authorization: Bearer <key>) from the key store on every call of "
                                "the public API; off: every caller is 'anonymous', unlimited (local use only)")
     store: str = setting(".tokenway/tokenway.db", "the key, usage and limit store: a SQLite file's path (one host), or "

@@ -16,21 +16,26 @@ from tokenway_common.channels import ReadinessFollower
 
 from ..core.ports import EngineChunk, EngineSpec
 from . import public_error, translated
+from .breaker import Breaker, RetryBudget, jitter
 
 log = logging.getLogger("tokenway.orchestrator.inference")
 SERVICE = "tokenway.inference.v1.InferenceService"
 FINISH = {pb.FINISH_REASON_STOP: "stop", pb.FINISH_REASON_LENGTH: "length", pb.FINISH_REASON_ABORT: "abort"}
+# a replica's own failures (what its breaker counts); the others are the request's or the caller's doing
+FAILURES = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN,
+                      grpc.StatusCode.DATA_LOSS})
 
 
 class Replica:
     """One inference replica: its channel, its stub, its load, and its readiness (a health follower)."""
 
-    def __init__(self, address: str, channel: grpc.aio.Channel) -> None:
+    def __init__(self, address: str, channel: grpc.aio.Channel, breaker: Breaker | None = None) -> None:
         self.address = address
         self.channel = channel
         self.stub = inference_pb2_grpc.InferenceServiceStub(channel)
         self.in_flight = 0
         self.health = ReadinessFollower(channel, SERVICE, f"inference replica {address}")
+        self.breaker = breaker or Breaker()
 
     @property
     def ready(self) -> bool:
@@ -76,8 +81,9 @@ def _rest_of(spec: EngineSpec, done: int) -> EngineSpec:
 
 
 class InferenceRouter:
-    def __init__(self, replicas: list[Replica]) -> None:
+    def __init__(self, replicas: list[Replica], budget: RetryBudget | None = None) -> None:
         self.replicas = replicas
+        self.budget = budget or RetryBudget()
 
     def start(self, on_change: Callable[[bool], None] | None = None) -> None:
         """Follows every replica's readiness; `on_change(any_ready)` runs on each replica's change."""
@@ -90,10 +96,14 @@ class InferenceRouter:
         await asyncio.gather(*(r.close() for r in self.replicas))
 
     def pick(self, exclude: set[str] = frozenset()) -> Replica:
+        """The ready replica with the fewest sequences in flight, among those whose breaker lets calls by."""
         ready = [r for r in self.replicas if r.ready and r.address not in exclude]
-        if not ready:
-            raise errors.Unavailable("no inference replica is ready", reason="NO_READY_REPLICA", retry_after=1.0)
-        return min(ready, key=lambda r: r.in_flight)
+        allowed = [r for r in ready if r.breaker.allows()]
+        if not allowed:
+            why = "no inference replica is ready" if not ready else \
+                f"every ready inference replica is failing (circuit open: {', '.join(r.address for r in ready)})"
+            raise errors.Unavailable(why, reason="NO_READY_REPLICA", retry_after=1.0)
+        return min(allowed, key=lambda r: r.in_flight)
 
     async def wait_any_ready(self) -> None:
         if any(r.ready for r in self.replicas):
@@ -121,49 +131,67 @@ class InferenceRouter:
 
     async def generate(self, request_id: str, prompt: list[int], spec: EngineSpec,
                        timeout: float | None) -> AsyncIterator[EngineChunk]:
-        """Streams one sequence. A replica that fails before its first message is retried on another; one
-        that is lost mid-stream (UNAVAILABLE: dead, unreachable, shutting down) hands the sequence to another,
-        which continues from the prompt plus the tokens already streamed (at most MAX_MIGRATIONS times): the
-        caller sees one stream. Greedy output is the same as an unbroken run's; a seeded sampler restarts
-        its random stream on the new replica."""
+        """Streams one sequence.
+
+        - A replica that is unavailable before the sequence's first message is retried on another, after a
+          jittered pause, within the retry budget.
+        - One lost mid-stream (UNAVAILABLE: dead, unreachable, shutting down) hands the sequence to another,
+          which continues from the prompt plus the tokens already streamed (at most MAX_MIGRATIONS times):
+          the caller sees one stream. Greedy output is the same as an unbroken run's; a seeded sampler
+          restarts its random stream on the new replica.
+        - Every outcome feeds the replica's breaker (a failure, a success, or neither when the caller left).
+        """
         tried: set[str] = set()
         produced: list[int] = []  # tokens already handed to the caller
-        moves = 0
-        while True:
-            replica = self.pick(tried)
-            tried.add(replica.address)
-            base = len(produced)
-            req = _request(request_id if not moves else f"{request_id}-m{moves}", prompt + produced,
-                           _rest_of(spec, base))
-            call = replica.stub.Generate(req, timeout=timeout)
-            replica.in_flight += 1
-            started = False
-            try:
-                while (resp := await call.read()) is not grpc.aio.EOF:  # read(): one layer less than `async for`
-                    started = True
-                    chunk = EngineChunk(
-                        token_ids=tuple(resp.token_ids), completion_tokens=base + resp.completion_tokens,
-                        finish_reason=FINISH.get(resp.finish_reason),
-                        stop_token_id=resp.stop_token_id if resp.HasField("stop_token_id") else None,
-                        logprobs=tuple((lp.logprob, tuple((t.token_id, t.logprob) for t in lp.top))
-                                       for lp in resp.logprobs) if resp.logprobs else (),
-                        cached_tokens=resp.prompt_info.cached_tokens if resp.HasField("prompt_info") and not moves
-                        else None)
-                    produced.extend(resp.token_ids)
-                    yield chunk
-                return
-            except grpc.aio.AioRpcError as e:
-                lost = e.code() == grpc.StatusCode.UNAVAILABLE
-                if lost and not started and len(tried) < len(self.replicas):
-                    log.warning("replica %s unavailable, trying another", replica.address)
-                    continue
-                if lost and started and moves < MAX_MIGRATIONS and any(
-                        r.ready and r.address not in tried for r in self.replicas):
-                    moves += 1
-                    log.warning("replica %s lost mid-stream after %d tokens of %s (%s); continuing on another",
-                                replica.address, len(produced), request_id, e.details())
-                    continue
-                raise public_error(e, "inference") from None
-            finally:
-                replica.in_flight -= 1
-                call.cancel()  # no-op when finished; aborts the engine request otherwise
+        moves = retries = 0
+        self.budget.called()
+        try:
+            while True:
+                replica = self.pick(tried)
+                tried.add(replica.address)
+                base = len(produced)
+                req = _request(request_id if not moves else f"{request_id}-m{moves}", prompt + produced,
+                               _rest_of(spec, base))
+                replica.breaker.started()
+                call = replica.stub.Generate(req, timeout=timeout)
+                replica.in_flight += 1
+                started, outcome = False, replica.breaker.released
+                try:
+                    while (resp := await call.read()) is not grpc.aio.EOF:  # one layer less than `async for`
+                        started = True
+                        chunk = EngineChunk(
+                            token_ids=tuple(resp.token_ids), completion_tokens=base + resp.completion_tokens,
+                            finish_reason=FINISH.get(resp.finish_reason),
+                            stop_token_id=resp.stop_token_id if resp.HasField("stop_token_id") else None,
+                            logprobs=tuple((lp.logprob, tuple((t.token_id, t.logprob) for t in lp.top))
+                                           for lp in resp.logprobs) if resp.logprobs else (),
+                            cached_tokens=resp.prompt_info.cached_tokens
+                            if resp.HasField("prompt_info") and not moves else None)
+                        produced.extend(resp.token_ids)
+                        yield chunk
+                    outcome = replica.breaker.succeeded
+                    return
+                except grpc.aio.AioRpcError as e:
+                    if e.code() in FAILURES:
+                        outcome = replica.breaker.failed
+                    lost = e.code() == grpc.StatusCode.UNAVAILABLE
+                    if lost and not started and any(r.address not in tried for r in self.replicas) \
+                            and self.budget.take():
+                        retries += 1
+                        log.warning("replica %s unavailable, trying another", replica.address)
+                        await asyncio.sleep(jitter(retries))  # a jittered pause before the retry
+                        continue
+                    if lost and started and moves < MAX_MIGRATIONS and any(
+                            r.ready and r.address not in tried for r in self.replicas):
+                        moves += 1
+                        log.warning("replica %s lost mid-stream after %d tokens of %s (%s); continuing on another",
+                                    replica.address, len(produced), request_id, e.details())
+                        continue
+                    raise public_error(e, "inference") from None
+                finally:
+                    replica.in_flight -= 1
+                    outcome()
+                    call.cancel()  # no-op when finished; aborts the engine request otherwise
+        finally:
+            for _ in range(retries):
+                self.budget.done()
