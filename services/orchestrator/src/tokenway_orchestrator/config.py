@@ -38,6 +38,9 @@ class OrchestratorSettings(ServerSettings):
     max_stop_strings: int = setting(16, "most stop strings per request", minimum=0)
     max_stop_string_chars: int = setting(256, "longest stop string accepted", minimum=1)
     max_prompts: int = setting(64, "most prompts in one completion request", minimum=1)
+    routing: str = setting("prefix", "how a sequence picks its inference replica: prefix (the replica that was sent "
+                                     "the longest run of the prompt's leading 16-token blocks, while it is not much "
+                                     "busier than the least busy) or least_load", choices=("prefix", "least_load"))
     breaker_failures: int = setting(5, "consecutive failures of calls to an inference replica that open its circuit "
                                        "(no traffic)", minimum=1)
     breaker_open_seconds: float = setting(30.0, "how long an open circuit stays open before one trial call at a time "

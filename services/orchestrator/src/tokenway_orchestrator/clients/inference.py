@@ -1,4 +1,5 @@
-"""The inference replicas, behind the core's InferencePort: least-loaded routing over ready replicas."""
+"""The inference replicas, behind the core's InferencePort: prefix-cache-aware, balanced routing over ready
+replicas (or least-loaded), circuit breakers, retries before the first token, mid-stream migration."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from tokenway_common.channels import ReadinessFollower
 from ..core.ports import EngineChunk, EngineSpec
 from . import public_error, translated
 from .breaker import Breaker, RetryBudget, jitter
+from .routing import PrefixIndex, balanced, block_hashes
 
 log = logging.getLogger("tokenway.orchestrator.inference")
 SERVICE = "tokenway.inference.v1.InferenceService"
@@ -34,6 +36,7 @@ class Replica:
         self.channel = channel
         self.stub = inference_pb2_grpc.InferenceServiceStub(channel)
         self.in_flight = 0
+        self.calls = 0  # Generate calls sent to it
         self.health = ReadinessFollower(channel, SERVICE, f"inference replica {address}")
         self.breaker = breaker or Breaker()
 
@@ -81,13 +84,17 @@ def _rest_of(spec: EngineSpec, done: int) -> EngineSpec:
 
 
 class InferenceRouter:
-    def __init__(self, replicas: list[Replica], budget: RetryBudget | None = None) -> None:
+    def __init__(self, replicas: list[Replica], budget: RetryBudget | None = None, policy: str = "prefix") -> None:
         self.replicas = replicas
         self.budget = budget or RetryBudget()
+        self.policy = policy  # "prefix" (prefix-cache-aware, balanced) or "least_load"
+        self.prefixes = PrefixIndex()
 
     def start(self, on_change: Callable[[bool], None] | None = None) -> None:
         """Follows every replica's readiness; `on_change(any_ready)` runs on each replica's change."""
         for r in self.replicas:
+            # a replica that goes away comes back with an empty cache: forget what it was sent
+            r.health.add_callback(lambda ready, a=r.address: None if ready else self.prefixes.forget(a))
             if on_change is not None:
                 r.health.add_callback(lambda _ready: on_change(any(x.ready for x in self.replicas)))
             r.watch()
@@ -95,15 +102,22 @@ class InferenceRouter:
     async def close(self) -> None:
         await asyncio.gather(*(r.close() for r in self.replicas))
 
-    def pick(self, exclude: set[str] = frozenset()) -> Replica:
-        """The ready replica with the fewest sequences in flight, among those whose breaker lets calls by."""
+    def pick(self, exclude: set[str] = frozenset(), hashes: list[int] | None = None) -> Replica:
+        """Among the ready replicas whose breaker lets calls by: the one holding the longest run of the
+        prompt's leading blocks (`hashes`; policy "prefix") while the balance guard allows, else the one with
+        the fewest sequences in flight."""
         ready = [r for r in self.replicas if r.ready and r.address not in exclude]
         allowed = [r for r in ready if r.breaker.allows()]
         if not allowed:
             why = "no inference replica is ready" if not ready else \
                 f"every ready inference replica is failing (circuit open: {', '.join(r.address for r in ready)})"
             raise errors.Unavailable(why, reason="NO_READY_REPLICA", retry_after=1.0)
-        return min(allowed, key=lambda r: r.in_flight)
+        least = min(allowed, key=lambda r: r.in_flight)
+        if self.policy == "prefix" and hashes:
+            best = max(allowed, key=lambda r: (self.prefixes.matched(r.address, hashes), -r.in_flight))
+            if self.prefixes.matched(best.address, hashes) and balanced(best.in_flight, least.in_flight):
+                return best
+        return least
 
     async def wait_any_ready(self) -> None:
         if any(r.ready for r in self.replicas):
@@ -145,16 +159,20 @@ class InferenceRouter:
         produced: list[int] = []  # tokens already handed to the caller
         moves = retries = 0
         self.budget.called()
+        hashes = block_hashes(prompt) if self.policy == "prefix" else None
         try:
             while True:
-                replica = self.pick(tried)
+                replica = self.pick(tried, hashes)
                 tried.add(replica.address)
+                if hashes:
+                    self.prefixes.record(replica.address, hashes)
                 base = len(produced)
                 req = _request(request_id if not moves else f"{request_id}-m{moves}", prompt + produced,
                                _rest_of(spec, base))
                 replica.breaker.started()
                 call = replica.stub.Generate(req, timeout=timeout)
                 replica.in_flight += 1
+                replica.calls += 1
                 started, outcome = False, replica.breaker.released
                 try:
                     while (resp := await call.read()) is not grpc.aio.EOF:  # one layer less than `async for`
