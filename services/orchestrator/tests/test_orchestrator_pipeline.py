@@ -55,7 +55,7 @@ class Ports:
     async def detokenize(self, seqs, skip, timeout):
         return [chr(ord("a") + s[0]) for s in seqs]
 
-    async def generate(self, request_id, prompt, spec, timeout):
+    async def generate(self, request_id, prompt, spec, timeout, affinity=""):
         index = int(request_id.rsplit("-", 1)[1])
         try:
             if index == self.fail_choice:

@@ -109,3 +109,38 @@ async def test_the_balance_guard_stops_one_hot_prefix_from_piling_up(stack):
         await orch.stop()
         for r in replicas:
             await r.server.stop(0)
+
+
+async def test_a_session_sticks_to_one_replica_and_round_robin_takes_turns(stack):
+    s = InferenceSettings(port=0, model=stack.model_dir)
+    replicas = [await start_server(s, SharedEngineApp(s, stack.engine)) for _ in range(2)]
+    servers = []
+    try:
+        for policy in ("prefix", "round_robin"):
+            osettings = stack.settings(inference_addresses=tuple(r.address for r in replicas), routing=policy)
+            app = OrchestratorApp(osettings)
+            servers.append(orch := await start_server(osettings, app))
+            async with grpc.aio.insecure_channel(orch.address) as ch:
+                chat = stack.chat(ch)
+                order = []
+                for i in range(4):
+                    before = [r.calls for r in app.router.replicas]
+                    request = chat_pb2.CreateChatCompletionRequest(model="tokenway-tiny", max_tokens=1, messages=[
+                        chat_pb2.ChatRequestMessage(role="user", content=struct_pb2.Value(string_value=f"Turn {i}"))])
+                    if policy == "prefix":  # a session header, then the OpenAI user field: the same replica
+                        metadata = (("x-session-id", "conversation-7"),) if i % 2 else ()
+                        if not i % 2:
+                            request.user = "conversation-7"
+                        await chat.CreateChatCompletion(request, metadata=metadata, timeout=60)
+                    else:
+                        await chat.CreateChatCompletion(request, timeout=60)
+                    order.append(next(k for k, r in enumerate(app.router.replicas) if r.calls > before[k]))
+                if policy == "prefix":
+                    assert len(set(order)) == 1, order
+                else:
+                    assert order in ([1, 0, 1, 0], [0, 1, 0, 1]), order
+    finally:
+        for orch in servers:
+            await orch.stop()
+        for r in replicas:
+            await r.server.stop(0)

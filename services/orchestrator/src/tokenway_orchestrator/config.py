@@ -40,7 +40,9 @@ class OrchestratorSettings(ServerSettings):
     max_prompts: int = setting(64, "most prompts in one completion request", minimum=1)
     routing: str = setting("prefix", "how a sequence picks its inference replica: prefix (the replica that was sent "
                                      "the longest run of the prompt's leading 16-token blocks, while it is not much "
-                                     "busier than the least busy) or least_load", choices=("prefix", "least_load"))
+                                     "busier than the least busy), least_load, or round_robin (for comparisons); a request with an "
+                                     "x-session-id header or a user field sticks to one replica either way",
+                     choices=("prefix", "least_load", "round_robin"))
     breaker_failures: int = setting(5, "consecutive failures of calls to an inference replica that open its circuit "
                                        "(no traffic)", minimum=1)
     breaker_open_seconds: float = setting(30.0, "how long an open circuit stays open before one trial call at a time "

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import hashlib
 import logging
 from collections.abc import AsyncIterator, Callable
 
@@ -87,7 +88,8 @@ class InferenceRouter:
     def __init__(self, replicas: list[Replica], budget: RetryBudget | None = None, policy: str = "prefix") -> None:
         self.replicas = replicas
         self.budget = budget or RetryBudget()
-        self.policy = policy  # "prefix" (prefix-cache-aware, balanced) or "least_load"
+        self.policy = policy  # "prefix" (prefix-cache-aware, balanced), "least_load" or "round_robin" (to compare)
+        self._turn = -1
         self.prefixes = PrefixIndex()
 
     def start(self, on_change: Callable[[bool], None] | None = None) -> None:
@@ -102,10 +104,11 @@ class InferenceRouter:
     async def close(self) -> None:
         await asyncio.gather(*(r.close() for r in self.replicas))
 
-    def pick(self, exclude: set[str] = frozenset(), hashes: list[int] | None = None) -> Replica:
-        """Among the ready replicas whose breaker lets calls by: the one holding the longest run of the
-        prompt's leading blocks (`hashes`; policy "prefix") while the balance guard allows, else the one with
-        the fewest sequences in flight."""
+    def pick(self, exclude: set[str] = frozenset(), hashes: list[int] | None = None, affinity: str = "") -> Replica:
+        """Among the ready replicas whose breaker lets calls by: the session's own (`affinity`: a session or user
+        key, rendezvous-hashed over the replicas, so it moves only when its replica goes) or, without one, the
+        one holding the longest run of the prompt's leading blocks (`hashes`; policy "prefix"), while the
+        balance guard allows; else the one with the fewest sequences in flight (round-robin: in turn)."""
         ready = [r for r in self.replicas if r.ready and r.address not in exclude]
         allowed = [r for r in ready if r.breaker.allows()]
         if not allowed:
@@ -113,6 +116,14 @@ class InferenceRouter:
                 f"every ready inference replica is failing (circuit open: {', '.join(r.address for r in ready)})"
             raise errors.Unavailable(why, reason="NO_READY_REPLICA", retry_after=1.0)
         least = min(allowed, key=lambda r: r.in_flight)
+        if self.policy == "round_robin":
+            self._turn += 1
+            return allowed[self._turn % len(allowed)]
+        if affinity:
+            own = max(allowed, key=lambda r: hashlib.blake2b(f"{affinity}|{r.address}".encode(), digest_size=8).digest())
+            if balanced(own.in_flight, least.in_flight):
+                return own
+            return least
         if self.policy == "prefix" and hashes:
             best = max(allowed, key=lambda r: (self.prefixes.matched(r.address, hashes), -r.in_flight))
             if self.prefixes.matched(best.address, hashes) and balanced(best.in_flight, least.in_flight):
@@ -144,7 +155,7 @@ class InferenceRouter:
         return sum(await asyncio.gather(*(one(r) for r in self.replicas if r.ready)))
 
     async def generate(self, request_id: str, prompt: list[int], spec: EngineSpec,
-                       timeout: float | None) -> AsyncIterator[EngineChunk]:
+                       timeout: float | None, affinity: str = "") -> AsyncIterator[EngineChunk]:
         """Streams one sequence.
 
         - A replica that is unavailable before the sequence's first message is retried on another, after a
@@ -162,7 +173,7 @@ class InferenceRouter:
         hashes = block_hashes(prompt) if self.policy == "prefix" else None
         try:
             while True:
-                replica = self.pick(tried, hashes)
+                replica = self.pick(tried, hashes, affinity)
                 tried.add(replica.address)
                 if hashes:
                     self.prefixes.record(replica.address, hashes)

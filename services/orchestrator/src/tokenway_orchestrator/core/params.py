@@ -45,6 +45,7 @@ class GenerationParams:
     stop_token_ids: tuple[int, ...] = ()
     skip_special_tokens: bool = True
     user: str | None = None
+    session: str | None = None  # x-session-id: requests of one session go to one replica (with `user`: routing)
 
     @property
     def choices(self) -> int:

@@ -64,6 +64,7 @@ class Job:
     include_stop: bool
     skip_special_tokens: bool
     want_logprobs: bool
+    affinity: str = ""  # a session or user key: its sequences prefer one replica
 
 
 class Pipeline:
@@ -162,7 +163,7 @@ class Pipeline:
                       out: asyncio.Queue, timeout: float | None, progress: dict[int, int],
                       cached: dict[int, int]) -> int:
         """Runs one choice; returns its billed completion tokens."""
-        gen = self.inference.generate(f"{job.request_id}-{index}", prompt, spec, timeout)
+        gen = self.inference.generate(f"{job.request_id}-{index}", prompt, spec, timeout, affinity=job.affinity)
         detok = self.detokenizer.detokenize_stream(prompt[-PROMPT_CONTEXT_TOKENS:], job.skip_special_tokens,
                                                  job.stop, job.include_stop, timeout)
         first, consumed = True, 0

@@ -90,6 +90,7 @@ class Orchestrator:
         specs = [self._spec(p, resolve_max_tokens(p.max_tokens, len(ids), self.model.context_length, default_cap, field),
                             extra_stop_ids) for ids in prompts]
         return Job(request_id="", prompts=prompts, specs=specs, n=p.choices, stop=p.stop,
+                   affinity=p.session or p.user or "",
                    include_stop=p.include_stop_str_in_output, skip_special_tokens=p.skip_special_tokens,
                    want_logprobs=p.logprobs is not None)
 

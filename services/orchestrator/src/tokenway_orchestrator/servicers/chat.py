@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from tokenway.v1 import chat_pb2, chat_pb2_grpc
 
 from tokenway_common.channels import remaining
 
 from ..core.service import new_request_id
 from . import convert, sse
-from .tickets import send_headers, ticket
+from .tickets import SESSION_HEADER, metadata, send_headers, ticket
 
 
 def _units(request) -> int:
@@ -24,6 +26,7 @@ class ChatServicer(chat_pb2_grpc.ChatServiceServicer):
         orch = self.app.orchestrator()
         orch.check_prompt_bytes(sum(m.content.ByteSize() for m in request.messages), "messages")
         messages, params, field = convert.chat_params(request, streaming=streaming)
+        params = dataclasses.replace(params, session=metadata(context, SESSION_HEADER))
         timeout = remaining(context, self.app.settings.request_timeout_seconds)
         prepared = await orch.prepare_chat(request.model, messages, params, max_tokens_field=field, timeout=timeout,
                                            request_id=t.request_id)

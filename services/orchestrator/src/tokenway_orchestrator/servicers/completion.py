@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from tokenway.v1 import completion_pb2, completion_pb2_grpc
 
 from tokenway_common.channels import remaining
 
 from ..core.service import new_request_id
 from . import convert, sse
-from .tickets import send_headers, ticket
+from .tickets import SESSION_HEADER, metadata, send_headers, ticket
 
 
 def _units(request) -> int:
@@ -28,6 +30,7 @@ class CompletionServicer(completion_pb2_grpc.CompletionServiceServicer):
         orch = self.app.orchestrator()
         orch.check_prompt_bytes(convert.largest_text_prompt_bytes(request), "prompt")
         params = convert.completion_params(request, streaming=streaming)
+        params = dataclasses.replace(params, session=metadata(context, SESSION_HEADER))
         timeout = remaining(context, self.app.settings.request_timeout_seconds)
         echo = request.echo if request.HasField("echo") else False
         texts, id_lists = convert.completion_prompts(request, orch.model.context_length)

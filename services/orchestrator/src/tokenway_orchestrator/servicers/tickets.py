@@ -16,6 +16,9 @@ from ..policy.auth import CALLER
 from ..policy.gate import PRIORITY_HEADER, Ticket
 
 
+SESSION_HEADER = "x-session-id"  # requests of one session prefer one inference replica
+
+
 def metadata(context: grpc.aio.ServicerContext, name: str) -> str | None:
     return next((v for k, v in context.invocation_metadata() or () if k == name), None)
 
