@@ -114,5 +114,8 @@ bench-hostile: setup-python model ## huge prompts against a running suite (make 
 bench-policy: setup-python model ## API keys, limits, usage, admission: auth rejection latency, usage write cost, limiter error, overload (starts its own suite + PostgreSQL; bench/results/policy-*; ~5 min)
 	@$(PY) bench/policy.py
 
+bench-routing: setup-python model ## inference router: prefix-aware vs round-robin TTFT, kill -9 of a replica under load, a 3x slower replica's share (starts its own replicas, auth off; bench/results/routing-*; ~6 min)
+	@$(PY) bench/routing.py
+
 gpu-check: ## on a machine with an NVIDIA GPU: CUDA vLLM profile, vLLM tests, engine comparison, vs-vLLM bench (bench/results/gpu-check-*.txt)
 	@tools/gpu-check.sh
