@@ -144,3 +144,30 @@ async def test_a_session_sticks_to_one_replica_and_round_robin_takes_turns(stack
             await orch.stop()
         for r in replicas:
             await r.server.stop(0)
+
+
+async def test_an_opening_every_prompt_shares_does_not_starve_a_replica(stack):
+    """Prompts that share only a short opening (under MIN_GAIN_BLOCKS blocks) are routed by load: the
+    second goes to the idle replica although the first replica was sent the same opening."""
+    s = InferenceSettings(port=0, model=stack.model_dir)
+    replicas = [await start_server(s, SharedEngineApp(s, stack.engine)) for _ in range(2)]
+    osettings = stack.settings(inference_addresses=tuple(r.address for r in replicas), routing="prefix")
+    app = OrchestratorApp(osettings)
+    orch = await start_server(osettings, app)
+    opening = "Hello, I have one more question for you today, if that is fine. "  # a block or two in common
+    try:
+        async with grpc.aio.insecure_channel(orch.address) as ch:
+            chat = stack.chat(ch)
+            calls = []
+            for tail in ("A first long and unrelated question about the weather in spring. " * 3,
+                         "Something else entirely: a second long question about trains and timetables. " * 3):
+                call = chat.StreamChatCompletion(_req(opening + tail, max_tokens=1500, ignore_eos=True), timeout=120)
+                await call.read()
+                calls.append(call)
+            assert [r.calls for r in app.router.replicas] == [1, 1]
+            for call in calls:
+                call.cancel()
+    finally:
+        await orch.stop()
+        for r in replicas:
+            await r.server.stop(0)

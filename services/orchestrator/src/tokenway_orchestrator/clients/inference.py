@@ -19,7 +19,7 @@ from tokenway_common.channels import ReadinessFollower
 from ..core.ports import EngineChunk, EngineSpec
 from . import public_error, translated
 from .breaker import Breaker, RetryBudget, jitter
-from .routing import PrefixIndex, balanced, block_hashes
+from .routing import MIN_GAIN_BLOCKS, PrefixIndex, balanced, block_hashes
 
 log = logging.getLogger("tokenway.orchestrator.inference")
 SERVICE = "tokenway.inference.v1.InferenceService"
@@ -115,7 +115,7 @@ class InferenceRouter:
             why = "no inference replica is ready" if not ready else \
                 f"every ready inference replica is failing (circuit open: {', '.join(r.address for r in ready)})"
             raise errors.Unavailable(why, reason="NO_READY_REPLICA", retry_after=1.0)
-        least = min(allowed, key=lambda r: r.in_flight)
+        least = min(allowed, key=lambda r: (r.in_flight, r.calls))  # ties: the one sent least so far
         if self.policy == "round_robin":
             self._turn += 1
             return allowed[self._turn % len(allowed)]
@@ -126,7 +126,10 @@ class InferenceRouter:
             return least
         if self.policy == "prefix" and hashes:
             best = max(allowed, key=lambda r: (self.prefixes.matched(r.address, hashes), -r.in_flight))
-            if self.prefixes.matched(best.address, hashes) and balanced(best.in_flight, least.in_flight):
+            gain = self.prefixes.matched(best.address, hashes) - self.prefixes.matched(least.address, hashes)
+            # only a prefix worth a prefill beats load: an opening every prompt shares (a chat template, a
+            # common first line) matches everywhere it was sent and would starve a replica that has none
+            if gain >= MIN_GAIN_BLOCKS and balanced(best.in_flight, least.in_flight):
                 return best
         return least
 

@@ -3,8 +3,10 @@
 Each orchestrator keeps its own approximate view, no coordination: for every replica, the hashes of the
 prompt-prefix blocks (BLOCK tokens each, chained, so a block's hash names its whole prefix) it was sent
 recently, in a bounded LRU. A prompt goes to the ready replica holding the longest run of its leading
-blocks, unless that replica is busier than the least busy one by more than the balance guard (so one hot
-prefix cannot pile every request on one replica); then it goes to the least busy. The engines evict
+blocks when that run is at least MIN_GAIN_BLOCKS longer than what the least busy replica holds (an opening
+every prompt shares, like a chat template's, must not starve a replica that has not seen it yet), and
+unless that replica is busier than the least busy one by more than the balance guard (so one hot prefix
+cannot pile every request on one replica); otherwise it goes to the least busy. The engines evict
 their caches on their own, so the view is a guess: a wrong guess costs a prefill, never a wrong answer.
 """
 
@@ -15,6 +17,7 @@ from collections.abc import Sequence
 
 BLOCK = 16  # tokens per block, as the embedded engine's prefix cache
 MAX_BLOCKS = 50_000  # remembered per replica (~a few MB at most)
+MIN_GAIN_BLOCKS = 4  # blocks (64 tokens) more than the least busy replica holds, before the prefix decides
 
 
 def block_hashes(tokens: Sequence[int], limit: int = 512) -> list[int]:
