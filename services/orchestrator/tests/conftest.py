@@ -38,8 +38,10 @@ class Stack:
 
     def settings(self, **kw) -> OrchestratorSettings:
         """Settings of one more orchestrator on this stack's peers (auth off unless kw turns it on)."""
+        # the tests' extra replicas share one engine, whose load (GetLoad) is all of theirs: routing counts
+        # this orchestrator's own in-flight sequences (load_poll_seconds 0) unless a test says otherwise
         kw = {"auth": False, "store": self.store, "tokenizer_address": self.tokenizer.address,
-              "inference_addresses": (self.inference.address,), **kw}
+              "inference_addresses": (self.inference.address,), "load_poll_seconds": 0, **kw}
         return OrchestratorSettings(port=0, **kw)
 
     def chat(self, channel: grpc.aio.Channel) -> chat_pb2_grpc.ChatServiceStub:

@@ -95,7 +95,7 @@ async def test_a_replica_that_fails_every_call_is_ejected(stack):
     s = InferenceSettings(port=0, model=stack.model_dir)
     bad = await start_server(s, FailingApp(s, stack.engine))
     osettings = stack.settings(inference_addresses=(bad.address, stack.inference.address), breaker_failures=2,
-                               breaker_open_seconds=3600)
+                               breaker_open_seconds=3600, routing="round_robin")
     app = OrchestratorApp(osettings)
     orch = await start_server(osettings, app)
     req = chat_pb2.CreateChatCompletionRequest(model="tokenway-tiny", max_tokens=2, messages=[
@@ -103,22 +103,18 @@ async def test_a_replica_that_fails_every_call_is_ejected(stack):
     try:
         async with grpc.aio.insecure_channel(orch.address) as ch:
             chat = stack.chat(ch)
-            bad_replica = app.router.replicas[0]
+            bad_replica, good_replica = app.router.replicas
             failures = 0
-            while bad_replica.breaker.state != OPEN:
-                bad_replica.in_flight = -1  # make least-loaded routing pick it
+            for _ in range(4):  # in turn: bad, good, bad, good
                 try:
                     await chat.CreateChatCompletion(req, timeout=30)
                 except grpc.aio.AioRpcError as e:
                     assert e.code() == grpc.StatusCode.INTERNAL
                     failures += 1
-                finally:
-                    bad_replica.in_flight = 0
-                assert failures <= 2
-            assert failures == 2
-            bad_replica.in_flight = -100  # the least loaded by far, yet ejected: every call goes elsewhere
-            for _ in range(5):
+            assert failures == 2 and bad_replica.breaker.state == OPEN and bad_replica.calls == 2
+            for _ in range(5):  # ejected: every call goes to the other one
                 assert (await chat.CreateChatCompletion(req, timeout=30)).choices
+            assert bad_replica.calls == 2 and good_replica.calls == 7
     finally:
         await orch.stop()
         await bad.stop()

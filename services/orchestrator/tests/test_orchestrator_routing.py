@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import grpc
 from google.protobuf import struct_pb2
+from tokenway.inference.v1 import inference_pb2, inference_pb2_grpc
 from tokenway.v1 import chat_pb2
 
 from tokenway_common.server import start_server
@@ -171,3 +174,38 @@ async def test_an_opening_every_prompt_shares_does_not_starve_a_replica(stack):
         await orch.stop()
         for r in replicas:
             await r.server.stop(0)
+
+
+async def test_routing_sees_the_load_other_orchestrators_put_on_a_replica(stack):
+    """Two replicas with engines of their own; work sent to the first by someone else (here: straight to its
+    engine) shows in its polled GetLoad, and this orchestrator sends its next request to the other one."""
+    s = InferenceSettings(port=0, model=stack.model_dir, max_batch_size=4)
+    apps = [InferenceApp(s), InferenceApp(s)]
+    replicas = [await start_server(s, a) for a in apps]
+    osettings = stack.settings(inference_addresses=tuple(r.address for r in replicas), load_poll_seconds=0.1)
+    app = OrchestratorApp(osettings)
+    orch = await start_server(osettings, app)
+    try:
+        async with grpc.aio.insecure_channel(replicas[0].address) as busy_ch, \
+                grpc.aio.insecure_channel(orch.address) as ch:
+            others = [inference_pb2_grpc.InferenceServiceStub(busy_ch).Generate(inference_pb2.GenerateRequest(
+                request_id=f"elsewhere-{i}", prompt_token_ids=list(range(5, 40)),
+                stopping=inference_pb2.StoppingParams(max_tokens=1500, ignore_eos=True)), timeout=120)
+                for i in range(2)]
+            for call in others:
+                await call.read()
+
+            async def seen():
+                while app.router.replicas[0].engine_load < 2:
+                    await asyncio.sleep(0.02)  # readiness poll, bounded by wait_for
+            await asyncio.wait_for(seen(), 30)
+            call = stack.chat(ch).StreamChatCompletion(_req("Where does this go?", max_tokens=4), timeout=60)
+            async for _ in call:
+                pass
+            assert [r.calls for r in app.router.replicas] == [0, 1]  # (a tie would have gone to the first)
+            for c in others:
+                c.cancel()
+    finally:
+        await orch.stop()
+        for r in replicas:
+            await r.stop()

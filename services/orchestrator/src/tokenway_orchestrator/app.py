@@ -94,7 +94,7 @@ class OrchestratorApp:
         self.router = InferenceRouter([
             Replica(a, peer_channel(a, s, ("tokenway.inference.v1.InferenceService",)),
                     Breaker(s.breaker_failures, s.breaker_open_seconds, s.breaker_close_successes))
-            for a in s.inference_addresses], policy=s.routing)
+            for a in s.inference_addresses], policy=s.routing, load_poll_seconds=s.load_poll_seconds)
         self.tokenizer_health = ReadinessFollower(self._tokenizer_channel, TOKENIZER_SERVICE, f"tokenizer {s.tokenizer_address}",
                                                   on_change=self._readiness_changed)
         self.tokenizer_health.start()

@@ -43,6 +43,9 @@ class OrchestratorSettings(ServerSettings):
                                      "busier than the least busy), least_load, or round_robin (for comparisons); a request with an "
                                      "x-session-id header or a user field sticks to one replica either way",
                      choices=("prefix", "least_load", "round_robin"))
+    load_poll_seconds: float = setting(0.5, "how often each inference replica's engine load (GetLoad: running + "
+                                             "waiting) is read, so that routing sees other orchestrators' work; 0: "
+                                             "route by this orchestrator's own in-flight counts", minimum=0)
     breaker_failures: int = setting(5, "consecutive failures of calls to an inference replica that open its circuit "
                                        "(no traffic)", minimum=1)
     breaker_open_seconds: float = setting(30.0, "how long an open circuit stays open before one trial call at a time "

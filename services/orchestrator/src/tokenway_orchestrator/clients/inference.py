@@ -36,7 +36,8 @@ class Replica:
         self.address = address
         self.channel = channel
         self.stub = inference_pb2_grpc.InferenceServiceStub(channel)
-        self.in_flight = 0
+        self.in_flight = 0  # this orchestrator's sequences on it
+        self.engine_load = 0  # its engine's running + waiting sequences (every orchestrator's), polled
         self.calls = 0  # Generate calls sent to it
         self.health = ReadinessFollower(channel, SERVICE, f"inference replica {address}")
         self.breaker = breaker or Breaker()
@@ -52,6 +53,12 @@ class Replica:
 
     def watch(self) -> None:
         self.health.start()
+
+    @property
+    def load(self) -> int:
+        """Sequences on it: this orchestrator's (exact, now) or its engine's (every orchestrator's, polled),
+        whichever is more."""
+        return max(self.in_flight, self.engine_load)
 
     async def close(self) -> None:
         await self.health.close()
@@ -85,11 +92,14 @@ def _rest_of(spec: EngineSpec, done: int) -> EngineSpec:
 
 
 class InferenceRouter:
-    def __init__(self, replicas: list[Replica], budget: RetryBudget | None = None, policy: str = "prefix") -> None:
+    def __init__(self, replicas: list[Replica], budget: RetryBudget | None = None, policy: str = "prefix",
+                 load_poll_seconds: float = 0.0) -> None:
         self.replicas = replicas
         self.budget = budget or RetryBudget()
         self.policy = policy  # "prefix" (prefix-cache-aware, balanced), "least_load" or "round_robin" (to compare)
         self._turn = -1
+        self.load_poll_seconds = load_poll_seconds  # 0: route by this orchestrator's own in-flight counts
+        self._poller: asyncio.Task | None = None
         self.prefixes = PrefixIndex()
 
     def start(self, on_change: Callable[[bool], None] | None = None) -> None:
@@ -100,8 +110,25 @@ class InferenceRouter:
             if on_change is not None:
                 r.health.add_callback(lambda _ready: on_change(any(x.ready for x in self.replicas)))
             r.watch()
+        if self.load_poll_seconds > 0:
+            self._poller = asyncio.get_running_loop().create_task(self._poll_loads())
+
+    async def _poll_loads(self) -> None:
+        """Keeps each ready replica's engine load (GetLoad: running + waiting) fresh, so that orchestrators
+        sharing replicas see each other's work."""
+        async def one(r: Replica) -> None:
+            try:
+                load = await r.stub.GetLoad(pb.GetLoadRequest(), timeout=max(1.0, 2 * self.load_poll_seconds))
+                r.engine_load = load.running + load.waiting
+            except grpc.aio.AioRpcError:
+                r.engine_load = 0  # its readiness (health Watch) decides whether it is used at all
+        while True:
+            await asyncio.gather(*(one(r) for r in self.replicas if r.ready))
+            await asyncio.sleep(self.load_poll_seconds)  # the polling period, not synchronisation
 
     async def close(self) -> None:
+        if self._poller is not None:
+            self._poller.cancel()
         await asyncio.gather(*(r.close() for r in self.replicas))
 
     def pick(self, exclude: set[str] = frozenset(), hashes: list[int] | None = None, affinity: str = "") -> Replica:
@@ -115,21 +142,21 @@ class InferenceRouter:
             why = "no inference replica is ready" if not ready else \
                 f"every ready inference replica is failing (circuit open: {', '.join(r.address for r in ready)})"
             raise errors.Unavailable(why, reason="NO_READY_REPLICA", retry_after=1.0)
-        least = min(allowed, key=lambda r: (r.in_flight, r.calls))  # ties: the one sent least so far
+        least = min(allowed, key=lambda r: (r.load, r.calls))  # ties: the one sent least so far
         if self.policy == "round_robin":
             self._turn += 1
             return allowed[self._turn % len(allowed)]
         if affinity:
             own = max(allowed, key=lambda r: hashlib.blake2b(f"{affinity}|{r.address}".encode(), digest_size=8).digest())
-            if balanced(own.in_flight, least.in_flight):
+            if balanced(own.load, least.load):
                 return own
             return least
         if self.policy == "prefix" and hashes:
-            best = max(allowed, key=lambda r: (self.prefixes.matched(r.address, hashes), -r.in_flight))
+            best = max(allowed, key=lambda r: (self.prefixes.matched(r.address, hashes), -r.load))
             gain = self.prefixes.matched(best.address, hashes) - self.prefixes.matched(least.address, hashes)
             # only a prefix worth a prefill beats load: an opening every prompt shares (a chat template, a
             # common first line) matches everywhere it was sent and would starve a replica that has none
-            if gain >= MIN_GAIN_BLOCKS and balanced(best.in_flight, least.in_flight):
+            if gain >= MIN_GAIN_BLOCKS and balanced(best.load, least.load):
                 return best
         return least
 
