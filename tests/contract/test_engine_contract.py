@@ -34,12 +34,15 @@ TEXTS = ["The quick model", "Hello, how are you today?", "Once upon a time", "In
          "Numbers: 1, 2, 3,", "Bonjour le monde"]
 
 
-def req(rid: str, prompt=PROMPT, *, sampling=GREEDY, logprobs=None, **stopping) -> pb.GenerateRequest:
+def req(rid: str, prompt=PROMPT, *, sampling=GREEDY, logprobs=None, resumed_tokens=None,
+        **stopping) -> pb.GenerateRequest:
     stopping.setdefault("max_tokens", 16)
     out = pb.GenerateRequest(request_id=rid, prompt_token_ids=prompt, sampling=sampling,
                              stopping=pb.StoppingParams(**stopping))
     if logprobs is not None:
         out.logprobs = logprobs
+    if resumed_tokens is not None:
+        out.resumed_tokens = resumed_tokens
     return out
 
 
@@ -158,6 +161,21 @@ def test_min_tokens_holds_eos_back(server):
     assert msgs[-1].finish_reason == pb.FINISH_REASON_STOP
 
 
+def test_a_resumed_request_is_served_with_the_budget_of_new_tokens(server):
+    """resumed_tokens (a stream continued from another replica) is accepted by every engine; max_tokens and
+    min_tokens count new tokens only, and the resumed ids are in the reported prompt."""
+    first = ids(run(server.stub, req("resume-head", max_tokens=6, ignore_eos=True)))
+    msgs = run(server.stub, req("resume-tail", PROMPT + first, max_tokens=5, ignore_eos=True, resumed_tokens=6))
+    assert msgs[0].prompt_info.prompt_tokens == len(PROMPT) + 6
+    assert len(ids(msgs)) == 5 and msgs[-1].completion_tokens == 5 and msgs[-1].finish_reason == pb.FINISH_REASON_LENGTH
+    forced = pb.SamplingParams(temperature=0.0, logit_bias={4: 100.0})
+    held = run(server.stub, req("resume-min", PROMPT + first, sampling=forced, max_tokens=12, min_tokens=3,
+                                resumed_tokens=6))
+    got = ids(held)
+    assert len(got) == 4 and not set(got[:3]) & set(EOS) and got[3] == 4
+    assert held[-1].finish_reason == pb.FINISH_REASON_STOP
+
+
 def test_the_context_bounds_the_completion(server):
     prompt = [0] + [rng.randrange(5, VOCAB) for _ in range(CONTEXT - 7)]
     msgs = run(server.stub, req("ctx", prompt, max_tokens=100, ignore_eos=True))
@@ -211,6 +229,7 @@ def test_overload_is_resource_exhausted_with_retry_info_and_recovers(server):
     (req("bad-bias", sampling=pb.SamplingParams(logit_bias={-3: 1.0})), "TOKEN_ID_OUT_OF_RANGE"),
     (req("bad-minp", sampling=pb.SamplingParams(min_p=2.0)), "INVALID_PARAMETER"),
     (req("bad-lp", logprobs=21), "INVALID_PARAMETER"),
+    (req("bad-resumed", resumed_tokens=len(PROMPT)), "INVALID_PARAMETER"),  # no real prompt token left
 ])
 def test_bad_input_is_invalid_argument_with_a_reason(server, bad, reason):
     err = refused(server, bad)

@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from tokenway_common.errors import InvalidArgument, ResourceExhausted
-from tokenway_inference.engines.base import (FinishReason, ModelFacts, SamplingOptions, GenerateRequest, validate)
+from tokenway_inference.engines.base import (FinishReason, ModelFacts, SamplingOptions, GenerateRequest, StoppingOptions,
+                                             validate)
 
 from conftest import LONG, MODEL_DIR, collect, request, wait_for_load
 
@@ -134,6 +135,24 @@ async def test_penalties_change_the_output(engine):
         assert len(set(penalised)) > len(set(plain))
 
 
+@pytest.mark.parametrize("sampling", [
+    SamplingOptions(temperature=0.9, top_p=0.9, top_k=0, seed=4321),
+    SamplingOptions(temperature=0.0, frequency_penalty=1.5, presence_penalty=0.5),
+], ids=["seeded", "penalties"])
+async def test_a_resumed_sequence_continues_what_the_unbroken_run_generates(engine, sampling):
+    """A stream migrated after k tokens: another request with prompt + those k tokens, resumed_tokens=k and the
+    remaining budget generates exactly the unbroken run's tokens after the first k."""
+    n, k = 24, 10
+    whole, _ = await collect(engine, request("unbroken", PROMPTS[1], sampling=sampling, max_tokens=n,
+                                             ignore_eos=True))
+    assert len(whole) == n and len(set(whole[k:])) > 3
+    resumed = GenerateRequest("resumed", tuple(PROMPTS[1]) + tuple(whole[:k]), sampling,
+                              StoppingOptions(max_tokens=n - k, ignore_eos=True), resumed_tokens=k)
+    rest, chunks = await collect(engine, resumed)
+    assert rest == whole[k:]
+    assert chunks[-1].completion_tokens == n - k and chunks[0].prompt_tokens == len(PROMPTS[1]) + k
+
+
 async def test_logprobs_chosen_and_alternatives(engine):
     tokens, chunks = await collect(engine, request("lp", PROMPTS[1], max_tokens=5, ignore_eos=True, logprobs=3))
     lps = [lp for c in chunks for lp in c.logprobs]
@@ -167,6 +186,8 @@ async def test_sampling_defaults_come_from_generation_config():
     (request("e5", [5], stop_token_ids=[10**6]), "TOKEN_ID_OUT_OF_RANGE"),
     (request("e6", [5], sampling=SamplingOptions(top_p=0.0)), "INVALID_PARAMETER"),
     (request("e7", [5], sampling=SamplingOptions(temperature=-1.0)), "INVALID_PARAMETER"),
+    (GenerateRequest("e8", (5, 6), resumed_tokens=2), "INVALID_PARAMETER"),  # no real prompt token left
+    (GenerateRequest("e9", (5, 6), resumed_tokens=3), "INVALID_PARAMETER"),
 ])
 async def test_invalid_requests(engine, req, reason):
     with pytest.raises(InvalidArgument) as e:

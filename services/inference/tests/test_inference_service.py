@@ -132,6 +132,18 @@ async def test_invalid_argument_statuses(stub, req, reason):
     assert errors.error_info(e.value).reason == reason
 
 
+@pytest.mark.parametrize("resumed", [len(PROMPT), len(PROMPT) + 5])
+async def test_resumed_tokens_must_leave_a_real_prompt_token(stub, resumed):
+    with pytest.raises(grpc.aio.AioRpcError) as e:
+        [m async for m in stub.Generate(gen_request("resume-bad", resumed_tokens=resumed), timeout=30)]
+    assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert errors.error_info(e.value).reason == "INVALID_PARAMETER"
+    assert [f for f, _ in errors.from_rpc_error(e.value, "inference").field_violations] == ["resumed_tokens"]
+    msgs = [m async for m in stub.Generate(gen_request("resume-ok", max_tokens=3, resumed_tokens=len(PROMPT) - 1),
+                                           timeout=30)]
+    assert msgs[0].prompt_info.prompt_tokens == len(PROMPT) and msgs[-1].completion_tokens == 3
+
+
 async def test_duplicate_request_id_status(stub, engine):
     call = stub.Generate(gen_request("twice", max_tokens=LONG), timeout=60)
     await call.read()

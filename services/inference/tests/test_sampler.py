@@ -373,3 +373,48 @@ def test_the_greedy_fast_path_leaves_the_logits_alone_and_takes_the_first_maximu
     out = Sampler(vocab).sample(logits, states)
     assert [t for t, _ in out] == [9000, vocab - 1, int(logits[2, :vocab].argmax())]
     assert torch.equal(logits, before)
+
+
+@pytest.mark.parametrize("knobs", [
+    {"temperature": 0.9, "top_p": 0.9, "seed": 11},
+    {"temperature": 1.0, "top_k": 20, "seed": 12, "min_tokens": 14},  # masked steps draw too
+    {"temperature": 1.0, "seed": 13, "logit_bias": {42: math.inf, 43: math.inf}},  # forced rows draw too
+    {"temperature": 0.0, "frequency_penalty": 1.5, "presence_penalty": 0.5, "min_tokens": 14},
+    {"temperature": 0.7, "seed": 14, "frequency_penalty": 1.0, "repetition_penalty": 1.3, "logprobs": 2},
+])
+def test_a_resumed_state_continues_where_the_unbroken_one_was(knobs):
+    """A sequence resumed after k tokens (prompt + those k, resumed_tokens=k, the budget reduced by k) samples
+    what the unbroken sequence samples from step k on: the same penalty counts, the same place in the seeded
+    stream, and the min_tokens mask still counts only new tokens."""
+    vocab, n, k = 600, 24, 10
+    gen = torch.Generator().manual_seed(5)
+    base = make_logits(1, vocab, gen, flat=True)  # steps alike (a model repeats itself): the penalties matter
+    steps = [base + 0.5 * make_logits(1, vocab, gen, flat=True) for _ in range(n)]
+    prompt = [1, 2, 3]
+    p = params(max_tokens=n, **knobs)
+    if p.min_tokens:
+        for x in steps:
+            x[0, EOS[0]] = 12.0  # EOS would win: only the min_tokens mask keeps it out
+    sampler = Sampler(vocab)
+    whole = SamplingState(p, prompt, EOS, vocab)
+    tokens, at_k = [], None
+    for i, x in enumerate(steps):
+        if i == k:
+            at_k = whole.generator.get_state()
+        token = sampler.sample(x.clone(), [whole])[0][0]
+        whole.observe(token)
+        tokens.append(token)
+    assert len(set(tokens[k:])) > 1  # a real draw / real penalties, not a constant
+    if p.min_tokens:  # the mask decided steps before and after k
+        assert EOS[0] not in tokens[:p.min_tokens] and EOS[0] in tokens[p.min_tokens:]
+    rp = dataclasses.replace(p, max_tokens=n - k, min_tokens=max(p.min_tokens - k, 0), resumed_tokens=k)
+    resumed = SamplingState(rp, prompt + tokens[:k], EOS, vocab)
+    assert resumed.generated == 0 and resumed.masking == (p.min_tokens > k)
+    if p.seed is not None and p.temperature > 0:
+        assert torch.equal(resumed.generator.get_state(), at_k)
+    rest = []
+    for x in steps[k:]:
+        token = sampler.sample(x.clone(), [resumed])[0][0]
+        resumed.observe(token)
+        rest.append(token)
+    assert rest == tokens[k:]

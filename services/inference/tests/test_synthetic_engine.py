@@ -7,6 +7,7 @@ piece of work took, whatever the machine's load.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import subprocess
 import sys
@@ -115,6 +116,17 @@ async def test_same_seed_same_tokens(synth):
     d2, _ = await collect(synth, request("same", PROMPT, max_tokens=30))
     e, _ = await collect(synth, request("other", PROMPT, max_tokens=30))
     assert d1 == d2 and d1 != e
+
+
+async def test_a_resumed_request_continues_the_stream(synth):
+    """prompt + the first k tokens with resumed_tokens=k gives the rest of the unbroken answer: seeded, and
+    unseeded under the same request id (the seed then comes from the id and the prompt proper)."""
+    for rid, sampling in (("resume-seeded", SamplingOptions(seed=77)), ("resume-unseeded", SamplingOptions())):
+        whole, _ = await collect(synth, request(rid, PROMPT, sampling=sampling, max_tokens=24))
+        resumed = dataclasses.replace(request(rid, PROMPT + whole[:10], sampling=sampling, max_tokens=14),
+                                      resumed_tokens=10)
+        rest, _ = await collect(synth, resumed)
+        assert rest == whole[10:]
 
 
 async def test_stop_token_ids_end_it_but_not_before_min_tokens(synth):

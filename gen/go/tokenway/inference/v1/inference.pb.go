@@ -283,7 +283,16 @@ type GenerateRequest struct {
 	Stopping *StoppingParams `protobuf:"bytes,4,opt,name=stopping,proto3" json:"stopping,omitempty"`
 	// Optional. Alternatives per token to return with logprobs; unset means
 	// no logprobs, 0 means only the chosen token's.
-	Logprobs      *uint32 `protobuf:"varint,5,opt,name=logprobs,proto3,oneof" json:"logprobs,omitempty"`
+	Logprobs *uint32 `protobuf:"varint,5,opt,name=logprobs,proto3,oneof" json:"logprobs,omitempty"`
+	// Optional. The last resumed_tokens ids of prompt_token_ids are this
+	// sequence's own earlier output (a stream continued on another replica):
+	// the engine counts them as generated for presence/frequency penalties and
+	// advances a seeded random stream past them, so that the continuation is
+	// what an unbroken run would have produced. max_tokens and min_tokens stay
+	// the budget of new tokens. Engines that cannot (vLLM) treat them as
+	// prompt. Less than the number of prompt_token_ids: at least one id is
+	// the real prompt.
+	ResumedTokens *uint32 `protobuf:"varint,6,opt,name=resumed_tokens,json=resumedTokens,proto3,oneof" json:"resumed_tokens,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -349,6 +358,13 @@ func (x *GenerateRequest) GetStopping() *StoppingParams {
 func (x *GenerateRequest) GetLogprobs() uint32 {
 	if x != nil && x.Logprobs != nil {
 		return *x.Logprobs
+	}
+	return 0
+}
+
+func (x *GenerateRequest) GetResumedTokens() uint32 {
+	if x != nil && x.ResumedTokens != nil {
+		return *x.ResumedTokens
 	}
 	return 0
 }
@@ -1012,15 +1028,17 @@ const file_tokenway_inference_v1_inference_proto_rawDesc = "" +
 	"min_tokens\x18\x02 \x01(\rR\tminTokens\x12\x1d\n" +
 	"\n" +
 	"ignore_eos\x18\x03 \x01(\bR\tignoreEos\x12$\n" +
-	"\x0estop_token_ids\x18\x04 \x03(\x05R\fstopTokenIds\"\x8e\x02\n" +
+	"\x0estop_token_ids\x18\x04 \x03(\x05R\fstopTokenIds\"\xcd\x02\n" +
 	"\x0fGenerateRequest\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\tR\trequestId\x12(\n" +
 	"\x10prompt_token_ids\x18\x02 \x03(\x05R\x0epromptTokenIds\x12A\n" +
 	"\bsampling\x18\x03 \x01(\v2%.tokenway.inference.v1.SamplingParamsR\bsampling\x12A\n" +
 	"\bstopping\x18\x04 \x01(\v2%.tokenway.inference.v1.StoppingParamsR\bstopping\x12\x1f\n" +
-	"\blogprobs\x18\x05 \x01(\rH\x00R\blogprobs\x88\x01\x01B\v\n" +
-	"\t_logprobs\"?\n" +
+	"\blogprobs\x18\x05 \x01(\rH\x00R\blogprobs\x88\x01\x01\x12*\n" +
+	"\x0eresumed_tokens\x18\x06 \x01(\rH\x01R\rresumedTokens\x88\x01\x01B\v\n" +
+	"\t_logprobsB\x11\n" +
+	"\x0f_resumed_tokens\"?\n" +
 	"\bTopToken\x12\x19\n" +
 	"\btoken_id\x18\x01 \x01(\x05R\atokenId\x12\x18\n" +
 	"\alogprob\x18\x02 \x01(\x02R\alogprob\"[\n" +

@@ -21,6 +21,15 @@ seeded sequence gives the same tokens in any batch. (The sampler this replaced d
 torch.multinomial in sorted order: a seed gives other tokens than it did there, from the same
 distribution.)
 
+A resumed sequence (`ResolvedParams.resumed_tokens` = k: the prompt's last k ids are its own earlier
+output, continued here from another replica) starts where an unbroken run would be after k tokens: those
+ids count as generated for the presence and frequency penalties (the repetition penalty sees them anyway,
+as prompt), and a seeded sampled row's generator is advanced by the k uniforms the unbroken run drew for
+them, one `torch.rand(1, float64)` at a time exactly as a step draws (no cheaper bulk draw: its
+consumption of the generator's stream is not promised to match). Every step of a sampled row draws, a
+masked (min_tokens) or forced (+inf logit_bias) one too; a greedy row never draws. `generated`, and so the
+min_tokens mask, still counts new tokens only.
+
 Only the decodable vocabulary takes part: the logits' columns past `vocab_size` (a checkpoint's
 padded rows) are never sampled, named in top logprobs or counted in a logprob's normalisation.
 
@@ -64,7 +73,8 @@ class SamplingState:
 
     `observe` must see every emitted token once, in order. The tensors here are small (the ids a penalty
     names), never vocabulary-sized; they are created outside inference mode so that the engine may
-    update them inside it or not."""
+    update them inside it or not. With `params.resumed_tokens` = k, the last k of `prompt_ids` were
+    generated earlier (module docstring): they are counted, and a seeded generator skips their draws, here."""
 
     def __init__(self, params: ResolvedParams, prompt_ids: Sequence[int], eos_ids: Iterable[int], vocab: int) -> None:
         self.params = params
@@ -73,7 +83,7 @@ class SamplingState:
         stops = {int(i) for i in params.stop_token_ids} | (set() if params.ignore_eos else eos)
         #: The ids that end the sequence (once min_tokens is reached): stop_token_ids, plus EOS unless ignore_eos.
         self.stop_ids: frozenset[int] = frozenset(stops)
-        #: Tokens observed so far.
+        #: Tokens observed so far (new ones: not the resumed ones).
         self.generated = 0
         self.generator = torch.Generator()
         self.generator.manual_seed(params.seed if params.seed is not None else secrets.randbits(63))
@@ -86,7 +96,8 @@ class SamplingState:
         self.rep = float(params.repetition_penalty)
         self.freq = float(params.frequency_penalty)
         self.pres = float(params.presence_penalty)
-        cap = max(16, min(params.max_tokens, 4096))  # grown when a sequence outlives it
+        resumed = params.resumed_tokens
+        cap = max(16, min(params.max_tokens + resumed, 4096))  # grown when a sequence outlives it
         with torch.inference_mode(False):
             # masked while min_tokens is not reached: every id that could end the sequence (EOS even with ignore_eos)
             masked = sorted(i for i in stops | eos if 0 <= i < vocab)
@@ -111,6 +122,13 @@ class SamplingState:
         # greedy with nothing to adjust and no logprobs: the argmax of the raw logits (while no mask is active)
         self.plain = (self.greedy and self.rep == 1.0 and not self.freq and not self.pres and self.bias_ids is None
                       and self.logprobs is None)
+        if resumed:
+            with torch.inference_mode(False):
+                for token_id in prompt_ids[len(prompt_ids) - resumed:]:
+                    self._count(int(token_id))  # already in _seen: they are prompt ids
+            if not self.greedy and params.seed is not None:  # unseeded: a fresh stream either way
+                for _ in range(resumed):  # the draws of the k steps that generated them, one per step
+                    torch.rand(1, dtype=torch.float64, generator=self.generator)
 
     def observe(self, token_id: int) -> None:
         """Records one emitted token (after sampling, once per token)."""
@@ -119,6 +137,10 @@ class SamplingState:
             self._seen.add(token_id)
             self._seen_buf = _append(self._seen_buf, self._seen_n, token_id)
             self._seen_n += 1
+        self._count(token_id)
+
+    def _count(self, token_id: int) -> None:
+        """Counts a generated id for the presence and frequency penalties (when the sequence has them)."""
         if self._slots is not None:
             slot = self._slots.get(token_id)
             if slot is None:

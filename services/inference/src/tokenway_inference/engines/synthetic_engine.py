@@ -17,7 +17,8 @@ One asyncio task on the service's event loop is the scheduler (no threads). Each
      token at the step that admits it: prefill costs one step.
 With nothing running or waiting it sleeps on an event.
 
-Tokens are deterministic per request (the seed, else a hash of request_id and prompt) and drawn
+Tokens are deterministic per request (the seed, else a hash of request_id and prompt; one draw per
+token, so a resumed request skips `resumed_tokens` draws and continues the stream) and drawn
 from the "ordinary" ids only: not special, not EOS/BOS/PAD, decoding alone to non-empty text that is
 valid UTF-8 without control characters (tab and newline aside). EOS is never generated, so an answer
 runs to max_tokens (FinishReason.LENGTH); a request's own stop_token_ids still end it when drawn,
@@ -85,11 +86,14 @@ class _Seq:
     __slots__ = ("req", "rid", "params", "prompt_len", "reserve", "rng", "stops", "count", "pending",
                  "pending_lp", "finish", "stop_id", "first", "ready", "done", "error")
 
-    def __init__(self, req: GenerateRequest, params: ResolvedParams, context: int, stops: frozenset[int]) -> None:
+    def __init__(self, req: GenerateRequest, params: ResolvedParams, context: int, stops: frozenset[int],
+                 n_ordinary: int) -> None:
         self.req, self.rid, self.params = req, req.request_id, params
         self.prompt_len = len(req.prompt_token_ids)
         self.reserve = min(self.prompt_len + params.max_tokens, context)
         self.rng = random.Random(params.seed if params.seed is not None else _request_seed(req))
+        for _ in range(params.resumed_tokens):  # a resumed sequence: skip the draws of the tokens it already has
+            self.rng.randrange(n_ordinary)
         self.stops = stops  # the request's stop ids that can be drawn (EOS never is)
         self.count = 0  # tokens generated so far, read or not
         self.pending: list[int] = []  # generated, not yet read
@@ -113,8 +117,10 @@ class _Seq:
 
 
 def _request_seed(req: GenerateRequest) -> int:
+    """A seed from the request id and the prompt proper (without resumed tokens: a resumed sequence with the
+    same id continues the stream its first run started)."""
     h = hashlib.blake2b(req.request_id.encode(), digest_size=8)
-    h.update(array("q", req.prompt_token_ids).tobytes())
+    h.update(array("q", req.prompt_token_ids[:len(req.prompt_token_ids) - req.resumed_tokens]).tobytes())
     return int.from_bytes(h.digest(), "little")
 
 
@@ -214,7 +220,7 @@ class SyntheticEngine(Engine):
         rid = request.request_id
         check_admission(rid, self._seqs, self.max_batch_size, self.max_waiting)
         stops = frozenset(params.stop_token_ids) & self._ordinary_set
-        seq = _Seq(request, params, self.facts.max_context_length, stops)
+        seq = _Seq(request, params, self.facts.max_context_length, stops, len(self._ordinary))
         self._seqs[rid] = seq
         self._waiting.append(seq)
         self._wake.set()

@@ -143,6 +143,9 @@ class VllmEngine(Engine):
         rid = request.request_id
         check_admission(rid, self._active, self.max_batch_size, self.max_waiting)
         self._active.add(rid)
+        # resumed_tokens is validated and otherwise ignored: vLLM cannot start a request's seeded random stream
+        # part-way nor count prompt ids as generated for its penalties, so the resumed tokens are prompt here
+        # (a resumed greedy sequence without presence/frequency penalties still continues exactly).
         prompt = tokens_input(list(request.prompt_token_ids))
         completion, first, finished = 0, True, False
         eos = set(self.facts.eos_token_ids)

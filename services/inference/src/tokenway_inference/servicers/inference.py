@@ -29,7 +29,8 @@ def to_request(req: pb.GenerateRequest) -> GenerateRequest:
                                stop_token_ids=tuple(st.stop_token_ids))
     return GenerateRequest(request_id=req.request_id, prompt_token_ids=tuple(req.prompt_token_ids),
                            sampling=sampling, stopping=stopping,
-                           logprobs=req.logprobs if req.HasField("logprobs") else None)
+                           logprobs=req.logprobs if req.HasField("logprobs") else None,
+                           resumed_tokens=req.resumed_tokens)
 
 
 def to_response(chunk: Chunk) -> pb.GenerateResponse:

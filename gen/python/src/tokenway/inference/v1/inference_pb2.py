@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n%tokenway/inference/v1/inference.proto\x12\x15tokenway.inference.v1\"\xce\x03\n\x0eSamplingParams\x12\x18\n\x0btemperature\x18\x01 \x01(\x02H\x00\x88\x01\x01\x12\x12\n\x05top_p\x18\x02 \x01(\x02H\x01\x88\x01\x01\x12\x12\n\x05top_k\x18\x03 \x01(\x05H\x02\x88\x01\x01\x12\x12\n\x05min_p\x18\x04 \x01(\x02H\x03\x88\x01\x01\x12\x11\n\x04seed\x18\x05 \x01(\x03H\x04\x88\x01\x01\x12\x1d\n\x10presence_penalty\x18\x06 \x01(\x02H\x05\x88\x01\x01\x12\x1e\n\x11\x66requency_penalty\x18\x07 \x01(\x02H\x06\x88\x01\x01\x12\x1f\n\x12repetition_penalty\x18\x08 \x01(\x02H\x07\x88\x01\x01\x12H\n\nlogit_bias\x18\t \x03(\x0b\x32\x34.tokenway.inference.v1.SamplingParams.LogitBiasEntry\x1a\x30\n\x0eLogitBiasEntry\x12\x0b\n\x03key\x18\x01 \x01(\x05\x12\r\n\x05value\x18\x02 \x01(\x02:\x02\x38\x01\x42\x0e\n\x0c_temperatureB\x08\n\x06_top_pB\x08\n\x06_top_kB\x08\n\x06_min_pB\x07\n\x05_seedB\x13\n\x11_presence_penaltyB\x14\n\x12_frequency_penaltyB\x15\n\x13_repetition_penalty\"d\n\x0eStoppingParams\x12\x12\n\nmax_tokens\x18\x01 \x01(\r\x12\x12\n\nmin_tokens\x18\x02 \x01(\r\x12\x12\n\nignore_eos\x18\x03 \x01(\x08\x12\x16\n\x0estop_token_ids\x18\x04 \x03(\x05\"\xd5\x01\n\x0fGenerateRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x18\n\x10prompt_token_ids\x18\x02 \x03(\x05\x12\x37\n\x08sampling\x18\x03 \x01(\x0b\x32%.tokenway.inference.v1.SamplingParams\x12\x37\n\x08stopping\x18\x04 \x01(\x0b\x32%.tokenway.inference.v1.StoppingParams\x12\x15\n\x08logprobs\x18\x05 \x01(\rH\x00\x88\x01\x01\x42\x0b\n\t_logprobs\"-\n\x08TopToken\x12\x10\n\x08token_id\x18\x01 \x01(\x05\x12\x0f\n\x07logprob\x18\x02 \x01(\x02\"M\n\x0cTokenLogprob\x12\x0f\n\x07logprob\x18\x01 \x01(\x02\x12,\n\x03top\x18\x02 \x03(\x0b\x32\x1f.tokenway.inference.v1.TopToken\":\n\nPromptInfo\x12\x15\n\rprompt_tokens\x18\x01 \x01(\r\x12\x15\n\rcached_tokens\x18\x02 \x01(\r\"\x99\x02\n\x10GenerateResponse\x12\x11\n\ttoken_ids\x18\x01 \x03(\x05\x12\x35\n\x08logprobs\x18\x02 \x03(\x0b\x32#.tokenway.inference.v1.TokenLogprob\x12\x36\n\x0bprompt_info\x18\x03 \x01(\x0b\x32!.tokenway.inference.v1.PromptInfo\x12\x19\n\x11\x63ompletion_tokens\x18\x04 \x01(\r\x12:\n\rfinish_reason\x18\x05 \x01(\x0e\x32#.tokenway.inference.v1.FinishReason\x12\x1a\n\rstop_token_id\x18\x06 \x01(\x05H\x00\x88\x01\x01\x42\x10\n\x0e_stop_token_id\"#\n\x0c\x41\x62ortRequest\x12\x13\n\x0brequest_ids\x18\x01 \x03(\t\",\n\rAbortResponse\x12\x1b\n\x13\x61\x62orted_request_ids\x18\x01 \x03(\t\"\x15\n\x13GetModelInfoRequest\"\xd5\x02\n\x14GetModelInfoResponse\x12\x12\n\nmodel_name\x18\x01 \x01(\t\x12\x15\n\reos_token_ids\x18\x02 \x03(\x05\x12\x19\n\x0c\x62os_token_id\x18\x03 \x01(\x05H\x00\x88\x01\x01\x12\x19\n\x0cpad_token_id\x18\x04 \x01(\x05H\x01\x88\x01\x01\x12\x1a\n\x12max_context_length\x18\x05 \x01(\r\x12?\n\x10\x64\x65\x66\x61ult_sampling\x18\x06 \x01(\x0b\x32%.tokenway.inference.v1.SamplingParams\x12\x1d\n\x15tokenizer_fingerprint\x18\x07 \x01(\t\x12\x0e\n\x06\x65ngine\x18\x08 \x01(\t\x12\x12\n\nvocab_size\x18\t \x01(\r\x12\x1a\n\x12\x64\x65\x66\x61ult_max_tokens\x18\n \x01(\rB\x0f\n\r_bos_token_idB\x0f\n\r_pad_token_id\"\x10\n\x0eGetLoadRequest\"c\n\x0fGetLoadResponse\x12\x0f\n\x07running\x18\x01 \x01(\r\x12\x0f\n\x07waiting\x18\x02 \x01(\r\x12\x16\n\x0ekv_cache_usage\x18\x03 \x01(\x02\x12\x16\n\x0emax_batch_size\x18\x04 \x01(\r*x\n\x0c\x46inishReason\x12\x1d\n\x19\x46INISH_REASON_UNSPECIFIED\x10\x00\x12\x16\n\x12\x46INISH_REASON_STOP\x10\x01\x12\x18\n\x14\x46INISH_REASON_LENGTH\x10\x02\x12\x17\n\x13\x46INISH_REASON_ABORT\x10\x03\x32\x88\x03\n\x10InferenceService\x12]\n\x08Generate\x12&.tokenway.inference.v1.GenerateRequest\x1a\'.tokenway.inference.v1.GenerateResponse0\x01\x12R\n\x05\x41\x62ort\x12#.tokenway.inference.v1.AbortRequest\x1a$.tokenway.inference.v1.AbortResponse\x12g\n\x0cGetModelInfo\x12*.tokenway.inference.v1.GetModelInfoRequest\x1a+.tokenway.inference.v1.GetModelInfoResponse\x12X\n\x07GetLoad\x12%.tokenway.inference.v1.GetLoadRequest\x1a&.tokenway.inference.v1.GetLoadResponseBs\n\x18io.tokenway.inference.v1B\x0eInferenceProtoP\x01ZEgithub.com/tokenway/tokenway/gen/go/tokenway/inference/v1;inferencev1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n%tokenway/inference/v1/inference.proto\x12\x15tokenway.inference.v1\"\xce\x03\n\x0eSamplingParams\x12\x18\n\x0btemperature\x18\x01 \x01(\x02H\x00\x88\x01\x01\x12\x12\n\x05top_p\x18\x02 \x01(\x02H\x01\x88\x01\x01\x12\x12\n\x05top_k\x18\x03 \x01(\x05H\x02\x88\x01\x01\x12\x12\n\x05min_p\x18\x04 \x01(\x02H\x03\x88\x01\x01\x12\x11\n\x04seed\x18\x05 \x01(\x03H\x04\x88\x01\x01\x12\x1d\n\x10presence_penalty\x18\x06 \x01(\x02H\x05\x88\x01\x01\x12\x1e\n\x11\x66requency_penalty\x18\x07 \x01(\x02H\x06\x88\x01\x01\x12\x1f\n\x12repetition_penalty\x18\x08 \x01(\x02H\x07\x88\x01\x01\x12H\n\nlogit_bias\x18\t \x03(\x0b\x32\x34.tokenway.inference.v1.SamplingParams.LogitBiasEntry\x1a\x30\n\x0eLogitBiasEntry\x12\x0b\n\x03key\x18\x01 \x01(\x05\x12\r\n\x05value\x18\x02 \x01(\x02:\x02\x38\x01\x42\x0e\n\x0c_temperatureB\x08\n\x06_top_pB\x08\n\x06_top_kB\x08\n\x06_min_pB\x07\n\x05_seedB\x13\n\x11_presence_penaltyB\x14\n\x12_frequency_penaltyB\x15\n\x13_repetition_penalty\"d\n\x0eStoppingParams\x12\x12\n\nmax_tokens\x18\x01 \x01(\r\x12\x12\n\nmin_tokens\x18\x02 \x01(\r\x12\x12\n\nignore_eos\x18\x03 \x01(\x08\x12\x16\n\x0estop_token_ids\x18\x04 \x03(\x05\"\x85\x02\n\x0fGenerateRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x18\n\x10prompt_token_ids\x18\x02 \x03(\x05\x12\x37\n\x08sampling\x18\x03 \x01(\x0b\x32%.tokenway.inference.v1.SamplingParams\x12\x37\n\x08stopping\x18\x04 \x01(\x0b\x32%.tokenway.inference.v1.StoppingParams\x12\x15\n\x08logprobs\x18\x05 \x01(\rH\x00\x88\x01\x01\x12\x1b\n\x0eresumed_tokens\x18\x06 \x01(\rH\x01\x88\x01\x01\x42\x0b\n\t_logprobsB\x11\n\x0f_resumed_tokens\"-\n\x08TopToken\x12\x10\n\x08token_id\x18\x01 \x01(\x05\x12\x0f\n\x07logprob\x18\x02 \x01(\x02\"M\n\x0cTokenLogprob\x12\x0f\n\x07logprob\x18\x01 \x01(\x02\x12,\n\x03top\x18\x02 \x03(\x0b\x32\x1f.tokenway.inference.v1.TopToken\":\n\nPromptInfo\x12\x15\n\rprompt_tokens\x18\x01 \x01(\r\x12\x15\n\rcached_tokens\x18\x02 \x01(\r\"\x99\x02\n\x10GenerateResponse\x12\x11\n\ttoken_ids\x18\x01 \x03(\x05\x12\x35\n\x08logprobs\x18\x02 \x03(\x0b\x32#.tokenway.inference.v1.TokenLogprob\x12\x36\n\x0bprompt_info\x18\x03 \x01(\x0b\x32!.tokenway.inference.v1.PromptInfo\x12\x19\n\x11\x63ompletion_tokens\x18\x04 \x01(\r\x12:\n\rfinish_reason\x18\x05 \x01(\x0e\x32#.tokenway.inference.v1.FinishReason\x12\x1a\n\rstop_token_id\x18\x06 \x01(\x05H\x00\x88\x01\x01\x42\x10\n\x0e_stop_token_id\"#\n\x0c\x41\x62ortRequest\x12\x13\n\x0brequest_ids\x18\x01 \x03(\t\",\n\rAbortResponse\x12\x1b\n\x13\x61\x62orted_request_ids\x18\x01 \x03(\t\"\x15\n\x13GetModelInfoRequest\"\xd5\x02\n\x14GetModelInfoResponse\x12\x12\n\nmodel_name\x18\x01 \x01(\t\x12\x15\n\reos_token_ids\x18\x02 \x03(\x05\x12\x19\n\x0c\x62os_token_id\x18\x03 \x01(\x05H\x00\x88\x01\x01\x12\x19\n\x0cpad_token_id\x18\x04 \x01(\x05H\x01\x88\x01\x01\x12\x1a\n\x12max_context_length\x18\x05 \x01(\r\x12?\n\x10\x64\x65\x66\x61ult_sampling\x18\x06 \x01(\x0b\x32%.tokenway.inference.v1.SamplingParams\x12\x1d\n\x15tokenizer_fingerprint\x18\x07 \x01(\t\x12\x0e\n\x06\x65ngine\x18\x08 \x01(\t\x12\x12\n\nvocab_size\x18\t \x01(\r\x12\x1a\n\x12\x64\x65\x66\x61ult_max_tokens\x18\n \x01(\rB\x0f\n\r_bos_token_idB\x0f\n\r_pad_token_id\"\x10\n\x0eGetLoadRequest\"c\n\x0fGetLoadResponse\x12\x0f\n\x07running\x18\x01 \x01(\r\x12\x0f\n\x07waiting\x18\x02 \x01(\r\x12\x16\n\x0ekv_cache_usage\x18\x03 \x01(\x02\x12\x16\n\x0emax_batch_size\x18\x04 \x01(\r*x\n\x0c\x46inishReason\x12\x1d\n\x19\x46INISH_REASON_UNSPECIFIED\x10\x00\x12\x16\n\x12\x46INISH_REASON_STOP\x10\x01\x12\x18\n\x14\x46INISH_REASON_LENGTH\x10\x02\x12\x17\n\x13\x46INISH_REASON_ABORT\x10\x03\x32\x88\x03\n\x10InferenceService\x12]\n\x08Generate\x12&.tokenway.inference.v1.GenerateRequest\x1a\'.tokenway.inference.v1.GenerateResponse0\x01\x12R\n\x05\x41\x62ort\x12#.tokenway.inference.v1.AbortRequest\x1a$.tokenway.inference.v1.AbortResponse\x12g\n\x0cGetModelInfo\x12*.tokenway.inference.v1.GetModelInfoRequest\x1a+.tokenway.inference.v1.GetModelInfoResponse\x12X\n\x07GetLoad\x12%.tokenway.inference.v1.GetLoadRequest\x1a&.tokenway.inference.v1.GetLoadResponseBs\n\x18io.tokenway.inference.v1B\x0eInferenceProtoP\x01ZEgithub.com/tokenway/tokenway/gen/go/tokenway/inference/v1;inferencev1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,8 +34,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._serialized_options = b'\n\030io.tokenway.inference.v1B\016InferenceProtoP\001ZEgithub.com/tokenway/tokenway/gen/go/tokenway/inference/v1;inferencev1'
   _globals['_SAMPLINGPARAMS_LOGITBIASENTRY']._loaded_options = None
   _globals['_SAMPLINGPARAMS_LOGITBIASENTRY']._serialized_options = b'8\001'
-  _globals['_FINISHREASON']._serialized_start=1886
-  _globals['_FINISHREASON']._serialized_end=2006
+  _globals['_FINISHREASON']._serialized_start=1934
+  _globals['_FINISHREASON']._serialized_end=2054
   _globals['_SAMPLINGPARAMS']._serialized_start=65
   _globals['_SAMPLINGPARAMS']._serialized_end=527
   _globals['_SAMPLINGPARAMS_LOGITBIASENTRY']._serialized_start=358
@@ -43,27 +43,27 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_STOPPINGPARAMS']._serialized_start=529
   _globals['_STOPPINGPARAMS']._serialized_end=629
   _globals['_GENERATEREQUEST']._serialized_start=632
-  _globals['_GENERATEREQUEST']._serialized_end=845
-  _globals['_TOPTOKEN']._serialized_start=847
-  _globals['_TOPTOKEN']._serialized_end=892
-  _globals['_TOKENLOGPROB']._serialized_start=894
-  _globals['_TOKENLOGPROB']._serialized_end=971
-  _globals['_PROMPTINFO']._serialized_start=973
-  _globals['_PROMPTINFO']._serialized_end=1031
-  _globals['_GENERATERESPONSE']._serialized_start=1034
-  _globals['_GENERATERESPONSE']._serialized_end=1315
-  _globals['_ABORTREQUEST']._serialized_start=1317
-  _globals['_ABORTREQUEST']._serialized_end=1352
-  _globals['_ABORTRESPONSE']._serialized_start=1354
-  _globals['_ABORTRESPONSE']._serialized_end=1398
-  _globals['_GETMODELINFOREQUEST']._serialized_start=1400
-  _globals['_GETMODELINFOREQUEST']._serialized_end=1421
-  _globals['_GETMODELINFORESPONSE']._serialized_start=1424
-  _globals['_GETMODELINFORESPONSE']._serialized_end=1765
-  _globals['_GETLOADREQUEST']._serialized_start=1767
-  _globals['_GETLOADREQUEST']._serialized_end=1783
-  _globals['_GETLOADRESPONSE']._serialized_start=1785
-  _globals['_GETLOADRESPONSE']._serialized_end=1884
-  _globals['_INFERENCESERVICE']._serialized_start=2009
-  _globals['_INFERENCESERVICE']._serialized_end=2401
+  _globals['_GENERATEREQUEST']._serialized_end=893
+  _globals['_TOPTOKEN']._serialized_start=895
+  _globals['_TOPTOKEN']._serialized_end=940
+  _globals['_TOKENLOGPROB']._serialized_start=942
+  _globals['_TOKENLOGPROB']._serialized_end=1019
+  _globals['_PROMPTINFO']._serialized_start=1021
+  _globals['_PROMPTINFO']._serialized_end=1079
+  _globals['_GENERATERESPONSE']._serialized_start=1082
+  _globals['_GENERATERESPONSE']._serialized_end=1363
+  _globals['_ABORTREQUEST']._serialized_start=1365
+  _globals['_ABORTREQUEST']._serialized_end=1400
+  _globals['_ABORTRESPONSE']._serialized_start=1402
+  _globals['_ABORTRESPONSE']._serialized_end=1446
+  _globals['_GETMODELINFOREQUEST']._serialized_start=1448
+  _globals['_GETMODELINFOREQUEST']._serialized_end=1469
+  _globals['_GETMODELINFORESPONSE']._serialized_start=1472
+  _globals['_GETMODELINFORESPONSE']._serialized_end=1813
+  _globals['_GETLOADREQUEST']._serialized_start=1815
+  _globals['_GETLOADREQUEST']._serialized_end=1831
+  _globals['_GETLOADRESPONSE']._serialized_start=1833
+  _globals['_GETLOADRESPONSE']._serialized_end=1932
+  _globals['_INFERENCESERVICE']._serialized_start=2057
+  _globals['_INFERENCESERVICE']._serialized_end=2449
 # @@protoc_insertion_point(module_scope)

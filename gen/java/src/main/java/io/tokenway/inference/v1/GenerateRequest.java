@@ -249,6 +249,47 @@ private static final long serialVersionUID = 0L;
     return logprobs_;
   }
 
+  public static final int RESUMED_TOKENS_FIELD_NUMBER = 6;
+  private int resumedTokens_ = 0;
+  /**
+   * <pre>
+   * Optional. The last resumed_tokens ids of prompt_token_ids are this
+   * sequence's own earlier output (a stream continued on another replica):
+   * the engine counts them as generated for presence/frequency penalties and
+   * advances a seeded random stream past them, so that the continuation is
+   * what an unbroken run would have produced. max_tokens and min_tokens stay
+   * the budget of new tokens. Engines that cannot (vLLM) treat them as
+   * prompt. Less than the number of prompt_token_ids: at least one id is
+   * the real prompt.
+   * </pre>
+   *
+   * <code>optional uint32 resumed_tokens = 6;</code>
+   * @return Whether the resumedTokens field is set.
+   */
+  @java.lang.Override
+  public boolean hasResumedTokens() {
+    return ((bitField0_ & 0x00000008) != 0);
+  }
+  /**
+   * <pre>
+   * Optional. The last resumed_tokens ids of prompt_token_ids are this
+   * sequence's own earlier output (a stream continued on another replica):
+   * the engine counts them as generated for presence/frequency penalties and
+   * advances a seeded random stream past them, so that the continuation is
+   * what an unbroken run would have produced. max_tokens and min_tokens stay
+   * the budget of new tokens. Engines that cannot (vLLM) treat them as
+   * prompt. Less than the number of prompt_token_ids: at least one id is
+   * the real prompt.
+   * </pre>
+   *
+   * <code>optional uint32 resumed_tokens = 6;</code>
+   * @return The resumedTokens.
+   */
+  @java.lang.Override
+  public int getResumedTokens() {
+    return resumedTokens_;
+  }
+
   private byte memoizedIsInitialized = -1;
   @java.lang.Override
   public final boolean isInitialized() {
@@ -283,6 +324,9 @@ private static final long serialVersionUID = 0L;
     if (((bitField0_ & 0x00000004) != 0)) {
       output.writeUInt32(5, logprobs_);
     }
+    if (((bitField0_ & 0x00000008) != 0)) {
+      output.writeUInt32(6, resumedTokens_);
+    }
     getUnknownFields().writeTo(output);
   }
   private int computeSerializedSize_0() {
@@ -315,6 +359,10 @@ private static final long serialVersionUID = 0L;
     if (((bitField0_ & 0x00000004) != 0)) {
       size += com.google.protobuf.CodedOutputStream
         .computeUInt32Size(5, logprobs_);
+    }
+    if (((bitField0_ & 0x00000008) != 0)) {
+      size += com.google.protobuf.CodedOutputStream
+        .computeUInt32Size(6, resumedTokens_);
     }
     return size;
   }
@@ -359,6 +407,11 @@ private static final long serialVersionUID = 0L;
       if (getLogprobs()
           != other.getLogprobs()) return false;
     }
+    if (hasResumedTokens() != other.hasResumedTokens()) return false;
+    if (hasResumedTokens()) {
+      if (getResumedTokens()
+          != other.getResumedTokens()) return false;
+    }
     if (!getUnknownFields().equals(other.getUnknownFields())) return false;
     return true;
   }
@@ -387,6 +440,10 @@ private static final long serialVersionUID = 0L;
     if (hasLogprobs()) {
       hash = (37 * hash) + LOGPROBS_FIELD_NUMBER;
       hash = (53 * hash) + getLogprobs();
+    }
+    if (hasResumedTokens()) {
+      hash = (37 * hash) + RESUMED_TOKENS_FIELD_NUMBER;
+      hash = (53 * hash) + getResumedTokens();
     }
     hash = (29 * hash) + getUnknownFields().hashCode();
     memoizedHashCode = hash;
@@ -543,6 +600,7 @@ private static final long serialVersionUID = 0L;
         stoppingBuilder_ = null;
       }
       logprobs_ = 0;
+      resumedTokens_ = 0;
       return this;
     }
 
@@ -600,6 +658,10 @@ private static final long serialVersionUID = 0L;
         result.logprobs_ = logprobs_;
         to_bitField0_ |= 0x00000004;
       }
+      if (((from_bitField0_ & 0x00000020) != 0)) {
+        result.resumedTokens_ = resumedTokens_;
+        to_bitField0_ |= 0x00000008;
+      }
       result.bitField0_ |= to_bitField0_;
     }
 
@@ -639,6 +701,9 @@ private static final long serialVersionUID = 0L;
       }
       if (other.hasLogprobs()) {
         setLogprobs(other.getLogprobs());
+      }
+      if (other.hasResumedTokens()) {
+        setResumedTokens(other.getResumedTokens());
       }
       this.mergeUnknownFields(other.getUnknownFields());
       onChanged();
@@ -706,6 +771,11 @@ private static final long serialVersionUID = 0L;
               bitField0_ |= 0x00000010;
               break;
             } // case 40
+            case 48: {
+              resumedTokens_ = input.readUInt32();
+              bitField0_ |= 0x00000020;
+              break;
+            } // case 48
             default: {
               if (!super.parseUnknownField(input, extensionRegistry, tag)) {
                 done = true; // was an endgroup tag
@@ -1297,6 +1367,90 @@ private static final long serialVersionUID = 0L;
     public Builder clearLogprobs() {
       bitField0_ = (bitField0_ & ~0x00000010);
       logprobs_ = 0;
+      onChanged();
+      return this;
+    }
+
+    private int resumedTokens_ ;
+    /**
+     * <pre>
+     * Optional. The last resumed_tokens ids of prompt_token_ids are this
+     * sequence's own earlier output (a stream continued on another replica):
+     * the engine counts them as generated for presence/frequency penalties and
+     * advances a seeded random stream past them, so that the continuation is
+     * what an unbroken run would have produced. max_tokens and min_tokens stay
+     * the budget of new tokens. Engines that cannot (vLLM) treat them as
+     * prompt. Less than the number of prompt_token_ids: at least one id is
+     * the real prompt.
+     * </pre>
+     *
+     * <code>optional uint32 resumed_tokens = 6;</code>
+     * @return Whether the resumedTokens field is set.
+     */
+    @java.lang.Override
+    public boolean hasResumedTokens() {
+      return ((bitField0_ & 0x00000020) != 0);
+    }
+    /**
+     * <pre>
+     * Optional. The last resumed_tokens ids of prompt_token_ids are this
+     * sequence's own earlier output (a stream continued on another replica):
+     * the engine counts them as generated for presence/frequency penalties and
+     * advances a seeded random stream past them, so that the continuation is
+     * what an unbroken run would have produced. max_tokens and min_tokens stay
+     * the budget of new tokens. Engines that cannot (vLLM) treat them as
+     * prompt. Less than the number of prompt_token_ids: at least one id is
+     * the real prompt.
+     * </pre>
+     *
+     * <code>optional uint32 resumed_tokens = 6;</code>
+     * @return The resumedTokens.
+     */
+    @java.lang.Override
+    public int getResumedTokens() {
+      return resumedTokens_;
+    }
+    /**
+     * <pre>
+     * Optional. The last resumed_tokens ids of prompt_token_ids are this
+     * sequence's own earlier output (a stream continued on another replica):
+     * the engine counts them as generated for presence/frequency penalties and
+     * advances a seeded random stream past them, so that the continuation is
+     * what an unbroken run would have produced. max_tokens and min_tokens stay
+     * the budget of new tokens. Engines that cannot (vLLM) treat them as
+     * prompt. Less than the number of prompt_token_ids: at least one id is
+     * the real prompt.
+     * </pre>
+     *
+     * <code>optional uint32 resumed_tokens = 6;</code>
+     * @param value The resumedTokens to set.
+     * @return This builder for chaining.
+     */
+    public Builder setResumedTokens(int value) {
+
+      resumedTokens_ = value;
+      bitField0_ |= 0x00000020;
+      onChanged();
+      return this;
+    }
+    /**
+     * <pre>
+     * Optional. The last resumed_tokens ids of prompt_token_ids are this
+     * sequence's own earlier output (a stream continued on another replica):
+     * the engine counts them as generated for presence/frequency penalties and
+     * advances a seeded random stream past them, so that the continuation is
+     * what an unbroken run would have produced. max_tokens and min_tokens stay
+     * the budget of new tokens. Engines that cannot (vLLM) treat them as
+     * prompt. Less than the number of prompt_token_ids: at least one id is
+     * the real prompt.
+     * </pre>
+     *
+     * <code>optional uint32 resumed_tokens = 6;</code>
+     * @return This builder for chaining.
+     */
+    public Builder clearResumedTokens() {
+      bitField0_ = (bitField0_ & ~0x00000020);
+      resumedTokens_ = 0;
       onChanged();
       return this;
     }

@@ -133,4 +133,37 @@ public interface GenerateRequestOrBuilder extends
    * @return The logprobs.
    */
   int getLogprobs();
+
+  /**
+   * <pre>
+   * Optional. The last resumed_tokens ids of prompt_token_ids are this
+   * sequence's own earlier output (a stream continued on another replica):
+   * the engine counts them as generated for presence/frequency penalties and
+   * advances a seeded random stream past them, so that the continuation is
+   * what an unbroken run would have produced. max_tokens and min_tokens stay
+   * the budget of new tokens. Engines that cannot (vLLM) treat them as
+   * prompt. Less than the number of prompt_token_ids: at least one id is
+   * the real prompt.
+   * </pre>
+   *
+   * <code>optional uint32 resumed_tokens = 6;</code>
+   * @return Whether the resumedTokens field is set.
+   */
+  boolean hasResumedTokens();
+  /**
+   * <pre>
+   * Optional. The last resumed_tokens ids of prompt_token_ids are this
+   * sequence's own earlier output (a stream continued on another replica):
+   * the engine counts them as generated for presence/frequency penalties and
+   * advances a seeded random stream past them, so that the continuation is
+   * what an unbroken run would have produced. max_tokens and min_tokens stay
+   * the budget of new tokens. Engines that cannot (vLLM) treat them as
+   * prompt. Less than the number of prompt_token_ids: at least one id is
+   * the real prompt.
+   * </pre>
+   *
+   * <code>optional uint32 resumed_tokens = 6;</code>
+   * @return The resumedTokens.
+   */
+  int getResumedTokens();
 }

@@ -120,55 +120,56 @@ public final class InferenceProto extends com.google.protobuf.GeneratedFile {
       "tyB\024\n\022_frequency_penaltyB\025\n\023_repetition_" +
       "penalty\"d\n\016StoppingParams\022\022\n\nmax_tokens\030" +
       "\001 \001(\r\022\022\n\nmin_tokens\030\002 \001(\r\022\022\n\nignore_eos\030" +
-      "\003 \001(\010\022\026\n\016stop_token_ids\030\004 \003(\005\"\325\001\n\017Genera" +
+      "\003 \001(\010\022\026\n\016stop_token_ids\030\004 \003(\005\"\205\002\n\017Genera" +
       "teRequest\022\022\n\nrequest_id\030\001 \001(\t\022\030\n\020prompt_" +
       "token_ids\030\002 \003(\005\0227\n\010sampling\030\003 \001(\0132%.toke" +
       "nway.inference.v1.SamplingParams\0227\n\010stop" +
       "ping\030\004 \001(\0132%.tokenway.inference.v1.Stopp" +
-      "ingParams\022\025\n\010logprobs\030\005 \001(\rH\000\210\001\001B\013\n\t_log" +
-      "probs\"-\n\010TopToken\022\020\n\010token_id\030\001 \001(\005\022\017\n\007l" +
-      "ogprob\030\002 \001(\002\"M\n\014TokenLogprob\022\017\n\007logprob\030" +
-      "\001 \001(\002\022,\n\003top\030\002 \003(\0132\037.tokenway.inference." +
-      "v1.TopToken\":\n\nPromptInfo\022\025\n\rprompt_toke" +
-      "ns\030\001 \001(\r\022\025\n\rcached_tokens\030\002 \001(\r\"\231\002\n\020Gene" +
-      "rateResponse\022\021\n\ttoken_ids\030\001 \003(\005\0225\n\010logpr" +
-      "obs\030\002 \003(\0132#.tokenway.inference.v1.TokenL" +
-      "ogprob\0226\n\013prompt_info\030\003 \001(\0132!.tokenway.i" +
-      "nference.v1.PromptInfo\022\031\n\021completion_tok" +
-      "ens\030\004 \001(\r\022:\n\rfinish_reason\030\005 \001(\0162#.token" +
-      "way.inference.v1.FinishReason\022\032\n\rstop_to" +
-      "ken_id\030\006 \001(\005H\000\210\001\001B\020\n\016_stop_token_id\"#\n\014A" +
-      "bortRequest\022\023\n\013request_ids\030\001 \003(\t\",\n\rAbor" +
-      "tResponse\022\033\n\023aborted_request_ids\030\001 \003(\t\"\025" +
-      "\n\023GetModelInfoRequest\"\325\002\n\024GetModelInfoRe" +
-      "sponse\022\022\n\nmodel_name\030\001 \001(\t\022\025\n\reos_token_" +
-      "ids\030\002 \003(\005\022\031\n\014bos_token_id\030\003 \001(\005H\000\210\001\001\022\031\n\014" +
-      "pad_token_id\030\004 \001(\005H\001\210\001\001\022\032\n\022max_context_l" +
-      "ength\030\005 \001(\r\022?\n\020default_sampling\030\006 \001(\0132%." +
-      "tokenway.inference.v1.SamplingParams\022\035\n\025" +
-      "tokenizer_fingerprint\030\007 \001(\t\022\016\n\006engine\030\010 " +
-      "\001(\t\022\022\n\nvocab_size\030\t \001(\r\022\032\n\022default_max_t" +
-      "okens\030\n \001(\rB\017\n\r_bos_token_idB\017\n\r_pad_tok" +
-      "en_id\"\020\n\016GetLoadRequest\"c\n\017GetLoadRespon" +
-      "se\022\017\n\007running\030\001 \001(\r\022\017\n\007waiting\030\002 \001(\r\022\026\n\016" +
-      "kv_cache_usage\030\003 \001(\002\022\026\n\016max_batch_size\030\004" +
-      " \001(\r*x\n\014FinishReason\022\035\n\031FINISH_REASON_UN" +
-      "SPECIFIED\020\000\022\026\n\022FINISH_REASON_STOP\020\001\022\030\n\024F" +
-      "INISH_REASON_LENGTH\020\002\022\027\n\023FINISH_REASON_A" +
-      "BORT\020\0032\210\003\n\020InferenceService\022]\n\010Generate\022" +
-      "&.tokenway.inference.v1.GenerateRequest\032" +
-      "\'.tokenway.inference.v1.GenerateResponse" +
-      "0\001\022R\n\005Abort\022#.tokenway.inference.v1.Abor" +
-      "tRequest\032$.tokenway.inference.v1.AbortRe" +
-      "sponse\022g\n\014GetModelInfo\022*.tokenway.infere" +
-      "nce.v1.GetModelInfoRequest\032+.tokenway.in" +
-      "ference.v1.GetModelInfoResponse\022X\n\007GetLo" +
-      "ad\022%.tokenway.inference.v1.GetLoadReques" +
-      "t\032&.tokenway.inference.v1.GetLoadRespons" +
-      "eBs\n\030io.tokenway.inference.v1B\016Inference" +
-      "ProtoP\001ZEgithub.com/tokenway/tokenway/ge" +
-      "n/go/tokenway/inference/v1;inferencev1b\006" +
-      "proto3"
+      "ingParams\022\025\n\010logprobs\030\005 \001(\rH\000\210\001\001\022\033\n\016resu" +
+      "med_tokens\030\006 \001(\rH\001\210\001\001B\013\n\t_logprobsB\021\n\017_r" +
+      "esumed_tokens\"-\n\010TopToken\022\020\n\010token_id\030\001 " +
+      "\001(\005\022\017\n\007logprob\030\002 \001(\002\"M\n\014TokenLogprob\022\017\n\007" +
+      "logprob\030\001 \001(\002\022,\n\003top\030\002 \003(\0132\037.tokenway.in" +
+      "ference.v1.TopToken\":\n\nPromptInfo\022\025\n\rpro" +
+      "mpt_tokens\030\001 \001(\r\022\025\n\rcached_tokens\030\002 \001(\r\"" +
+      "\231\002\n\020GenerateResponse\022\021\n\ttoken_ids\030\001 \003(\005\022" +
+      "5\n\010logprobs\030\002 \003(\0132#.tokenway.inference.v" +
+      "1.TokenLogprob\0226\n\013prompt_info\030\003 \001(\0132!.to" +
+      "kenway.inference.v1.PromptInfo\022\031\n\021comple" +
+      "tion_tokens\030\004 \001(\r\022:\n\rfinish_reason\030\005 \001(\016" +
+      "2#.tokenway.inference.v1.FinishReason\022\032\n" +
+      "\rstop_token_id\030\006 \001(\005H\000\210\001\001B\020\n\016_stop_token" +
+      "_id\"#\n\014AbortRequest\022\023\n\013request_ids\030\001 \003(\t" +
+      "\",\n\rAbortResponse\022\033\n\023aborted_request_ids" +
+      "\030\001 \003(\t\"\025\n\023GetModelInfoRequest\"\325\002\n\024GetMod" +
+      "elInfoResponse\022\022\n\nmodel_name\030\001 \001(\t\022\025\n\reo" +
+      "s_token_ids\030\002 \003(\005\022\031\n\014bos_token_id\030\003 \001(\005H" +
+      "\000\210\001\001\022\031\n\014pad_token_id\030\004 \001(\005H\001\210\001\001\022\032\n\022max_c" +
+      "ontext_length\030\005 \001(\r\022?\n\020default_sampling\030" +
+      "\006 \001(\0132%.tokenway.inference.v1.SamplingPa" +
+      "rams\022\035\n\025tokenizer_fingerprint\030\007 \001(\t\022\016\n\006e" +
+      "ngine\030\010 \001(\t\022\022\n\nvocab_size\030\t \001(\r\022\032\n\022defau" +
+      "lt_max_tokens\030\n \001(\rB\017\n\r_bos_token_idB\017\n\r" +
+      "_pad_token_id\"\020\n\016GetLoadRequest\"c\n\017GetLo" +
+      "adResponse\022\017\n\007running\030\001 \001(\r\022\017\n\007waiting\030\002" +
+      " \001(\r\022\026\n\016kv_cache_usage\030\003 \001(\002\022\026\n\016max_batc" +
+      "h_size\030\004 \001(\r*x\n\014FinishReason\022\035\n\031FINISH_R" +
+      "EASON_UNSPECIFIED\020\000\022\026\n\022FINISH_REASON_STO" +
+      "P\020\001\022\030\n\024FINISH_REASON_LENGTH\020\002\022\027\n\023FINISH_" +
+      "REASON_ABORT\020\0032\210\003\n\020InferenceService\022]\n\010G" +
+      "enerate\022&.tokenway.inference.v1.Generate" +
+      "Request\032\'.tokenway.inference.v1.Generate" +
+      "Response0\001\022R\n\005Abort\022#.tokenway.inference" +
+      ".v1.AbortRequest\032$.tokenway.inference.v1" +
+      ".AbortResponse\022g\n\014GetModelInfo\022*.tokenwa" +
+      "y.inference.v1.GetModelInfoRequest\032+.tok" +
+      "enway.inference.v1.GetModelInfoResponse\022" +
+      "X\n\007GetLoad\022%.tokenway.inference.v1.GetLo" +
+      "adRequest\032&.tokenway.inference.v1.GetLoa" +
+      "dResponseBs\n\030io.tokenway.inference.v1B\016I" +
+      "nferenceProtoP\001ZEgithub.com/tokenway/tok" +
+      "enway/gen/go/tokenway/inference/v1;infer" +
+      "encev1b\006proto3"
     };
     descriptor = com.google.protobuf.Descriptors.FileDescriptor
       .internalBuildGeneratedFileFrom(descriptorData,
@@ -197,7 +198,7 @@ public final class InferenceProto extends com.google.protobuf.GeneratedFile {
     internal_static_tokenway_inference_v1_GenerateRequest_fieldAccessorTable = new
       com.google.protobuf.GeneratedMessage.FieldAccessorTable(
         internal_static_tokenway_inference_v1_GenerateRequest_descriptor,
-        new java.lang.String[] { "RequestId", "PromptTokenIds", "Sampling", "Stopping", "Logprobs", });
+        new java.lang.String[] { "RequestId", "PromptTokenIds", "Sampling", "Stopping", "Logprobs", "ResumedTokens", });
     internal_static_tokenway_inference_v1_TopToken_descriptor =
       getDescriptor().getMessageType(3);
     internal_static_tokenway_inference_v1_TopToken_fieldAccessorTable = new
