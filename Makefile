@@ -9,6 +9,9 @@ PY     := $(VENV)/bin/python
 BIN    := .tokenway/bin
 MODEL  ?= .tokenway/models/tokenway-tiny
 export TOKENWAY_MODEL ?= $(abspath $(MODEL))
+# a second, different model (its own tokenizer and ids) for tests that serve two models side by side
+MODEL_PICO ?= .tokenway/models/tokenway-pico
+export TOKENWAY_MODEL_PICO ?= $(abspath $(MODEL_PICO))
 export HF_HUB_OFFLINE := 1
 PYTEST_ARGS ?=
 # ENGINE=vllm: the inference service on vLLM, from its own venv (make setup-vllm); default: transformers
@@ -17,7 +20,7 @@ ifneq ($(ENGINE),)
 export TOKENWAY_INFERENCE_ENGINE := $(ENGINE)
 endif
 
-.PHONY: bench bench-vllm bench-hostile clients gpu-check help setup setup-python setup-vllm setup-engine test-vllm model gen gen-check lint run up down status test test-unit test-integration clean
+.PHONY: bench bench-vllm bench-hostile clients gpu-check help setup setup-python setup-vllm setup-engine test-vllm model model-pico gen gen-check lint run up down status test test-unit test-integration clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-17s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -38,8 +41,12 @@ setup-vllm: ## the vLLM profile: a second venv (.tokenway/venv-vllm) with vLLM (
 setup-engine:
 	@if [ "$${TOKENWAY_INFERENCE_ENGINE:-}" = vllm ]; then tools/setup.sh vllm; fi
 
-model: setup-python ## build the embedded model tokenway-tiny (offline, deterministic, reused)
+model: setup-python ## build the embedded models tokenway-tiny and tokenway-pico (offline, deterministic, reused)
 	@$(PY) tools/model/build_model.py --out $(MODEL)
+	@$(PY) tools/model/build_model.py --preset pico --out $(MODEL_PICO)
+
+model-pico: setup-python ## build only the second model tokenway-pico (~6 s)
+	@$(PY) tools/model/build_model.py --preset pico --out $(MODEL_PICO)
 
 gen: ## regenerate gen/{python,go,java} and the descriptor set from protos/
 	@tools/setup.sh python && tools/setup.sh codegen

@@ -63,7 +63,11 @@ def _sentence(rng: random.Random) -> str:
     return text[0].upper() + text[1:] + rng.choice((".", ".", ".", "!", "?"))
 
 
-def documents(seed: int = 20261121, count: int = 12000) -> Iterator[str]:
+#: The default sample's seed (tokenway-tiny's tokenizer).
+SEED = 20261121
+
+
+def documents(seed: int = SEED, count: int = 12000) -> Iterator[str]:
     """Yields `count` short documents, identical for the same seed."""
     rng = random.Random(seed)
     for _ in range(count):
