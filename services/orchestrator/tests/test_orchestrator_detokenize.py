@@ -11,8 +11,8 @@ from tokenway.v1 import chat_pb2, chat_pb2_grpc, completion_pb2, completion_pb2_
 from tokenway_common import errors
 from tokenway_common.server import start_server
 from tokenway_orchestrator.app import OrchestratorApp
-from tokenway_orchestrator.config import OrchestratorSettings
 from tokenway_orchestrator.core.detokenize import LocalDetokenizer
+from tokenway_orchestrator.registry.registry import local_detokenizer
 from tokenway_text import Detokenizer, spec_digest
 
 MODEL = "tokenway-tiny"
@@ -103,7 +103,7 @@ class _Spec:
 
 
 @pytest.mark.parametrize("damage", ["digest", "fingerprint"])
-async def test_a_damaged_or_foreign_tokenizer_spec_stops_the_start(stack, damage, tmp_path):
+async def test_a_damaged_or_foreign_tokenizer_spec_is_never_used(stack, damage):
     async with grpc.aio.insecure_channel(stack.tokenizer.address) as ch:
         stub = tokenizer_pb2_grpc.TokenizerServiceStub(ch)
         spec = await stub.GetTokenizerSpec(tokenizer_pb2.GetTokenizerSpecRequest(), timeout=30)
@@ -112,9 +112,8 @@ async def test_a_damaged_or_foreign_tokenizer_spec_stops_the_start(stack, damage
         spec.tokenizer_json = spec.tokenizer_json.replace('"', "'", 1)
     else:
         spec.fingerprint = "0" * 64
-    app = OrchestratorApp(OrchestratorSettings(port=0, store=str(tmp_path / "tokenway.db")))
     with pytest.raises(RuntimeError, match="damaged" if damage == "digest" else "fingerprint"):
-        await app._local_detokenizer(_Spec(spec), info)
+        await local_detokenizer(_Spec(spec), info, 30)
 
 
 async def test_an_undecodable_engine_token_is_an_internal_error_not_the_callers():

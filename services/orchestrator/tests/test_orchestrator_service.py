@@ -105,22 +105,28 @@ async def test_requests_fail_over_to_a_ready_replica_and_are_unavailable_without
             with pytest.raises(grpc.aio.AioRpcError) as e:
                 await chat.CreateChatCompletion(req(max_tokens=2), timeout=30)
             assert e.value.code() == grpc.StatusCode.UNAVAILABLE
-            assert error_info(e.value).reason == "NO_READY_REPLICA"
+            assert error_info(e.value).reason == "MODEL_UNAVAILABLE"
     finally:
         await orch.stop()
         for r in replicas:
             await r.server.stop(0)
 
 
-async def test_a_stream_moves_to_another_replica_when_its_replica_is_lost(stack):
-    """Mid-stream migration: the replica serving a greedy stream stops; the stream continues on the other from
-    the prompt plus the tokens already streamed, and the caller gets the unbroken run's text and usage."""
+@pytest.mark.parametrize("sampling", [
+    {"temperature": 0},
+    {"temperature": 0, "frequency_penalty": 1.0, "presence_penalty": 0.5},
+    {"temperature": 0.9, "top_p": 0.95, "seed": 7},
+], ids=["greedy", "greedy-penalties", "seeded"])
+async def test_a_stream_moves_to_another_replica_when_its_replica_is_lost(stack, sampling):
+    """Mid-stream migration: the replica serving a stream stops; the stream continues on the other from the
+    prompt plus the tokens already streamed (as resumed tokens: penalties count them, a seeded sampler
+    draws on past them), and the caller gets the unbroken run's text and usage."""
     s = InferenceSettings(port=0, model=stack.model_dir)
     replicas = [await start_server(s, SharedEngineApp(s, stack.engine)) for _ in range(2)]
     osettings = stack.settings(inference_addresses=tuple(r.address for r in replicas))
     app = OrchestratorApp(osettings)
     orch = await start_server(osettings, app)
-    request = req(cls=chat_pb2.StreamChatCompletionRequest, max_tokens=300, ignore_eos=True, temperature=0,
+    request = req(cls=chat_pb2.StreamChatCompletionRequest, max_tokens=300, ignore_eos=True, **sampling,
                   stream_options=common_pb2.StreamOptions(include_usage=True))
 
     async def rest(call, text=""):

@@ -42,6 +42,10 @@ class App(Protocol):
         default) and shutdown has not begun; once shutdown began, calls change nothing. Liveness
         ("") is never affected.
 
+    `def use_health(self, servicer: grpc_health.v1 HealthServicer) -> None`
+        Called once, before `start()`: the App may publish health of names of its own (the
+        orchestrator: one per model). Shutdown turns them NOT_SERVING with the others.
+
     `async def on_shutdown(self, grace: float) -> None`
         Called once when shutdown begins, after NOT_SERVING and the drain period, as a task that runs
         concurrently with `server.stop(grace)` (which refuses new calls and lets in-flight ones run
@@ -233,6 +237,9 @@ async def start_server(settings: config.ServerSettings, app: App, *, wait_ready:
     follow = getattr(app, "follow_readiness", None)
     if follow is not None:
         follow(running.set_app_ready)
+    use_health = getattr(app, "use_health", None)
+    if use_health is not None:  # an app that publishes more health names of its own
+        use_health(health_servicer)
     if wait_ready:
         await app.start()
         await running.set_ready(True)

@@ -24,9 +24,21 @@ class OrchestratorSettings(ServerSettings):
     # several times over; answers (n choices with logprobs) may still be up to max_message_mb.
     max_request_mb: int = setting(8, "largest request message the server accepts (refused by gRPC before it is "
                                      "parsed), MiB; 0: max_message_mb", minimum=0)
-    tokenizer_address: str = setting("127.0.0.1:50052", "tokenizer service host:port")
-    inference_addresses: tuple[str, ...] = setting(("127.0.0.1:50053",), "inference replicas, comma-separated host:port",
+    tokenizer_address: str = setting("127.0.0.1:50052", "tokenizer service(s), comma-separated host:port or "
+                                                        "dns:///host:port (each address the name resolves to is one); "
+                                                        "each serves the models with its tokenizer's fingerprint")
+    inference_addresses: tuple[str, ...] = setting(("127.0.0.1:50053",), "inference replicas, comma-separated host:port "
+                                                                         "or dns:///host:port (re-resolved: a Kubernetes "
+                                                                         "headless Service's pods); each serves the "
+                                                                         "model its GetModelInfo names",
                                                    check=_addresses)
+    models_file: str = setting("", "a YAML or JSON file of the served models (names, aliases, tokenizers, replicas "
+                                   "and weights, routing, fallback, limits; see the orchestrator README); replaces "
+                                   "tokenizer_address and inference_addresses, and is reloaded when it changes or "
+                                   "on SIGHUP")
+    reload_seconds: float = setting(2.0, "how often the models file is checked for a change; 0: only on SIGHUP",
+                                    minimum=0)
+    dns_refresh_seconds: float = setting(10.0, "how often dns:/// addresses are resolved again; 0: never", minimum=0)
     detokenize: str = setting("local", "where generated tokens become text: local (in this process, with the tokenizer "
                                        "the tokenizer service serves, fetched once and fingerprint-checked) or remote "
                                        "(a DetokenizeStream call to the tokenizer service per choice, a round trip per "

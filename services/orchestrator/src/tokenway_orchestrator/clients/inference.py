@@ -32,23 +32,50 @@ FAILURES = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.INTERNAL, grp
 class Replica:
     """One inference replica: its channel, its stub, its load, and its readiness (a health follower)."""
 
-    def __init__(self, address: str, channel: grpc.aio.Channel, breaker: Breaker | None = None) -> None:
+    def __init__(self, address: str, channel: grpc.aio.Channel, breaker: Breaker | None = None,
+                 weight: float = 1.0) -> None:
         self.address = address
         self.channel = channel
         self.stub = inference_pb2_grpc.InferenceServiceStub(channel)
         self.in_flight = 0  # this orchestrator's sequences on it
         self.engine_load = 0  # its engine's running + waiting sequences (every orchestrator's), polled
         self.calls = 0  # Generate calls sent to it
+        self.weight = weight  # declared capacity: at equal load per unit of weight, the replicas are equally busy
         self.health = ReadinessFollower(channel, SERVICE, f"inference replica {address}")
         self.breaker = breaker or Breaker()
+        # Does it serve the model it is routed for? Checked (GetModelInfo) each time it becomes ready; a
+        # replica built without a registry is trusted.
+        self.accepted = True
+        self.declared = ""  # the model it is listed under ("": it serves whatever GetModelInfo says)
+        self.info: pb.GetModelInfoResponse | None = None
+        self._idle = asyncio.Event()
+        self._idle.set()
 
     @property
     def ready(self) -> bool:
-        return self.health.ready
+        return self.health.ready and self.accepted
+
+    def begin(self) -> None:
+        self.in_flight += 1
+        self.calls += 1
+        self._idle.clear()
+
+    def end(self) -> None:
+        self.in_flight -= 1
+        if self.in_flight <= 0:
+            self._idle.set()
+
+    async def drain(self, timeout: float) -> bool:
+        """Waits until no sequence of this orchestrator runs on it (True), or `timeout` passed (False)."""
+        try:
+            await asyncio.wait_for(self._idle.wait(), timeout)
+            return True
+        except TimeoutError:
+            return False
 
     @property
     def ready_changed(self) -> asyncio.Event:
-        """Set on every readiness change (consumers clear it)."""
+        """Set on every health change (consumers clear it)."""
         return self.health.changed
 
     def watch(self) -> None:
@@ -59,6 +86,11 @@ class Replica:
         """Sequences on it: this orchestrator's (exact, now) or its engine's (every orchestrator's, polled),
         whichever is more."""
         return max(self.in_flight, self.engine_load)
+
+    @property
+    def busy(self) -> float:
+        """Its load per unit of declared capacity (weight): what routing compares."""
+        return self.load / self.weight
 
     async def close(self) -> None:
         await self.health.close()
@@ -92,9 +124,12 @@ def _rest_of(spec: EngineSpec, done: int) -> EngineSpec:
 
 
 class InferenceRouter:
+    """The replicas of one model. Their list changes while it runs (`add`, `remove`: a reload, a DNS
+    re-resolution); their health is followed by whoever made them (the registry, or `start`)."""
+
     def __init__(self, replicas: list[Replica], budget: RetryBudget | None = None, policy: str = "prefix",
                  load_poll_seconds: float = 0.0) -> None:
-        self.replicas = replicas
+        self.replicas = list(replicas)
         self.budget = budget or RetryBudget()
         self.policy = policy  # "prefix" (prefix-cache-aware, balanced), "least_load" or "round_robin" (to compare)
         self._turn = -1
@@ -103,15 +138,35 @@ class InferenceRouter:
         self.prefixes = PrefixIndex()
 
     def start(self, on_change: Callable[[bool], None] | None = None) -> None:
-        """Follows every replica's readiness; `on_change(any_ready)` runs on each replica's change."""
+        """Follows every replica's readiness (a router used without a registry); `on_change(any_ready)` runs
+        on each replica's change."""
         for r in self.replicas:
-            # a replica that goes away comes back with an empty cache: forget what it was sent
-            r.health.add_callback(lambda ready, a=r.address: None if ready else self.prefixes.forget(a))
+            r.health.add_callback(lambda ready, a=r.address: None if ready else self.forget(a))
             if on_change is not None:
                 r.health.add_callback(lambda _ready: on_change(any(x.ready for x in self.replicas)))
             r.watch()
-        if self.load_poll_seconds > 0:
+        self.poll_loads()
+
+    def poll_loads(self) -> None:
+        if self.load_poll_seconds > 0 and self._poller is None:
             self._poller = asyncio.get_running_loop().create_task(self._poll_loads())
+
+    def add(self, replica: Replica, order: list[str] | None = None) -> None:
+        """Routes to `replica` too (kept in `order`, a list of addresses, when given)."""
+        if replica not in self.replicas:
+            self.replicas.append(replica)
+        if order:
+            rank = {a: i for i, a in enumerate(order)}
+            self.replicas.sort(key=lambda r: rank.get(r.address, len(rank)))
+
+    def remove(self, replica: Replica) -> None:
+        if replica in self.replicas:
+            self.replicas.remove(replica)
+        self.forget(replica.address)
+
+    def forget(self, address: str) -> None:
+        """A replica went away: whatever it cached is gone."""
+        self.prefixes.forget(address)
 
     async def _poll_loads(self) -> None:
         """Keeps each ready replica's engine load (GetLoad: running + waiting) fresh, so that orchestrators
@@ -123,40 +178,47 @@ class InferenceRouter:
             except grpc.aio.AioRpcError:
                 r.engine_load = 0  # its readiness (health Watch) decides whether it is used at all
         while True:
-            await asyncio.gather(*(one(r) for r in self.replicas if r.ready))
+            await asyncio.gather(*(one(r) for r in list(self.replicas) if r.ready))
             await asyncio.sleep(self.load_poll_seconds)  # the polling period, not synchronisation
 
-    async def close(self) -> None:
+    async def close(self, replicas: bool = True) -> None:
         if self._poller is not None:
             self._poller.cancel()
-        await asyncio.gather(*(r.close() for r in self.replicas))
+            self._poller = None
+        if replicas:
+            await asyncio.gather(*(r.close() for r in self.replicas))
+
+    def available(self) -> bool:
+        """Would a sequence find a replica now?"""
+        return any(r.ready and r.breaker.allows() for r in self.replicas)
 
     def pick(self, exclude: set[str] = frozenset(), hashes: list[int] | None = None, affinity: str = "") -> Replica:
         """Among the ready replicas whose breaker lets calls by: the session's own (`affinity`: a session or user
         key, rendezvous-hashed over the replicas, so it moves only when its replica goes) or, without one, the
         one holding the longest run of the prompt's leading blocks (`hashes`; policy "prefix"), while the
-        balance guard allows; else the one with the fewest sequences in flight (round-robin: in turn)."""
+        balance guard allows; else the least busy (sequences in flight per unit of weight; round-robin: in
+        turn)."""
         ready = [r for r in self.replicas if r.ready and r.address not in exclude]
         allowed = [r for r in ready if r.breaker.allows()]
         if not allowed:
             why = "no inference replica is ready" if not ready else \
                 f"every ready inference replica is failing (circuit open: {', '.join(r.address for r in ready)})"
             raise errors.Unavailable(why, reason="NO_READY_REPLICA", retry_after=1.0)
-        least = min(allowed, key=lambda r: (r.load, r.calls))  # ties: the one sent least so far
+        least = min(allowed, key=lambda r: (r.busy, r.calls / r.weight))  # ties: the one sent least so far
         if self.policy == "round_robin":
             self._turn += 1
             return allowed[self._turn % len(allowed)]
         if affinity:
             own = max(allowed, key=lambda r: hashlib.blake2b(f"{affinity}|{r.address}".encode(), digest_size=8).digest())
-            if balanced(own.load, least.load):
+            if balanced(own.busy, least.busy):
                 return own
             return least
         if self.policy == "prefix" and hashes:
-            best = max(allowed, key=lambda r: (self.prefixes.matched(r.address, hashes), -r.load))
+            best = max(allowed, key=lambda r: (self.prefixes.matched(r.address, hashes), -r.busy))
             gain = self.prefixes.matched(best.address, hashes) - self.prefixes.matched(least.address, hashes)
             # only a prefix worth a prefill beats load: an opening every prompt shares (a chat template, a
             # common first line) matches everywhere it was sent and would starve a replica that has none
-            if gain >= MIN_GAIN_BLOCKS and balanced(best.load, least.load):
+            if gain >= MIN_GAIN_BLOCKS and balanced(best.busy, least.busy):
                 return best
         return least
 
@@ -192,8 +254,10 @@ class InferenceRouter:
           jittered pause, within the retry budget.
         - One lost mid-stream (UNAVAILABLE: dead, unreachable, shutting down) hands the sequence to another,
           which continues from the prompt plus the tokens already streamed (at most MAX_MIGRATIONS times):
-          the caller sees one stream. Greedy output is the same as an unbroken run's; a seeded sampler
-          restarts its random stream on the new replica.
+          the caller sees one stream. The tokens already streamed are sent as `resumed_tokens`: the
+          embedded engine counts them as generated (penalties) and advances a seeded sampler past them, so
+          greedy and seeded output are the unbroken run's; vLLM treats them as prompt (greedy output is
+          still the same without penalties; a seeded stream restarts).
         - Every outcome feeds the replica's breaker (a failure, a success, or neither when the caller left).
         """
         tried: set[str] = set()
@@ -210,10 +274,11 @@ class InferenceRouter:
                 base = len(produced)
                 req = _request(request_id if not moves else f"{request_id}-m{moves}", prompt + produced,
                                _rest_of(spec, base))
+                if base:  # the engine counts them as generated: penalties and a seeded stream go on as unbroken
+                    req.resumed_tokens = base
                 replica.breaker.started()
                 call = replica.stub.Generate(req, timeout=timeout)
-                replica.in_flight += 1
-                replica.calls += 1
+                replica.begin()
                 started, outcome = False, replica.breaker.released
                 try:
                     while (resp := await call.read()) is not grpc.aio.EOF:  # one layer less than `async for`
@@ -248,7 +313,7 @@ class InferenceRouter:
                         continue
                     raise public_error(e, "inference") from None
                 finally:
-                    replica.in_flight -= 1
+                    replica.end()
                     outcome()
                     call.cancel()  # no-op when finished; aborts the engine request otherwise
         finally:

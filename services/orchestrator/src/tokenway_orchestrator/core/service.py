@@ -44,14 +44,20 @@ def new_request_id(kind: str) -> str:
 
 
 class Orchestrator:
-    def __init__(self, tokenizer: TokenizerPort, inference: InferencePort, model: ModelInfo, *, max_n: int,
-                 max_stop_strings: int, max_stop_string_chars: int, max_prompts: int,
+    def __init__(self, tokenizer: TokenizerPort, inference: InferencePort, model: ModelInfo, *, limits: Limits | None = None,
+                 max_n: int = 16, max_stop_strings: int = 16, max_stop_string_chars: int = 256, max_prompts: int = 64,
                  token_bytes: list[bytes] | None = None, detokenizer: DetokenizerPort | None = None) -> None:
         self.tokenizer = tokenizer
         self.model = model
         self.pipeline = Pipeline(tokenizer, inference, model, token_bytes or (), detokenizer)
-        self.limits = Limits(max_n=max_n, max_stop_strings=max_stop_strings, max_stop_string_chars=max_stop_string_chars,
-                             max_prompts=max_prompts, vocab_size=model.vocab_size, context_length=model.context_length)
+        self.limits = limits or self.make_limits(model, max_n=max_n, max_stop_strings=max_stop_strings,
+                                                 max_stop_string_chars=max_stop_string_chars, max_prompts=max_prompts)
+
+    @staticmethod
+    def make_limits(model: ModelInfo, *, max_n: int, max_stop_strings: int, max_stop_string_chars: int,
+                    max_prompts: int) -> Limits:
+        return Limits(max_n=max_n, max_stop_strings=max_stop_strings, max_stop_string_chars=max_stop_string_chars,
+                      max_prompts=max_prompts, vocab_size=model.vocab_size, context_length=model.context_length)
 
     def check_model(self, name: str) -> None:
         if not name:

@@ -37,9 +37,16 @@ class Caller:
     def key_id(self) -> str:
         return self.key.id if self.key else ""
 
+    def allows(self, model: str) -> bool:
+        return self.key is None or not model or self.key.allows(model)
+
     def authorize(self, model: str) -> None:
         """PERMISSION_DENIED when the key may not use `model`."""
-        if self.key is not None and model and not self.key.allows(model):
+        self.authorize_any(model)
+
+    def authorize_any(self, model: str, *names: str) -> None:
+        """PERMISSION_DENIED unless the key may use `model` or one of its other `names` (an alias's model)."""
+        if not any(self.allows(n) for n in (model, *names)):
             raise errors.PermissionDenied(f"This API key may not use the model '{errors.clip(model, 100)}'",
                                           reason="MODEL_NOT_ALLOWED", metadata={"model": model, "param": "model"})
 

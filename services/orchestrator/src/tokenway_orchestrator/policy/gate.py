@@ -83,9 +83,11 @@ class Gate:
         return requested
 
     async def open(self, caller: Caller, model: str, request_id: str, *, priority: str | None, units: int,
-                   timeout: float | None) -> Ticket:
-        """Admits a request or raises (PERMISSION_DENIED, RESOURCE_EXHAUSTED; a limit's refusal is recorded)."""
-        caller.authorize(model)
+                   timeout: float | None, authorized: bool = False) -> Ticket:
+        """Admits a request or raises (PERMISSION_DENIED, RESOURCE_EXHAUSTED; a limit's refusal is recorded).
+        `authorized`: the caller's right to `model` was checked already (the registry's route)."""
+        if not authorized:
+            caller.authorize(model)
         ticket = Ticket(self, caller, model, request_id, self.priority(caller, priority))
         key = caller.key
         if key is not None and key.limits.any:

@@ -22,20 +22,21 @@ class ChatServicer(chat_pb2_grpc.ChatServiceServicer):
     def __init__(self, app) -> None:
         self.app = app
 
-    async def _prepare(self, request, context, streaming: bool, t):
-        orch = self.app.orchestrator()
+    async def _prepare(self, entry, request, context, streaming: bool, t):
+        orch = entry.core
         orch.check_prompt_bytes(sum(m.content.ByteSize() for m in request.messages), "messages")
         messages, params, field = convert.chat_params(request, streaming=streaming)
         params = dataclasses.replace(params, session=metadata(context, SESSION_HEADER))
         timeout = remaining(context, self.app.settings.request_timeout_seconds)
-        prepared = await orch.prepare_chat(request.model, messages, params, max_tokens_field=field, timeout=timeout,
+        prepared = await orch.prepare_chat(entry.name, messages, params, max_tokens_field=field, timeout=timeout,
                                            request_id=t.request_id)
         await t.reserve(*orch.most_tokens(prepared))
         return orch, params, prepared, timeout
 
     async def CreateChatCompletion(self, request, context):
-        async with ticket(self.app, context, request.model, new_request_id("chat"), _units(request)) as t:
-            orch, _, prepared, timeout = await self._prepare(request, context, False, t)
+        entry = self.app.route(request.model)
+        async with ticket(self.app, context, entry.name, new_request_id("chat"), _units(request)) as t:
+            orch, _, prepared, timeout = await self._prepare(entry, request, context, False, t)
             result = await orch.collect(prepared, timeout)
             await t.close("ok", completion_tokens=result.usage.completion_tokens,
                           prompt_tokens=result.usage.prompt_tokens,
@@ -43,7 +44,7 @@ class ChatServicer(chat_pb2_grpc.ChatServiceServicer):
             await send_headers(context, t)
         resp = chat_pb2.CreateChatCompletionResponse(
             id=prepared.job.request_id, object="chat.completion", created=prepared.created, model=orch.model.name,
-            usage=convert.usage(result.usage), system_fingerprint=self.app.system_fingerprint)
+            usage=convert.usage(result.usage), system_fingerprint=entry.system_fingerprint)
         for c in result.choices:
             choice = resp.choices.add(index=c.index, message=chat_pb2.ChatMessage(role="assistant", content=c.text),
                                       finish_reason=c.finish_reason)
@@ -60,14 +61,15 @@ class ChatServicer(chat_pb2_grpc.ChatServiceServicer):
         return sse.events(self._stream_chat(request.request, context))
 
     async def _stream_chat(self, request, context):
-        async with ticket(self.app, context, request.model, new_request_id("chat"), _units(request)) as t:
-            async for out in self._chat_chunks(request, context, t):
+        entry = self.app.route(request.model)
+        async with ticket(self.app, context, entry.name, new_request_id("chat"), _units(request)) as t:
+            async for out in self._chat_chunks(entry, request, context, t):
                 yield out
 
-    async def _chat_chunks(self, request, context, t):
-        orch, params, prepared, timeout = await self._prepare(request, context, True, t)
+    async def _chat_chunks(self, entry, request, context, t):
+        orch, params, prepared, timeout = await self._prepare(entry, request, context, True, t)
         chunk = convert.chunk_factory(chat_pb2.StreamChatCompletionResponse, "chat.completion.chunk", prepared,
-                                      orch.model.name, self.app.system_fingerprint)
+                                      orch.model.name, entry.system_fingerprint)
         first = True
 
         async def settle(usage, held):

@@ -26,22 +26,23 @@ class CompletionServicer(completion_pb2_grpc.CompletionServiceServicer):
     def __init__(self, app) -> None:
         self.app = app
 
-    async def _prepare(self, request, context, streaming: bool, t):
-        orch = self.app.orchestrator()
+    async def _prepare(self, entry, request, context, streaming: bool, t):
+        orch = entry.core
         orch.check_prompt_bytes(convert.largest_text_prompt_bytes(request), "prompt")
         params = convert.completion_params(request, streaming=streaming)
         params = dataclasses.replace(params, session=metadata(context, SESSION_HEADER))
         timeout = remaining(context, self.app.settings.request_timeout_seconds)
         echo = request.echo if request.HasField("echo") else False
         texts, id_lists = convert.completion_prompts(request, orch.model.context_length)
-        prepared = await orch.prepare_completion(request.model, texts, id_lists, params, echo=echo, timeout=timeout,
+        prepared = await orch.prepare_completion(entry.name, texts, id_lists, params, echo=echo, timeout=timeout,
                                                  request_id=t.request_id)
         await t.reserve(*orch.most_tokens(prepared))
         return orch, params, prepared, timeout, echo
 
     async def CreateCompletion(self, request, context):
-        async with ticket(self.app, context, request.model, new_request_id("completion"), _units(request)) as t:
-            orch, _, prepared, timeout, echo = await self._prepare(request, context, False, t)
+        entry = self.app.route(request.model)
+        async with ticket(self.app, context, entry.name, new_request_id("completion"), _units(request)) as t:
+            orch, _, prepared, timeout, echo = await self._prepare(entry, request, context, False, t)
             result = await orch.collect(prepared, timeout)
             await t.close("ok", completion_tokens=result.usage.completion_tokens,
                           prompt_tokens=result.usage.prompt_tokens,
@@ -49,7 +50,7 @@ class CompletionServicer(completion_pb2_grpc.CompletionServiceServicer):
             await send_headers(context, t)
         resp = completion_pb2.CreateCompletionResponse(
             id=prepared.job.request_id, object="text_completion", created=prepared.created, model=orch.model.name,
-            usage=convert.usage(result.usage), system_fingerprint=self.app.system_fingerprint)
+            usage=convert.usage(result.usage), system_fingerprint=entry.system_fingerprint)
         n = prepared.job.n
         for c in result.choices:
             prefix = prepared.prompt_texts[c.index // n] if echo else ""
@@ -67,12 +68,13 @@ class CompletionServicer(completion_pb2_grpc.CompletionServiceServicer):
         return sse.events(self._stream_completion(request.request, context))
 
     async def _stream_completion(self, request, context):
-        async with ticket(self.app, context, request.model, new_request_id("completion"), _units(request)) as t:
-            async for out in self._completion_chunks(request, context, t):
+        entry = self.app.route(request.model)
+        async with ticket(self.app, context, entry.name, new_request_id("completion"), _units(request)) as t:
+            async for out in self._completion_chunks(entry, request, context, t):
                 yield out
 
-    async def _completion_chunks(self, request, context, t):
-        orch, params, prepared, timeout, echo = await self._prepare(request, context, True, t)
+    async def _completion_chunks(self, entry, request, context, t):
+        orch, params, prepared, timeout, echo = await self._prepare(entry, request, context, True, t)
         n = prepared.job.n
         offsets: dict[int, int] = {}
         first = True
@@ -83,7 +85,7 @@ class CompletionServicer(completion_pb2_grpc.CompletionServiceServicer):
             await t.close("ok", completion_tokens=usage.completion_tokens, prompt_tokens=usage.prompt_tokens)
 
         chunk = convert.chunk_factory(completion_pb2.StreamCompletionResponse, "text_completion", prepared,
-                                      orch.model.name, self.app.system_fingerprint)
+                                      orch.model.name, entry.system_fingerprint)
         async for ev, out in convert.chunked(orch.stream(prepared, timeout), chunk, params.include_usage, settle,
                                              len(prepared.job.prompts) * prepared.job.n):
             if first:

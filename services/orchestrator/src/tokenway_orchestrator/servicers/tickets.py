@@ -25,8 +25,9 @@ def metadata(context: grpc.aio.ServicerContext, name: str) -> str | None:
 
 @contextlib.asynccontextmanager
 async def ticket(app, context: grpc.aio.ServicerContext, model: str, request_id: str, units: int) -> AsyncIterator[Ticket]:
+    """`model`: the served model's name, which the caller was authorized for (`app.route`)."""
     t = await app.gate.open(CALLER.get(), model, request_id, priority=metadata(context, PRIORITY_HEADER), units=units,
-                            timeout=remaining(context, app.settings.request_timeout_seconds))
+                            timeout=remaining(context, app.settings.request_timeout_seconds), authorized=True)
     try:
         yield t
     except (asyncio.CancelledError, GeneratorExit):  # the caller is gone: nobody waits for the record
