@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 
 from tokenway_orchestrator.registry.spec import ReplicaSpec, SpecError, TokenizerSpec, from_settings, parse
@@ -73,3 +76,13 @@ def test_without_a_file_the_settings_name_shared_tokenizers_and_discovered_repli
     assert spec.models == ()
     assert [t.address for t in spec.tokenizers] == ["127.0.0.1:50052", "dns:///tok.ns:50052"]
     assert [(r.address, r.model) for r in spec.replicas] == [("127.0.0.1:50053", ""), ("h:1", "")]
+
+
+def test_a_bad_models_file_stops_the_start_with_its_error(tmp_path):
+    bad = tmp_path / "models.yaml"
+    bad.write_text("tokenizers: [a:1]\nmodels: [{name: m, fallback: gone, replicas: [b:2]}]\n")
+    out = subprocess.run([sys.executable, "-m", "tokenway_orchestrator", "--models", str(bad), "--port", "0",
+                          "--store", str(tmp_path / "t.db")], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2
+    assert f"orchestrator: cannot start: {bad}: model 'm': its fallback 'gone' is not a configured model" in out.stderr
+    assert "Traceback" not in out.stderr

@@ -104,7 +104,7 @@ async def start(stack, **kw):
 async def test_two_models_are_served_side_by_side_each_with_its_own_tokenizer(stack, pico, tmp_path):
     models = tmp_path / "models.yaml"
     write(models, two_models(stack, pico))
-    app, orch = await start(stack, models_file=str(models))
+    app, orch = await start(stack, models=str(models))
     try:
         await model_health(orch.address, PICO, True)
         await model_health(orch.address, TINY, True)
@@ -158,7 +158,7 @@ async def test_a_model_whose_replicas_are_down_is_served_by_its_fallback(stack, 
     own = await start_server(s, SharedEngineApp(s, stack.engine))
     models = tmp_path / "models.yaml"
     write(models, two_models(stack, pico, tiny_replicas=[own.address], fallback="pico"))
-    app, orch = await start(stack, models_file=str(models))
+    app, orch = await start(stack, models=str(models))
     try:
         await model_health(orch.address, TINY, True)
         await model_health(orch.address, PICO, True)
@@ -190,7 +190,7 @@ models:
     replicas: ["{stack.inference.address}"]
 """
     write(models, only_tiny)
-    app, orch = await start(stack, models_file=str(models), reload_seconds=0.1)
+    app, orch = await start(stack, models=str(models), reload_seconds=0.1)
     try:
         async with grpc.aio.insecure_channel(orch.address) as ch:
             with pytest.raises(grpc.aio.AioRpcError) as e:
@@ -220,7 +220,7 @@ models:
     tokenizers: ["{stack.tokenizer.address}"]
     replicas: ["{inf.address}", "{stack.inference.address}"]
 """)
-    app, orch = await start(stack, models_file=str(models))
+    app, orch = await start(stack, models=str(models))
     try:
         await model_health(orch.address, TINY, True)
         wrong = app.registry.replicas[inf.address]
@@ -246,7 +246,7 @@ models:
     tokenizers: ["{stack.tokenizer.address}"]
     replicas: ["{replicas[0].address}", {{address: "{replicas[1].address}", weight: 3}}]
 """)
-    app, orch = await start(stack, models_file=str(models))
+    app, orch = await start(stack, models=str(models))
     try:
         await model_health(orch.address, TINY, True)
         await asyncio.wait_for(app.registry.wait(lambda: all(r.ready for r in app.router.replicas)

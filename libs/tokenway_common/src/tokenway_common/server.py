@@ -323,4 +323,9 @@ def run(settings: S, make_app: Callable[[S], App], name: str, *, module: str, ar
     elif not worker.attach():
         print(f"{name}: worker {worker.index}: the supervisor (pid {worker.supervisor}) is gone", file=sys.stderr)
         return 1
-    return asyncio.run(serve(settings, make_app(settings), name, worker=worker))
+    try:
+        app = make_app(settings)
+    except (ValueError, OSError) as exc:  # a bad configuration file, an unreadable path: said plainly
+        print(f"{name}: cannot start: {exc}", file=sys.stderr)
+        return 2
+    return asyncio.run(serve(settings, app, name, worker=worker))

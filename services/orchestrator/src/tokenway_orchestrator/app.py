@@ -115,7 +115,7 @@ class OrchestratorApp:
         spec = self.registry.spec
         log.info("waiting for a model: tokenizers %s, inference replicas %s%s",
                  ",".join(t.address for t in spec.tokenizers), ",".join(r.address for r in spec.replicas),
-                 f" (models file {s.models_file})" if s.models_file else "")
+                 f" (models file {s.models})" if s.models else "")
         try:
             await asyncio.wait_for(self.registry.wait(self.registry.any_ready), s.startup_timeout_seconds)
         except TimeoutError:

@@ -32,7 +32,7 @@ class OrchestratorSettings(ServerSettings):
                                                                          "headless Service's pods); each serves the "
                                                                          "model its GetModelInfo names",
                                                    check=_addresses)
-    models_file: str = setting("", "a YAML or JSON file of the served models (names, aliases, tokenizers, replicas "
+    models: str = setting("", "a YAML or JSON file of the served models (names, aliases, tokenizers, replicas "
                                    "and weights, routing, fallback, limits; see the orchestrator README); replaces "
                                    "tokenizer_address and inference_addresses, and is reloaded when it changes or "
                                    "on SIGHUP")

@@ -98,16 +98,16 @@ class Registry:
 
     async def start(self) -> None:
         s = self.settings
-        if s.models_file:
-            self._file_stamp = _stamp(s.models_file)
+        if s.models:
+            self._file_stamp = _stamp(s.models)
         await self._resolve_all(self._pending_spec)
         self.apply(self._pending_spec)
         if any(r.address.startswith(specs.DNS_SCHEME) for r in self.spec.replicas + self.spec.tokenizers) \
                 and s.dns_refresh_seconds > 0:
             self._loops.append(asyncio.create_task(self._dns_loop(), name="registry:dns"))
-        if s.models_file and s.reload_seconds > 0:
+        if s.models and s.reload_seconds > 0:
             self._loops.append(asyncio.create_task(self._file_loop(), name="registry:reload"))
-        if s.models_file:
+        if s.models:
             try:
                 asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, self._reload_now)
             except (NotImplementedError, RuntimeError, ValueError):  # not the main thread: polling only
@@ -116,7 +116,7 @@ class Registry:
     async def close(self) -> None:
         for t in self._loops:
             t.cancel()
-        if self.settings.models_file:
+        if self.settings.models:
             try:
                 asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
             except (NotImplementedError, RuntimeError, ValueError):
@@ -483,18 +483,18 @@ class Registry:
     async def _file_loop(self) -> None:
         while True:
             await asyncio.sleep(self.settings.reload_seconds)  # the polling period, not synchronisation
-            stamp = _stamp(self.settings.models_file)
+            stamp = _stamp(self.settings.models)
             if stamp != self._file_stamp:
                 self._file_stamp = stamp
                 await self.reload()
 
     def _reload_now(self) -> None:
-        self._file_stamp = _stamp(self.settings.models_file)
+        self._file_stamp = _stamp(self.settings.models)
         self._spawn(self.reload(), "registry:sighup")
 
     async def reload(self) -> bool:
         """Reads the models file again and applies it; a file that does not parse changes nothing."""
-        path = self.settings.models_file
+        path = self.settings.models
         try:
             spec = specs.parse(await asyncio.to_thread(_read, path), path)
         except (OSError, specs.SpecError) as exc:
@@ -539,6 +539,6 @@ def _stamp(path: str) -> tuple[int, int] | None:
 
 def load(settings: OrchestratorSettings) -> specs.RegistrySpec:
     """The configured spec: the models file's when there is one, else the address settings'."""
-    if settings.models_file:
-        return specs.parse(_read(settings.models_file), settings.models_file)
+    if settings.models:
+        return specs.parse(_read(settings.models), settings.models)
     return specs.from_settings(settings.tokenizer_address, settings.inference_addresses)
