@@ -10,9 +10,11 @@ orchestrator (`bench/policy.orchestrator`) per measurement on `--inference-addre
 
 Measurements (each a function below):
   prefix  3 transformers replicas (THREADS=1, a small KV budget each), closed-loop streaming clients whose
-          chats start with one of several long system prompts (together more than one replica's KV budget,
-          a third of them fits): ROUTING=round_robin vs ROUTING=prefix, fresh replicas for each (empty
-          caches), the same seeded request sequence. TTFT p50/p90, output tok/s, cached prompt share.
+          chats start with one of several long system prompts (together more than one replica's KV budget:
+          beside its running batch, a replica holds about a third of them; the embedded engine copies a
+          cached prefix into each running sequence's region, so the batch holds its prompts' KV too):
+          ROUTING=round_robin vs ROUTING=prefix, fresh replicas for each (empty caches), the same seeded
+          request sequence. TTFT p50/p90, output tok/s, cached prompt share.
   kill    3 synthetic replicas, closed-loop streaming clients (ignore_eos, fixed max_tokens); one replica is
           SIGKILLed mid-run. Client-visible failures (all, and among streams mid-generation at the kill),
           usage exact (completion_tokens == max_tokens) for every stream.
@@ -600,7 +602,9 @@ def main() -> int:
     ap.add_argument("--only", default="prefix,kill,slow", help="which measurements (comma-separated)")
     ap.add_argument("--prefixes", type=int, default=9, help="distinct system prompts")
     ap.add_argument("--system-words", type=int, default=330, help="words per system prompt")
-    ap.add_argument("--kv-tokens", type=int, default=6144, help="KV_CACHE_TOKENS of each transformers replica")
+    # 8192: three ~880-token system prompts cached beside 4 running sequences (~3600 tokens of copied KV); the
+    # 6144 of earlier runs left room for two, so even perfect routing evicted
+    ap.add_argument("--kv-tokens", type=int, default=8192, help="KV_CACHE_TOKENS of each transformers replica")
     ap.add_argument("--prefix-requests", type=int, default=150)
     ap.add_argument("--prefix-workers", type=int, default=4)
     ap.add_argument("--prefix-max-tokens", type=int, default=16)

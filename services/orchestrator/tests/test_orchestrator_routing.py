@@ -79,9 +79,11 @@ async def _routes(stack, policy: str) -> tuple[int, ...]:
 
 
 async def test_a_shared_prefix_goes_where_its_cache_is_and_least_load_ignores_it(stack):
-    # ties go to the first replica; the fourth shares the first's prefix: prefix routing follows it (2 in flight
-    # there against 1 is within the balance guard), least-load takes the less busy one
-    assert await _routes(stack, "prefix") == (0, 1, 0, 0)
+    # ties go to the first replica; the third, unrelated, finds both equally busy: prefix routing sends a new
+    # prefix where fewer blocks were sent (replica 1's prompt is the shorter), least-load to the first; the
+    # fourth shares the first's prefix: prefix routing follows it (2 in flight there against 1 is within the
+    # balance guard), least-load takes the less busy one
+    assert await _routes(stack, "prefix") == (0, 1, 1, 0)
     assert await _routes(stack, "least_load") == (0, 1, 0, 1)
 
 

@@ -39,6 +39,7 @@ class Replica:
         self.stub = inference_pb2_grpc.InferenceServiceStub(channel)
         self.in_flight = 0  # this orchestrator's sequences on it
         self.engine_load = 0  # its engine's running + waiting sequences (every orchestrator's), polled
+        self.max_batch = 0  # its engine's most sequences in one batch (GetLoad; 0: not known yet)
         self.calls = 0  # Generate calls sent to it
         self.weight = weight  # declared capacity: at equal load per unit of weight, the replicas are equally busy
         self.health = ReadinessFollower(channel, SERVICE, f"inference replica {address}")
@@ -174,7 +175,7 @@ class InferenceRouter:
         async def one(r: Replica) -> None:
             try:
                 load = await r.stub.GetLoad(pb.GetLoadRequest(), timeout=max(1.0, 2 * self.load_poll_seconds))
-                r.engine_load = load.running + load.waiting
+                r.engine_load, r.max_batch = load.running + load.waiting, load.max_batch_size
             except grpc.aio.AioRpcError:
                 r.engine_load = 0  # its readiness (health Watch) decides whether it is used at all
         while True:
@@ -210,7 +211,7 @@ class InferenceRouter:
             return allowed[self._turn % len(allowed)]
         if affinity:
             own = max(allowed, key=lambda r: hashlib.blake2b(f"{affinity}|{r.address}".encode(), digest_size=8).digest())
-            if balanced(own.busy, least.busy):
+            if balanced(own.busy, least.busy, own.max_batch):
                 return own
             return least
         if self.policy == "prefix" and hashes:
@@ -218,8 +219,13 @@ class InferenceRouter:
             gain = self.prefixes.matched(best.address, hashes) - self.prefixes.matched(least.address, hashes)
             # only a prefix worth a prefill beats load: an opening every prompt shares (a chat template, a
             # common first line) matches everywhere it was sent and would starve a replica that has none
-            if gain >= MIN_GAIN_BLOCKS and balanced(best.busy, least.busy):
+            if gain >= MIN_GAIN_BLOCKS and balanced(best.busy, least.busy, best.max_batch):
                 return best
+            # no prefix worth it elsewhere: among the least busy, the one holding most of it, else the one
+            # filled least, so that new prefixes spread over the caches
+            calm = [r for r in allowed if r.busy <= least.busy]
+            return min(calm, key=lambda r: (-self.prefixes.matched(r.address, hashes), self.prefixes.size(r.address),
+                                            r.calls / r.weight))
         return least
 
     async def wait_any_ready(self) -> None:
@@ -241,7 +247,8 @@ class InferenceRouter:
         """The sum of the ready replicas' max_batch_size (GetLoad); 0 when none says."""
         async def one(r: Replica) -> int:
             try:
-                return (await r.stub.GetLoad(pb.GetLoadRequest(), timeout=timeout)).max_batch_size
+                r.max_batch = (await r.stub.GetLoad(pb.GetLoadRequest(), timeout=timeout)).max_batch_size
+                return r.max_batch
             except grpc.aio.AioRpcError:
                 return 0
         return sum(await asyncio.gather(*(one(r) for r in self.replicas if r.ready)))

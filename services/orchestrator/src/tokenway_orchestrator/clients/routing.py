@@ -5,8 +5,11 @@ prompt-prefix blocks (BLOCK tokens each, chained, so a block's hash names its wh
 recently, in a bounded LRU. A prompt goes to the ready replica holding the longest run of its leading
 blocks when that run is at least MIN_GAIN_BLOCKS longer than what the least busy replica holds (an opening
 every prompt shares, like a chat template's, must not starve a replica that has not seen it yet), and
-unless that replica is busier than the least busy one by more than the balance guard (so one hot prefix
-cannot pile every request on one replica); otherwise it goes to the least busy. The engines evict
+unless that replica is busier than the least busy one by more than the balance guard (`balanced`: so one
+hot prefix cannot pile every request on one replica); otherwise it goes to the least busy, and among equally busy
+replicas to the one holding the most of it, else the one this orchestrator filled least (new prefixes
+spread over the replicas' caches instead of piling up where the first idle moment was, as SGLang's
+cache-aware router places them by tree size). The engines evict
 their caches on their own, so the view is a guess: a wrong guess costs a prefill, never a wrong answer.
 """
 
@@ -53,11 +56,20 @@ class PrefixIndex:
         while len(seen) > self.max_blocks:
             seen.popitem(last=False)
 
+    def size(self, address: str) -> int:
+        """Blocks remembered for `address`: how much of its cache this orchestrator filled."""
+        seen = self._seen.get(address)
+        return len(seen) if seen else 0
+
     def forget(self, address: str) -> None:
         """A replica restarted or was removed: its cache is gone."""
         self._seen.pop(address, None)
 
 
-def balanced(load: int, least: int, slack: float = 0.5, extra: int = 2) -> bool:
-    """The balance guard: may a replica with `load` in flight take more while the least busy has `least`?"""
-    return load <= least * (1 + slack) + extra
+def balanced(load: float, least: float, max_batch: int = 0, slack: float = 0.5) -> bool:
+    """The balance guard: may a replica with `load` in flight take more while the least busy has `least`?
+
+    Up to 1.5x the least busy's load plus a quarter of its batch (at least 2): a cache hit saves a whole
+    prefill, while one more sequence in a continuous batch costs a little of every step, so a prefix keeps
+    its replica until that replica is clearly busier (SGLang's router tolerates a difference of 32)."""
+    return load <= least * (1 + slack) + max(2, max_batch // 4)
