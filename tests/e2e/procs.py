@@ -78,3 +78,33 @@ def start_orchestrator(suite, env: dict, port: int, *args: str) -> subprocess.Po
         proc.kill()
         raise
     return proc
+
+
+def watch_health(port: int, service: str, want: int, seconds: float = 120) -> None:
+    """Returns once the health of `service` on 127.0.0.1:`port` says `want` (a health Watch: each change is
+    pushed, nothing is polled); fails naming the service and its last status when `seconds` pass first."""
+    last = "no answer"
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as ch:
+            for resp in health_pb2_grpc.HealthStub(ch).Watch(health_pb2.HealthCheckRequest(service=service),
+                                                             wait_for_ready=True, timeout=seconds):
+                last = health_pb2.HealthCheckResponse.ServingStatus.Name(resp.status)
+                if resp.status == want:
+                    return
+    except grpc.RpcError as e:
+        last = f"{last}, then {e.code().name}"
+    raise AssertionError(f"{service} on port {port} not {health_pb2.HealthCheckResponse.ServingStatus.Name(want)} "
+                         f"within {seconds:.0f}s ({last})")
+
+
+def stop(procs: list[subprocess.Popen]) -> None:
+    """Ends every process still running: SIGTERM to all, then each waited for (SIGKILL after 30 s)."""
+    for p in procs:
+        if p.poll() is None:
+            p.terminate()
+    for p in procs:
+        try:
+            p.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait(timeout=30)
