@@ -13,8 +13,10 @@ Measurements (each a function below):
           chats start with one of several long system prompts (together more than one replica's KV budget:
           beside its running batch, a replica holds about a third of them; the embedded engine copies a
           cached prefix into each running sequence's region, so the batch holds its prompts' KV too):
-          ROUTING=round_robin vs ROUTING=prefix, fresh replicas for each (empty caches), the same seeded
-          request sequence. TTFT p50/p90, output tok/s, cached prompt share.
+          ROUTING=round_robin vs ROUTING=prefix, then ROUTING=prefix through two orchestrators sharing the
+          replicas (no coordination: each keeps its own view), fresh replicas for each (empty caches), the
+          same seeded request sequence, two tokenizer replicas behind every orchestrator. TTFT p50/p90,
+          output tok/s, cached prompt share.
   kill    3 synthetic replicas, closed-loop streaming clients (ignore_eos, fixed max_tokens); one replica is
           SIGKILLed mid-run. Client-visible failures (all, and among streams mid-generation at the kill),
           usage exact (completion_tokens == max_tokens) for every stream.
@@ -63,6 +65,8 @@ T0 = time.monotonic()
 BARS = {
     "prefix_ttft": "shared-prefix load: TTFT p90 with prefix-aware routing <= 0.5x round-robin's",
     "prefix_throughput": "shared-prefix load: throughput with prefix-aware routing >= 1.0x round-robin's",
+    "prefix_x2": "the same through two orchestrators sharing the replicas (each its own view, half the clients "
+                 "each): TTFT p90 <= 0.5x and throughput >= 1.0x round-robin's (one orchestrator)",
     "kill": "kill -9 of one of three replicas under load: 0 client-visible failures for streams mid-generation, every usage exact",
     "slow": "a replica 3x slower gets proportionally less traffic (read here: its request share within 0.75-1.25x of 1/7, "
             "the share by speed, under ROUTING=least_load)",
@@ -82,10 +86,10 @@ def pstats(values: list[float]) -> dict:
 
 
 @contextlib.contextmanager
-def tokenizer(env: dict, run_dir: Path):
+def tokenizer(env: dict, run_dir: Path, name: str = "tokenizer"):
     """A tokenizer service (shared by every orchestrator of the run); yields its address."""
     port = free_port()
-    log_file = run_dir / "tokenizer.log"
+    log_file = run_dir / f"{name}.log"
     proc = _launch([PY, "-m", "tokenway_tokenizer", "--host", "127.0.0.1", "--port", str(port)], env, log_file)
     try:
         _wait(lambda: _grpc_status(port, TOKENIZER_SERVICE) == "SERVING", proc, "the tokenizer service", log_file, 300)
@@ -220,20 +224,28 @@ def prefix_vs_round_robin(env: dict, tok: str, run_dir: Path, args: argparse.Nam
                  "prefixes": args.prefixes, "system_words": args.system_words, "requests": args.prefix_requests,
                  "workers": args.prefix_workers, "max_tokens": args.prefix_max_tokens,
                  "replica_settings": settings_of(renv), "runs": {}}
-    async def one(routing: str):
+    async def one(run: str):
+        routing = run.split("_x")[0]  # "prefix_x2": two orchestrators, each with its own view, share the replicas
+        count = 2 if run.endswith("_x2") else 1
         with contextlib.ExitStack() as stack:
-            reps = await asyncio.to_thread(stack.enter_context, replicas(f"prefix-{opening}-{routing}", [renv] * 3, run_dir))
+            reps = await asyncio.to_thread(stack.enter_context, replicas(f"prefix-{opening}-{run}", [renv] * 3, run_dir))
             proxies = [CountingProxy(r.addresses["inference"]) for r in reps]
             try:
                 for p in proxies:
                     await p.start()
-                o = await asyncio.to_thread(stack.enter_context, orchestrator(
-                    f"prefix-{opening}-{routing}", env, Peers(tok, ",".join(p.address for p in proxies)), run_dir,
-                    str(run_dir / f"prefix-{opening}-{routing}.db"), auth="off", routing=routing))
-                # only the orchestrator's and the engines' first-call costs are warmed, with an unrelated prompt
-                await closed_loop(o.address, 1, lambda i: (chat_req([("user", f"warm up {i}")], 4), -1), requests=3)
+                orchs = [await asyncio.to_thread(stack.enter_context, orchestrator(
+                    f"prefix-{opening}-{run}-{j}", env, Peers(tok, ",".join(p.address for p in proxies)), run_dir,
+                    str(run_dir / f"prefix-{opening}-{run}.db"), auth="off", routing=routing)) for j in range(count)]
+                # only the orchestrators' and the engines' first-call costs are warmed, with an unrelated prompt
+                for o in orchs:
+                    await closed_loop(o.address, 1, lambda i: (chat_req([("user", f"warm up {i}")], 4), -1), requests=3)
                 before = [(p.requests, p.hits, dict(p.prefixes)) for p in proxies]
-                calls, _, wall = await closed_loop(o.address, args.prefix_workers, make_req, requests=args.prefix_requests)
+                # the same request sequence, dealt out in turn to the orchestrators, the clients split among them
+                got = await asyncio.gather(*(closed_loop(
+                    o.address, args.prefix_workers // count + (j < args.prefix_workers % count),
+                    lambda i, j=j: make_req(i * count + j), requests=len(range(j, args.prefix_requests, count)))
+                    for j, o in enumerate(orchs)))
+                calls, wall = [c for g in got for c in g[0]], max(g[2] for g in got)
                 per = [{"requests": p.requests - b[0], "hits": p.hits - b[1],
                         "per_prefix": sorted((v - b[2].get(k, 0) for k, v in p.prefixes.items() if v - b[2].get(k, 0)),
                                              reverse=True)} for p, b in zip(proxies, before)]
@@ -243,7 +255,7 @@ def prefix_vs_round_robin(env: dict, tok: str, run_dir: Path, args: argparse.Nam
                     await p.stop()
         return calls, wall, per
 
-    for routing in ("round_robin", "prefix"):
+    for routing in ("round_robin", "prefix", "prefix_x2"):
         calls, wall, per = asyncio.run(one(routing))
         ok = [c for c in calls if c.code == "OK"]
         prompt = sum(c.prompt_tokens for c in ok)
@@ -266,6 +278,9 @@ def prefix_vs_round_robin(env: dict, tok: str, run_dir: Path, args: argparse.Nam
     out["ttft_p90_ratio"] = round(px["ttft"]["p90_ms"] / rr["ttft"]["p90_ms"], 3)
     out["ttft_p50_ratio"] = round(px["ttft"]["p50_ms"] / rr["ttft"]["p50_ms"], 3)
     out["throughput_ratio"] = round(px["output_tok_s"] / rr["output_tok_s"], 3)
+    x2 = out["runs"]["prefix_x2"]
+    out["x2_ttft_p90_ratio"] = round(x2["ttft"]["p90_ms"] / rr["ttft"]["p90_ms"], 3)
+    out["x2_throughput_ratio"] = round(x2["output_tok_s"] / rr["output_tok_s"], 3)
     return out
 
 
@@ -470,6 +485,12 @@ def bars(doc: dict) -> list[dict]:
                               f"{[x['requests'] for x in rr['per_replica']]})"})
         out.append({"bar": "prefix_throughput", "text": which + BARS["prefix_throughput"], "met": p["throughput_ratio"] >= 1.0,
                     "figure": f"{p['throughput_ratio']}x ({px['output_tok_s']} vs {rr['output_tok_s']} output tok/s)"})
+        x2 = p["runs"]["prefix_x2"]
+        out.append({"bar": "prefix_x2", "text": which + BARS["prefix_x2"],
+                    "met": p["x2_ttft_p90_ratio"] <= 0.5 and p["x2_throughput_ratio"] >= 1.0,
+                    "figure": f"TTFT p90 {p['x2_ttft_p90_ratio']}x ({x2['ttft']['p90_ms']} ms), throughput "
+                              f"{p['x2_throughput_ratio']}x ({x2['output_tok_s']} output tok/s); cached prompt share "
+                              f"{x2['cached_share']}; requests per replica {[x['requests'] for x in x2['per_replica']]}"})
     if "kill" in doc:
         k = doc["kill"]
         ok = (k["mid_generation_failed"] == 0 and k["usage_exact"] == k["calls"] and k["mid_generation_at_kill"] > 0)
@@ -513,12 +534,14 @@ def run(args: argparse.Namespace) -> dict:
         "settings": {k: v for k, v in vars(args).items() if k != "out"}}}
     only = set(args.only.split(","))
     log(f"bench-routing: logs in {os.path.relpath(run_dir, ROOT)}")
-    with tokenizer(env, run_dir) as tok:
+    with tokenizer(env, run_dir) as tok, tokenizer(env, run_dir, "tokenizer-2") as tok2:
         for name, fn in (("kill", kill_one_of_three), ("slow", slow_replica_share),
                          ("prefix", prefix_vs_round_robin), ("prefix_shared_opening", prefix_vs_round_robin)):
             if name.split("_")[0] in only:
                 t = time.monotonic()
-                doc[name] = fn(env, tok, run_dir, args, "shared") if name == "prefix_shared_opening" else fn(env, tok, run_dir, args)
+                # every orchestrator of the prefix runs has both tokenizer replicas (the others need one)
+                doc[name] = (fn(env, f"{tok},{tok2}", run_dir, args, "shared") if name == "prefix_shared_opening"
+                             else fn(env, f"{tok},{tok2}", run_dir, args) if name == "prefix" else fn(env, tok, run_dir, args))
                 doc[name]["measure_s"] = round(time.monotonic() - t, 1)
     doc["bars"] = bars(doc)
     doc["wall_s"] = round(time.monotonic() - T0, 1)

@@ -271,3 +271,15 @@ async def test_a_dns_name_is_resolved_into_its_replicas(stack):
             assert (await chat(ch, TINY)).model == TINY
     finally:
         await orch.stop()
+
+
+async def test_a_replica_that_is_down_is_heard_from_at_once_and_does_not_hold_the_start(stack):
+    """The start waits for every peer to answer once (so that replicas that are up are all routed to when it
+    is SERVING): one that refuses connections answers "not ready" at its first failed attempt."""
+    app, orch = await start(stack, inference_addresses=(stack.inference.address, "127.0.0.1:1"))
+    try:
+        down = app.registry.replicas["127.0.0.1:1"]
+        assert down.health.answered and not down.ready
+        assert [r.address for r in app.router.replicas] == [stack.inference.address]
+    finally:
+        await orch.stop()

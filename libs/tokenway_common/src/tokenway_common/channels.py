@@ -113,13 +113,15 @@ class ReadinessFollower:
     `ready` is True while the peer's last word was SERVING on a live connection: a NOT_SERVING
     update, a broken Watch (peer gone, or silent past the channel's keepalive timeout) or a closed
     connection makes it False at once. Every change sets `changed` (an asyncio.Event that consumers
-    clear) and calls each `on_change` callback with the new value; `wait_for(state)` waits for one.
+    clear) and calls each `on_change` callback with the new value (the first answer calls them too, even
+    when it is "not ready", and sets `answered`); `wait_for(state)` waits for one.
     """
 
     def __init__(self, channel: grpc.aio.Channel, service: str, name: str,
                  on_change: Callable[[bool], None] | None = None) -> None:
         self.channel, self.service, self.name = channel, service, name
         self.ready = False
+        self.answered = False  # the peer's readiness was learned at least once (an update, or a failed Watch)
         self.changed = asyncio.Event()
         self._callbacks: list[Callable[[bool], None]] = [on_change] if on_change else []
         self._waiters: list[tuple[bool, asyncio.Future]] = []
@@ -145,7 +147,14 @@ class ReadinessFollower:
                 self._waiters.remove((ready, fut))
 
     def _set(self, ready: bool, why: str) -> None:
+        first, self.answered = not self.answered, True
         if ready == self.ready:
+            if first:
+                for callback in list(self._callbacks):
+                    try:
+                        callback(ready)
+                    except Exception:  # noqa: BLE001 - one bad listener must not stop the follower
+                        log.exception("readiness callback for %s failed", self.name)
             return
         self.ready = ready
         (log.info if ready else log.warning)("%s is %s (%s)", self.name, "ready" if ready else "not ready", why)
@@ -159,7 +168,26 @@ class ReadinessFollower:
             except Exception:  # noqa: BLE001 - one bad listener must not stop the follower
                 log.exception("readiness callback for %s failed", self.name)
 
+    async def _unreachable(self) -> None:
+        """Until the first answer: a connection attempt that fails is an answer ("not ready"), so that
+        whoever waits for every peer to be heard from is not held up by one that is down (the Watch
+        itself waits for the connection)."""
+        state = self.channel.get_state(try_to_connect=True)
+        while not self.answered:
+            if state == grpc.ChannelConnectivity.TRANSIENT_FAILURE:
+                self._set(False, "unreachable")
+                return
+            await self.channel.wait_for_state_change(state)
+            state = self.channel.get_state()
+
     async def _follow(self) -> None:
+        probe = asyncio.create_task(self._unreachable(), name=f"reachable:{self.name}")
+        try:
+            await self._watch()
+        finally:
+            probe.cancel()
+
+    async def _watch(self) -> None:
         stub = health_pb2_grpc.HealthStub(self.channel)
         request = health_pb2.HealthCheckRequest(service=self.service)
         while True:

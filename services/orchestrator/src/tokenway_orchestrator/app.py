@@ -30,6 +30,7 @@ from .servicers.completion import CompletionServicer
 from .servicers.models import ModelServicer
 
 log = logging.getLogger("tokenway.orchestrator")
+SETTLE_SECONDS = 10.0  # once a model is ready, how long the start waits for the other peers to be heard from
 
 
 class OrchestratorApp:
@@ -120,6 +121,10 @@ class OrchestratorApp:
             await asyncio.wait_for(self.registry.wait(self.registry.any_ready), s.startup_timeout_seconds)
         except TimeoutError:
             raise RuntimeError(f"no model ready after {s.startup_timeout_seconds:.0f}s") from None
+        try:  # the other peers that are up are found too (a peer that is down does not hold the start up long)
+            await asyncio.wait_for(self.registry.wait(self.registry.settled), SETTLE_SECONDS)
+        except TimeoutError:
+            log.warning("starting without the peers that did not answer within %.0fs", SETTLE_SECONDS)
         if not s.max_running_sequences:
             capacity = sum([await e.router.batch_capacity(s.peer_timeout_seconds) for e in self.registry.models.values()])
             self.admission.max_running = 2 * capacity or 256

@@ -404,6 +404,14 @@ class Registry:
     def any_ready(self) -> bool:
         return any(e.check_ready() for e in self.models.values())
 
+    def settled(self) -> bool:
+        """Has every peer answered once, every ready one been identified, and every model that can be
+        built been built? (What a start waits for, briefly, once a model is ready.)"""
+        return (all(r.health.answered and (r.info is not None or not r.health.ready) for r in self.replicas.values())
+                and all(t.health.answered and (t.info is not None or not t.health.ready)
+                        for t in self.tokenizers.values())
+                and not any(e.building is not None for e in self.models.values()))
+
     async def wait(self, condition: Callable[[], bool]) -> None:
         while not condition():
             self.changed.clear()
