@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Regenerates gen/{python,go,java} and gen/descriptors from protos/ with pinned tools.
+# Regenerates gen/{python,go} and gen/descriptors from protos/ with pinned tools.
+# (Java is not committed: clients/java's Maven build generates its messages and stubs from protos/.)
 # Usage: tools/gen.sh [OUT_DIR]   (default: gen; gen-check writes to a temp dir and diffs)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -24,12 +25,6 @@ rm -rf "$out/go/tokenway" && mkdir -p "$out/go"
   --go_out="$out/go" --go_opt=module=github.com/tokenway/tokenway/gen/go \
   --go-grpc_out="$out/go" --go-grpc_opt=module=github.com/tokenway/tokenway/gen/go \
   "${files[@]}"
-
-# Java: protoc's builtin generator plus grpc-java's plugin, into a Maven module.
-rm -rf "$out/java/src/main/java" && mkdir -p "$out/java/src/main/java"
-wkt=$("$py" -c 'import grpc_tools, os; print(os.path.join(os.path.dirname(grpc_tools.__file__), "_proto"))')
-"$bin/protoc" -I. -Ithird_party -I"$wkt" --plugin=protoc-gen-grpc-java="$bin/protoc-gen-grpc-java" \
-  --java_out="$out/java/src/main/java" --grpc-java_out="$out/java/src/main/java" "${files[@]}"
 
 # Descriptor set for Envoy's gRPC-JSON transcoder (public API and its imports).
 mkdir -p "$out/descriptors"

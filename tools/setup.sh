@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what tokenway needs, idempotently, into .tokenway/ (never system-wide).
 #   tools/setup.sh python   the Python venv with every package of the CPU profile
-#   tools/setup.sh codegen  protoc plugins for Go and Java (make gen)
+#   tools/setup.sh codegen  protoc plugins for Go (make gen; Java's are fetched by clients/java's Maven build)
 #   tools/setup.sh postgres PostgreSQL's server binaries for the store's tests (apt-get install postgresql, as root)
 #   tools/setup.sh all      both, plus grpcurl and the PostgreSQL server binaries
 #   tools/setup.sh vllm     a second venv (.tokenway/venv-vllm): vLLM from a committed lock (deploy/vllm/,
@@ -106,19 +106,6 @@ go_tool() { # name module@version
 codegen() {
   go_tool protoc-gen-go "google.golang.org/protobuf/cmd/protoc-gen-go@$PROTOC_GEN_GO_VERSION"
   go_tool protoc-gen-go-grpc "google.golang.org/grpc/cmd/protoc-gen-go-grpc@$PROTOC_GEN_GO_GRPC_VERSION"
-  maven_exe protoc com.google.protobuf:protoc "$PROTOC_VERSION"
-  maven_exe protoc-gen-grpc-java io.grpc:protoc-gen-grpc-java "$GRPC_JAVA_PLUGIN_VERSION"
-}
-
-maven_exe() { # name group:artifact version: a native executable published on Maven
-  local name=$1 ga=$2 ver=$3 jp=$bin/$1
-  if [[ ! -x $jp || $(cat "$bin/.$name.version" 2>/dev/null) != "$ver" ]]; then
-    step "fetching $ga $ver (Maven)"
-    mvn -q dependency:copy -Dartifact="$ga:$ver:exe:linux-x86_64" -DoutputDirectory="$bin" -Dmdep.stripVersion=true
-    mv "$bin/${ga#*:}-linux-x86_64.exe" "$jp"
-    chmod +x "$jp"
-    echo "$ver" > "$bin/.$name.version"
-  fi
 }
 
 postgres_server() {
