@@ -81,6 +81,8 @@ class ServerSettings:
     max_message_mb: int = setting(64, "largest gRPC message accepted or sent, MiB", minimum=1)
     max_request_mb: int = setting(0, "largest request message the server accepts (refused by gRPC before it is "
                                      "parsed), MiB; 0: max_message_mb", minimum=0)
+    metrics_port: int = setting(0, "port of the Prometheus metrics endpoint (HTTP GET /metrics) on host; 0: none. "
+                                   "A port that cannot be bound stops the start", minimum=0)
     processes: int = setting(1, "server processes sharing the port (Linux SO_REUSEPORT: the kernel spreads "
                                 "connections over them) under one supervisor; 0: one per core, at most 8",
                              minimum=0)

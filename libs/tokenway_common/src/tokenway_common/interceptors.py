@@ -13,6 +13,7 @@ import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable
+from typing import Protocol
 
 import grpc
 
@@ -88,23 +89,50 @@ def _request_id(details: grpc.HandlerCallDetails) -> str:
     return uuid.uuid4().hex[:16]
 
 
-async def _abort(context: grpc.aio.ServicerContext, method: str, exc: BaseException, started: float) -> None:
+def _error(method: str, exc: BaseException, started: float) -> errors.TokenwayError:
+    """The error a caller is told for `exc` (logged here: a domain error briefly, a bug with its traceback)."""
     if isinstance(exc, MalformedRequest):
-        err = exc  # already counted by the rate-limited log
-    elif isinstance(exc, errors.TokenwayError):
-        err = exc
-        log.info("%s failed", method, extra={"fields": {"code": err.code.name, "reason": err.reason,
+        return exc  # already counted by the rate-limited log
+    if isinstance(exc, errors.TokenwayError):
+        log.info("%s failed", method, extra={"fields": {"code": exc.code.name, "reason": exc.reason,
                                                          "ms": round((time.monotonic() - started) * 1e3, 1),
-                                                         "error": err.message}})
-    else:
-        log.error("%s raised an unexpected error", method, exc_info=exc)
-        err = errors.Internal("internal error; see the server log", reason="INTERNAL",
-                              metadata={"request_id": logs.request_id.get()})
-    await context.abort(err.code, err.message, trailing_metadata=errors.trailing_metadata(err))
+                                                         "error": exc.message}})
+        return exc
+    log.error("%s raised an unexpected error", method, exc_info=exc)
+    return errors.Internal("internal error; see the server log", reason="INTERNAL",
+                           metadata={"request_id": logs.request_id.get()})
+
+
+class CallObserver(Protocol):
+    """Told once about every call when it ends (metrics.ServiceMetrics)."""
+
+    def ended(self, method: str, code: grpc.StatusCode, reason: str, seconds: float) -> None: ...
+
+
+class _Outcome:
+    """How a call ended: its status code and ErrorInfo reason. A call that never got to say (its task was
+    cancelled, its stream closed by gRPC) was cancelled, or ran out of time when its deadline has passed."""
+
+    __slots__ = ("code", "reason")
+
+    def __init__(self) -> None:
+        self.code: grpc.StatusCode | None = None
+        self.reason = ""
+
+    def settle(self, context: grpc.aio.ServicerContext) -> grpc.StatusCode:
+        if self.code is None:
+            left = context.time_remaining()
+            self.code = grpc.StatusCode.DEADLINE_EXCEEDED if left is not None and left <= 0 else \
+                grpc.StatusCode.CANCELLED
+        return self.code
 
 
 class ErrorInterceptor(grpc.aio.ServerInterceptor):
-    """Sets the request id for logs and maps every exception to a rich status."""
+    """Sets the request id for logs and maps every exception to a rich status; tells `observer` (metrics)
+    how each call ended, once, when it ends: a stream when its last message went or it failed."""
+
+    def __init__(self, observer: CallObserver | None = None) -> None:
+        self.observer = observer
 
     async def intercept_service(self, continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
                                 details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler:
@@ -123,28 +151,42 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
             return handler._replace(stream_unary=self._unary(handler.stream_unary, method, rid, client_stream=True))
         return handler
 
-    @staticmethod
-    def _unary(behavior, method: str, rid: str, client_stream: bool = False):
+    def _unary(self, behavior, method: str, rid: str, client_stream: bool = False):
+        observer = self.observer
+
         async def wrapper(request, context):
             logs.request_id.set(rid)
             started = time.monotonic()
+            out = _Outcome()
             try:
                 if client_stream:
                     request = _checked(request, method)
                 elif isinstance(request, _Malformed):
                     raise _malformed(method, request)
-                return await behavior(request, context)
-            except (asyncio.CancelledError, grpc.aio.AbortError):
+                response = await behavior(request, context)
+                out.code = context.code() or grpc.StatusCode.OK
+                return response
+            except asyncio.CancelledError:
+                raise
+            except grpc.aio.AbortError:
+                out.code = context.code() or grpc.StatusCode.UNKNOWN
                 raise
             except Exception as exc:  # noqa: BLE001 - this is the one mapping point
-                await _abort(context, method, exc, started)
+                err = _error(method, exc, started)
+                out.code, out.reason = err.code, err.reason
+                await context.abort(err.code, err.message, trailing_metadata=errors.trailing_metadata(err))
+            finally:
+                if observer is not None:
+                    observer.ended(method, out.settle(context), out.reason, time.monotonic() - started)
         return wrapper
 
-    @staticmethod
-    def _stream(behavior, method: str, rid: str, client_stream: bool = False):
+    def _stream(self, behavior, method: str, rid: str, client_stream: bool = False):
+        observer = self.observer
+
         async def wrapper(request, context):
             logs.request_id.set(rid)
             started = time.monotonic()
+            out = _Outcome()
             try:
                 if client_stream:
                     request = _checked(request, method)
@@ -156,8 +198,17 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
                         yield message
                 else:
                     await result
-            except (asyncio.CancelledError, grpc.aio.AbortError):
+                out.code = context.code() or grpc.StatusCode.OK
+            except asyncio.CancelledError:
+                raise
+            except grpc.aio.AbortError:
+                out.code = context.code() or grpc.StatusCode.UNKNOWN
                 raise
             except Exception as exc:  # noqa: BLE001 - this is the one mapping point
-                await _abort(context, method, exc, started)
+                err = _error(method, exc, started)
+                out.code, out.reason = err.code, err.reason
+                await context.abort(err.code, err.message, trailing_metadata=errors.trailing_metadata(err))
+            finally:  # also when the stream is closed unfinished (GeneratorExit): cancelled
+                if observer is not None:
+                    observer.ended(method, out.settle(context), out.reason, time.monotonic() - started)
         return wrapper

@@ -22,7 +22,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from . import config, interceptors, logs, workers
+from . import config, interceptors, logs, metrics, workers
 
 log = logging.getLogger("tokenway.server")
 SERVING = health_pb2.HealthCheckResponse.SERVING
@@ -45,6 +45,10 @@ class App(Protocol):
     `def use_health(self, servicer: grpc_health.v1 HealthServicer) -> None`
         Called once, before `start()`: the App may publish health of names of its own (the
         orchestrator: one per model). Shutdown turns them NOT_SERVING with the others.
+
+    `metrics: tokenway_common.metrics.ServiceMetrics` (an attribute)
+        The service's metrics: every call is counted by RPC and code, and `serve()` serves them on the
+        `metrics_port` setting (with several worker processes the supervisor serves their sum).
 
     `async def on_shutdown(self, grace: float) -> None`
         Called once when shutdown begins, after NOT_SERVING and the drain period, as a task that runs
@@ -223,7 +227,8 @@ async def start_server(settings: config.ServerSettings, app: App, *, wait_ready:
     SERVING only after `app.start()` returned. A `worker` shares its port with its siblings.
     `listen=False` leaves binding to the caller (`RunningServer.listen`).
     """
-    server = grpc.aio.server(interceptors=[interceptors.ErrorInterceptor(), *getattr(app, "interceptors", ())],
+    observer = getattr(app, "metrics", None)
+    server = grpc.aio.server(interceptors=[interceptors.ErrorInterceptor(observer), *getattr(app, "interceptors", ())],
                              options=server_options(settings, reuse_port=worker is not None))
     app.register(server)
     health_servicer = health.aio.HealthServicer() if worker is None else _WorkerHealth(worker.tag)
@@ -244,6 +249,18 @@ async def start_server(settings: config.ServerSettings, app: App, *, wait_ready:
         await app.start()
         await running.set_ready(True)
     return running
+
+
+async def serve_metrics(settings: config.ServerSettings, app: App) -> metrics.MetricsEndpoint | None:
+    """The app's metrics endpoint on settings' host:metrics_port, started; None when the port is 0 or the
+    app has no metrics. Raises OSError when the port cannot be bound."""
+    service_metrics = getattr(app, "metrics", None)
+    if not settings.metrics_port or service_metrics is None:
+        return None
+    endpoint = metrics.MetricsEndpoint(service_metrics, settings.host, settings.metrics_port)
+    port = await endpoint.start()
+    log.info("metrics on http://%s:%d/metrics", settings.host, port)
+    return endpoint
 
 
 def freeze_startup_heap() -> None:
@@ -267,10 +284,14 @@ async def serve(settings: config.ServerSettings, app: App, name: str, *, worker:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     late = worker is not None and worker.bind_when_ready
+    endpoint = None
     try:
+        endpoint = await serve_metrics(settings, app)
         running = await start_server(settings, app, wait_ready=False, worker=worker, listen=not late)
     except OSError as e:
         log.error("%s", e)
+        if endpoint is not None:
+            await endpoint.close()
         return 1
     if late:
         log.info("%s starting up; binds %s:%d once ready", name, settings.host, settings.port)
@@ -304,6 +325,8 @@ async def serve(settings: config.ServerSettings, app: App, name: str, *, worker:
     log.info("%s shutting down: NOT_SERVING, drain %.1fs, grace %.1fs", name, settings.drain_seconds, settings.grace_seconds)
     await running.stop(settings.grace_seconds, settings.drain_seconds)
     await _settle_rpc_tasks()
+    if endpoint is not None:
+        await endpoint.close()  # last: a scrape during the drain still sees the service
     log.info("%s stopped", name)
     return code
 

@@ -19,6 +19,10 @@ outlive it.
 
 Only connections are spread, not calls: a client that keeps one HTTP/2 connection sends every call to
 one worker. State kept in memory (rate limits, caches) is per worker.
+
+Metrics (`metrics_port`): the supervisor serves them, the sum over its workers (metrics.WorkerMetrics:
+prometheus_client's multiprocess mode, a private directory named in each worker's environment); the workers
+serve none of their own (`--metrics-port 0`).
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ import socket
 import sys
 from collections.abc import Mapping, MutableMapping, Sequence
 
-from . import config, logs
+from . import config, logs, metrics
 
 log = logging.getLogger("tokenway.workers")
 
@@ -162,22 +166,38 @@ class _Slot:
 
 class Supervisor:
     def __init__(self, name: str, module: str, argv: Sequence[str], processes: int, host: str, port: int,
-                 environ: Mapping[str, str] | None = None) -> None:
+                 environ: Mapping[str, str] | None = None, worker_metrics: metrics.WorkerMetrics | None = None) -> None:
         self.name, self.module, self.argv, self.host, self.port = name, module, list(argv), host, port
         self.environ = dict(os.environ if environ is None else environ)
+        self.metrics = worker_metrics
+        if worker_metrics is not None:
+            self.environ.update(worker_metrics.environ)
         self.slots = [_Slot(i + 1) for i in range(processes)]
         self.stopping = asyncio.Event()
         self.all_ready = False
 
     def command(self) -> list[str]:
         # argparse keeps the last of a repeated flag: these two win over the user's own.
-        return [sys.executable, "-m", self.module, *self.argv, "--port", str(self.port), "--processes", "1"]
+        return [sys.executable, "-m", self.module, *self.argv, "--port", str(self.port), "--processes", "1",
+                "--metrics-port", "0"]
 
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
         for sig in _STOP_SIGNALS:
             loop.add_signal_handler(sig, self.stop, sig)
-        await asyncio.gather(*(self._keep(slot) for slot in self.slots))
+        try:
+            if self.metrics is not None:  # bound before any worker starts: a taken port stops the start
+                try:
+                    await self.metrics.endpoint.start()
+                except OSError as e:
+                    log.error("%s", e)
+                    return 1
+                log.info("%s: metrics of its %d worker processes on http://%s:%d/metrics", self.name,
+                         len(self.slots), self.metrics.endpoint.host, self.metrics.endpoint.port)
+            await asyncio.gather(*(self._keep(slot) for slot in self.slots))
+        finally:
+            if self.metrics is not None:
+                await self.metrics.close()
         failed = [s for s in self.slots if s.code != 0]
         for s in failed:
             log.error("%s worker %d ended with code %d", self.name, s.index, s.code)
@@ -250,6 +270,8 @@ class Supervisor:
             return await proc.wait()
         finally:
             self._close_pipe(slot)
+            if self.metrics is not None and proc.returncode is not None:
+                self.metrics.worker_exited(proc.pid)
 
     def _on_ready_pipe(self, slot: _Slot) -> None:
         data = os.read(slot.ready_fd, 16) if slot.ready_fd is not None else b""
@@ -298,4 +320,6 @@ def supervise(settings: config.ServerSettings, name: str, module: str, processes
         port = held.getsockname()[1]
         log.info("starting %s: %d worker processes on %s:%d (SO_REUSEPORT)", name, processes, settings.host, port,
                  extra={"fields": config.redacted(settings)})
-        return asyncio.run(Supervisor(name, module, argv, processes, settings.host, port).run())
+        worker_metrics = metrics.WorkerMetrics(settings.host, settings.metrics_port) if settings.metrics_port else None
+        return asyncio.run(Supervisor(name, module, argv, processes, settings.host, port,
+                                      worker_metrics=worker_metrics).run())
