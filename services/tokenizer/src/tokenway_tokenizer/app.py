@@ -7,6 +7,7 @@ import threading
 
 import grpc
 from tokenway_common import errors
+from tokenway_common.metrics import ServiceMetrics
 from tokenway.tokenizer.v1 import tokenizer_pb2_grpc as pb_grpc
 
 from .config import SERVICE_NAME, TokenizerSettings
@@ -20,6 +21,7 @@ class TokenizerApp:
     def __init__(self, settings: TokenizerSettings) -> None:
         self.settings = settings
         self.tokenizer: Tokenizer | None = None
+        self.metrics = ServiceMetrics("tokenizer")  # calls by RPC and code, their latency
 
     def _get(self) -> Tokenizer:
         if self.tokenizer is None:

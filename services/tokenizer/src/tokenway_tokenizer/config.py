@@ -14,6 +14,8 @@ SERVICE_NAME = "tokenway.tokenizer.v1.TokenizerService"
 @dataclasses.dataclass(frozen=True)
 class TokenizerSettings(ServerSettings):
     port: int = setting(50052, "port to bind (0 picks a free one)", minimum=0)
+    metrics_port: int = setting(9092, "port of the Prometheus metrics endpoint (HTTP GET /metrics) on host; 0: none. "
+                                      "A port that cannot be bound stops the start", minimum=0)
     model: str = setting(default_model_dir(), "Hugging Face model or tokenizer directory (local, read offline)",
                          check=check_model_dir)
     workers: int = setting(2, "threads running the tokenizer's batch calls (they release the GIL)", minimum=1)
