@@ -10,6 +10,7 @@ from .config import InferenceSettings
 from .engines import create_engine
 from .engines.base import Engine
 from .servicers.inference import InferenceServicer
+from .servicers.metrics import InferenceMetrics
 
 SERVICE_NAME = "tokenway.inference.v1.InferenceService"
 
@@ -21,9 +22,12 @@ class InferenceApp:
         self.settings = settings
         # Building the engine is cheap (reads config.json); it fails fast when vllm is chosen but absent.
         self.engine = engine if engine is not None else create_engine(settings)
+        # Its load (running, waiting, KV cache) is read at each scrape; vLLM's own metrics, in prometheus_client's
+        # default registry, are served beside these.
+        self.metrics = InferenceMetrics(self.engine)
 
     def register(self, server: grpc.aio.Server) -> None:
-        pb_grpc.add_InferenceServiceServicer_to_server(InferenceServicer(self.engine), server)
+        pb_grpc.add_InferenceServiceServicer_to_server(InferenceServicer(self.engine, self.metrics), server)
 
     async def start(self) -> None:
         """Loads and warms the model off the event loop; readiness turns SERVING after this returns."""

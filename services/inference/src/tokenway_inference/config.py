@@ -13,6 +13,9 @@ PREFIX = "TOKENWAY_INFERENCE"
 @dataclasses.dataclass(frozen=True)
 class InferenceSettings(ServerSettings):
     port: int = setting(50053, "port to bind (0 picks a free one)", minimum=0)
+    metrics_port: int = setting(9093, "port of the Prometheus metrics endpoint (HTTP GET /metrics) on host, with "
+                                      "vLLM's own metrics on the vllm engine; 0: none. A port that cannot be bound "
+                                      "stops the start", minimum=0)
     model: str = setting(default_model_dir(), "Hugging Face model directory to serve", check=check_model_dir)
     served_model_name: str = setting("", "model name reported by GetModelInfo (default: the directory name)")
     engine: str = setting("transformers", "engine: transformers (CPU default) or vllm (GPU image); "

@@ -8,6 +8,7 @@ from tokenway.inference.v1 import inference_pb2 as pb
 from tokenway.inference.v1 import inference_pb2_grpc as pb_grpc
 
 from ..engines.base import (Chunk, Engine, FinishReason, GenerateRequest, SamplingOptions, StoppingOptions)
+from .metrics import InferenceMetrics
 
 _FINISH = {None: pb.FINISH_REASON_UNSPECIFIED, FinishReason.STOP: pb.FINISH_REASON_STOP,
            FinishReason.LENGTH: pb.FINISH_REASON_LENGTH, FinishReason.ABORT: pb.FINISH_REASON_ABORT}
@@ -58,15 +59,19 @@ def _sampling_pb(s: SamplingOptions) -> pb.SamplingParams:
 
 
 class InferenceServicer(pb_grpc.InferenceServiceServicer):
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, metrics: InferenceMetrics | None = None) -> None:
         self.engine = engine
+        self.metrics = metrics
 
     async def Generate(self, request: pb.GenerateRequest, context: grpc.aio.ServicerContext):
         # Leaving this generator early (the call was cancelled) closes the engine's iterator,
         # which aborts the sequence and frees its KV rows at the next step.
         stream = self.engine.generate(to_request(request))
+        clock = self.metrics.stream() if self.metrics is not None else None
         try:
             async for chunk in stream:
+                if clock is not None:
+                    clock.chunk(chunk)
                 yield to_response(chunk)
         finally:
             await stream.aclose()
