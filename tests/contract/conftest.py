@@ -32,12 +32,13 @@ class Server:
     """One inference service process and what a test needs to talk to it."""
 
     def __init__(self, engine: str, log: Path) -> None:
-        self.engine, self.log, self.port = engine, log, free_port()
+        self.engine, self.log, self.port, self.metrics_port = engine, log, free_port(), free_port()
         env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONUNBUFFERED="1", TOKENWAY_MODEL=str(MODEL_DIR),
                    TOKENWAY_INFERENCE_ENGINE=engine, TOKENWAY_INFERENCE_DTYPE="float32",
                    TOKENWAY_INFERENCE_THREADS=os.environ.get("TOKENWAY_INFERENCE_THREADS", "1"),  # 0 on GPUs
                    TOKENWAY_INFERENCE_MAX_BATCH_SIZE=str(MAX_BATCH),
                    TOKENWAY_INFERENCE_MAX_WAITING=str(MAX_WAITING), TOKENWAY_INFERENCE_DRAIN_SECONDS="0",
+                   TOKENWAY_INFERENCE_METRICS_PORT=str(self.metrics_port),  # a free one (test_engine_metrics)
                    VLLM_CACHE_ROOT=str(ROOT / ".tokenway" / "vllm-cache"))
         from tools.suite import inference_python  # the interpreter `make up ENGINE=...` uses
         self.proc = subprocess.Popen([inference_python(env), "-m", "tokenway_inference", "--host", "127.0.0.1",
