@@ -45,31 +45,41 @@ RUN pip install --no-deps --no-build-isolation \
     && pip check \
     && python -c "import vllm, tokenway_inference.app"
 
-# Not root. vLLM's compile cache, Triton's and torch inductor's kernels live in one writable volume, so a
-# restart with the same volume skips most of the warm-up compilation.
-RUN useradd --system --uid 10001 --user-group --create-home --home-dir /home/tokenway tokenway \
+# Not root. vLLM's compile cache, Triton's, torch inductor's and CUDA's kernels live in one writable volume, so a
+# restart with the same volume skips most of the warm-up compilation. Everything else it writes goes to /tmp
+# (HOME; vLLM's IPC sockets), so the root filesystem can be read-only (Kubernetes: emptyDir volumes; shared memory
+# for NCCL and torch workers is /dev/shm, a memory emptyDir in the gpu component). No usage statistics are sent.
+RUN useradd --system --uid 10001 --user-group --no-create-home --home-dir /tmp tokenway \
     && mkdir -p /var/cache/tokenway /models \
     && chown tokenway:tokenway /var/cache/tokenway
+COPY deploy/images/health.py /opt/tokenway/health.py
 # TOKENWAY_* names hold no secrets (hadolint reads the "TOKEN" in them).
 # hadolint ignore=DL3064
-ENV VLLM_CACHE_ROOT=/var/cache/tokenway/vllm \
+ENV HOME=/tmp \
+    VLLM_CACHE_ROOT=/var/cache/tokenway/vllm \
     TRITON_CACHE_DIR=/var/cache/tokenway/triton \
     TORCHINDUCTOR_CACHE_DIR=/var/cache/tokenway/inductor \
+    CUDA_CACHE_PATH=/var/cache/tokenway/nv \
     XDG_CACHE_HOME=/var/cache/tokenway/xdg \
+    VLLM_NO_USAGE_STATS=1 \
+    DO_NOT_TRACK=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
     HF_HUB_OFFLINE=1 \
     TOKENWAY_MODEL=/models/model \
     TOKENWAY_INFERENCE_ENGINE=vllm \
     TOKENWAY_INFERENCE_HOST=0.0.0.0 \
-    TOKENWAY_INFERENCE_PORT=50053
-VOLUME ["/var/cache/tokenway"]
+    TOKENWAY_INFERENCE_PORT=50053 \
+    TOKENWAY_INFERENCE_METRICS_PORT=9093
+VOLUME ["/tmp", "/var/cache/tokenway"]
 # numeric, so Kubernetes' runAsNonRoot can verify it
 USER 10001:10001
-WORKDIR /home/tokenway
-EXPOSE 50053
+WORKDIR /opt/tokenway
+# gRPC, and Prometheus metrics (GET /metrics)
+EXPOSE 50053 9093
 
 # SERVING only once the model is loaded and warmed (the first start may compile for minutes).
 HEALTHCHECK --interval=30s --timeout=5s --start-period=600s --retries=3 \
-    CMD ["python", "-c", "import os, sys, grpc; from grpc_health.v1 import health_pb2 as h, health_pb2_grpc as g; ch = grpc.insecure_channel('127.0.0.1:' + os.environ['TOKENWAY_INFERENCE_PORT']); r = g.HealthStub(ch).Check(h.HealthCheckRequest(service='tokenway.inference.v1.InferenceService'), timeout=4); sys.exit(r.status != h.HealthCheckResponse.SERVING)"]
+    CMD ["python", "/opt/tokenway/health.py", "--prefix", "TOKENWAY_INFERENCE", "--service", "tokenway.inference.v1.InferenceService"]
 
 # SIGTERM: NOT_SERVING, drain in-flight streams (TOKENWAY_INFERENCE_GRACE_SECONDS), then vLLM shuts down.
 STOPSIGNAL SIGTERM

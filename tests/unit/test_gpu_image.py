@@ -130,7 +130,7 @@ def test_the_entrypoint_runs_the_inference_service_on_vllm_on_every_interface():
     e = env()
     assert e["TOKENWAY_INFERENCE_ENGINE"] == "vllm"
     assert e["TOKENWAY_INFERENCE_HOST"] == "0.0.0.0"
-    assert args_of("EXPOSE") == [e["TOKENWAY_INFERENCE_PORT"]] == ["50053"]
+    assert args_of("EXPOSE") == [f'{e["TOKENWAY_INFERENCE_PORT"]} {e["TOKENWAY_INFERENCE_METRICS_PORT"]}'] == ["50053 9093"]
 
 
 def test_every_tokenway_setting_in_the_image_is_one_the_service_reads():
@@ -153,10 +153,19 @@ def test_the_caches_live_in_a_volume_the_user_can_write():
 def test_the_healthcheck_asks_grpc_health_for_the_inference_service():
     (check,) = args_of("HEALTHCHECK")
     argv = json.loads(check[check.index("CMD") + 3:].strip())
-    assert argv[:2] == ["python", "-c"]
-    compile(argv[2], "HEALTHCHECK", "exec")  # a typo would mark a healthy container unhealthy forever
+    assert argv[:2] == ["python", "/opt/tokenway/health.py"], argv  # the script every image ships (test_images.py)
+    assert ["deploy/images/health.py"] in [s for s, d in copies() if d == argv[1]], "health.py is not copied there"
     from tokenway_inference.app import SERVICE_NAME
 
-    assert f"service='{SERVICE_NAME}'" in argv[2]
-    assert "TOKENWAY_INFERENCE_PORT" in argv[2]
+    assert argv[argv.index("--service") + 1] == SERVICE_NAME
+    assert argv[argv.index("--prefix") + 1] + "_PORT" in env()
 
+
+def test_nothing_but_the_volumes_needs_to_be_writable():
+    """Kubernetes runs it with readOnlyRootFilesystem: HOME and every cache must lie in a declared volume."""
+    volumes = [v for a in args_of("VOLUME") for v in json.loads(a)]
+    e = env()
+    for var in ("HOME", "VLLM_CACHE_ROOT", "TRITON_CACHE_DIR", "TORCHINDUCTOR_CACHE_DIR", "CUDA_CACHE_PATH",
+                "XDG_CACHE_HOME"):
+        assert any(e[var] == v or e[var].startswith(v + "/") for v in volumes), f"{var}={e[var]} is outside {volumes}"
+    assert e["VLLM_NO_USAGE_STATS"] == "1"  # else vLLM writes (and sends) usage statistics
