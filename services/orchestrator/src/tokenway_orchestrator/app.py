@@ -24,7 +24,8 @@ from .policy.gate import Gate
 from .policy.usage import UsageWriter
 from .store import SqliteStore, open_store
 from .core.service import Orchestrator
-from .registry import ModelEntry, Registry, load_spec
+from .metrics import OrchestratorMetrics
+from .registry import HEALTH_PREFIX, ModelEntry, Registry, load_spec
 from .servicers.chat import ChatServicer
 from .servicers.completion import CompletionServicer
 from .servicers.models import ModelServicer
@@ -47,19 +48,21 @@ class OrchestratorApp:
         self._health = None
         self._health_tasks: set[asyncio.Task] = set()
         self._started = False
+        self.metrics = OrchestratorMetrics()
         # The models file is read and the store opens (and migrates) here, before the port is bound: a bad
         # file or store fails the start.
         self.registry = Registry(settings, load_spec(settings), on_change=self._readiness_changed,
-                                 set_health=self._publish_model)
+                                 set_health=self._publish_model, metrics=self.metrics)
         self.store = open_store(settings.store)
         self.auth = Authenticator(self.store if settings.auth else None,
                                   blocking_reads=not isinstance(self.store, SqliteStore))
         self.interceptors = (AuthInterceptor(self.auth),)
         self.admission = Admission(settings.max_running_sequences, settings.max_queued_requests,
                                    {"interactive": settings.max_interactive_queue_seconds,
-                                    "batch": settings.max_queue_seconds}, min(settings.batch_share, 1.0))
+                                    "batch": settings.max_queue_seconds}, min(settings.batch_share, 1.0),
+                                   report=self.metrics.admission)
         self.gate = Gate(self.store, UsageWriter(self.store), self.admission, f"{socket.gethostname()}:{os.getpid()}:"
-                         f"{uuid.uuid4().hex[:8]}")
+                         f"{uuid.uuid4().hex[:8]}", metrics=self.metrics)
 
     def register(self, server: grpc.aio.Server) -> None:
         chat_pb2_grpc.add_ChatServiceServicer_to_server(ChatServicer(self), server)
@@ -97,6 +100,7 @@ class OrchestratorApp:
         self._health = servicer
 
     def _publish_model(self, name: str, ready: bool) -> None:
+        self.metrics.ready(name.removeprefix(HEALTH_PREFIX), ready)
         if self._health is None:
             return
         status = health_pb2.HealthCheckResponse.SERVING if ready else health_pb2.HealthCheckResponse.NOT_SERVING

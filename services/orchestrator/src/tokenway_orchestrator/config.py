@@ -19,6 +19,8 @@ def _addresses(value: tuple[str, ...]) -> str | None:
 @dataclasses.dataclass(frozen=True)
 class OrchestratorSettings(ServerSettings):
     port: int = setting(50051, "port of the public tokenway.v1 API", minimum=0)
+    metrics_port: int = setting(9091, "port of the Prometheus metrics endpoint (HTTP GET /metrics) on host; 0: none. "
+                                      "A port that cannot be bound stops the start", minimum=0)
     # The public port takes hostile input: a request larger than any prompt a served model could take is
     # refused by gRPC itself (RESOURCE_EXHAUSTED) before it is parsed. 8 MiB holds a 128k-token prompt
     # several times over; answers (n choices with logprobs) may still be up to max_message_mb.

@@ -136,6 +136,7 @@ class InferenceRouter:
         self._turn = -1
         self.load_poll_seconds = load_poll_seconds  # 0: route by this orchestrator's own in-flight counts
         self._poller: asyncio.Task | None = None
+        self.routed: Callable[[str], None] | None = None  # told each replica address a call is sent to (metrics)
         self.prefixes = PrefixIndex()
 
     def start(self, on_change: Callable[[bool], None] | None = None) -> None:
@@ -286,6 +287,8 @@ class InferenceRouter:
                 replica.breaker.started()
                 call = replica.stub.Generate(req, timeout=timeout)
                 replica.begin()
+                if self.routed is not None:
+                    self.routed(replica.address)
                 started, outcome = False, replica.breaker.released
                 try:
                     while (resp := await call.read()) is not grpc.aio.EOF:  # one layer less than `async for`

@@ -18,6 +18,7 @@ import asyncio
 import dataclasses
 import itertools
 import math
+from collections.abc import Callable
 
 from tokenway_common import errors
 
@@ -38,7 +39,8 @@ def _overloaded(message: str, reason: str, retry_after: float = 1.0) -> errors.R
 
 class Admission:
     def __init__(self, max_running: int, max_queued: int, max_wait: dict[str, float] | float,
-                 batch_share: float = 0.75) -> None:
+                 batch_share: float = 0.75, report: Callable[[int, int], None] | None = None) -> None:
+        """`report(running sequences, waiting requests)` is called after every change (metrics)."""
         self.max_running, self.max_queued = max_running, max_queued
         self.max_wait = max_wait if isinstance(max_wait, dict) else dict.fromkeys(PRIORITIES, max_wait)
         self.batch_share = batch_share
@@ -47,6 +49,7 @@ class Admission:
         self._queue: list[_Waiter] = []
         self._seq = itertools.count()
         self.shed = self.refused = self.timed_out = 0  # counters, for logs and tests
+        self._report = report
 
     @property
     def waiting(self) -> int:
@@ -69,6 +72,10 @@ class Admission:
         if rank:
             self.running_batch += units
 
+    def _changed(self) -> None:
+        if self._report is not None:
+            self._report(self.running, len(self._queue))
+
     async def acquire(self, priority: str, units: int, timeout: float | None = None) -> int:
         """Takes `units` sequences of capacity (waiting for them when its class may); returns what it
         took, to give back with `release(units, priority)`."""
@@ -78,6 +85,7 @@ class Admission:
         units = max(1, min(units, self._limit(rank)))  # a request larger than its share still runs, alone
         if not any(w.rank <= rank for w in self._queue) and self._fits(rank, units):
             self._take(rank, units)
+            self._changed()
             return units
         wait = self.max_wait[priority] if timeout is None else min(self.max_wait[priority], timeout)
         if wait <= 0:
@@ -97,12 +105,14 @@ class Admission:
                 "The server is overloaded and served a higher-priority request first; retry shortly", "SHED"))
         waiter = _Waiter(rank, next(self._seq), units, asyncio.get_running_loop().create_future())
         self._queue.append(waiter)
+        self._changed()
         try:
             await asyncio.wait_for(asyncio.shield(waiter.future), wait)
             return units
         except BaseException as exc:
             if waiter in self._queue:
                 self._queue.remove(waiter)
+                self._changed()
             elif waiter.future.done() and not waiter.future.cancelled() and waiter.future.exception() is None:
                 self.release(units, priority)  # granted at the moment its caller gave up: give it straight back
             if isinstance(exc, TimeoutError):
@@ -124,3 +134,4 @@ class Admission:
                 w.future.set_result(None)
             elif w.rank == 0:
                 break  # interactive waiters keep their order; a batch one held by its share lets others by
+        self._changed()

@@ -29,6 +29,7 @@ PRIORITY_HEADER = "x-tokenway-priority"
 
 _REASONS = {meters.REQUESTS: "REQUEST_RATE_LIMITED", meters.TOKENS: "TOKEN_RATE_LIMITED",
             meters.CONCURRENCY: "CONCURRENCY_LIMITED", meters.QUOTA: "TOKEN_QUOTA_EXCEEDED"}
+LIMIT_REASONS = tuple(_REASONS.values())
 
 
 async def store_call(fn, *args):
@@ -44,8 +45,11 @@ async def store_call(fn, *args):
 
 
 class Gate:
-    def __init__(self, store: SqlStore, writer: UsageWriter, admission: Admission, holder: str) -> None:
+    def __init__(self, store: SqlStore, writer: UsageWriter, admission: Admission, holder: str,
+                 metrics=None) -> None:
+        """`metrics`: an OrchestratorMetrics (requests running, tokens, TTFT and inter-token latency)."""
         self.store, self.writer, self.admission, self.holder = store, writer, admission, holder
+        self.metrics = metrics
         self._renewer: asyncio.Task | None = None
         self.leased: set[str] = set()  # this process's running requests that hold a lease
 
@@ -105,6 +109,9 @@ class Gate:
             await ticket.close("cancelled", "cancelled", wait=False)
             raise
         ticket.queue_ms = (time.monotonic() - ticket.started) * 1e3
+        if ticket.clock is not None:
+            ticket.clock.m.running.inc()
+            ticket.admitted = True
         return ticket
 
 
@@ -121,6 +128,8 @@ class Ticket:
         self._shown: dict[int, int] = {}  # completion tokens the client was shown, per choice
         self._finishes: dict[int, str] = {}
         self.closed = False
+        self.admitted = False  # counted as running (metrics)
+        self.clock = gate.metrics.model(model).clock(self.started) if gate.metrics is not None else None
 
     async def reserve(self, prompt_tokens: int, most_completion_tokens: int) -> None:
         """Phase two: the prompt is known; reserves prompt + the most the request may generate."""
@@ -147,7 +156,10 @@ class Ticket:
         """Choice `index` has shown the client `completion_tokens` tokens so far."""
         if self.ttft_ms is None:
             self.ttft_ms = (time.monotonic() - self.started) * 1e3
-        self._shown[index] = max(self._shown.get(index, 0), completion_tokens)
+        before = self._shown.get(index, 0)
+        if completion_tokens > before and self.clock is not None:
+            self.clock.tokens(index, completion_tokens - before)
+        self._shown[index] = max(before, completion_tokens)
         if finish_reason is not None:
             self._finishes[index] = finish_reason
 
@@ -173,6 +185,10 @@ class Ticket:
         self.gate.admission.release(self.units, self.priority)
         self.units = 0
         item = Settlement(self._record(status, finish_reason, completion_tokens), self.caller.key)
+        if self.clock is not None:
+            if self.admitted:
+                self.clock.m.running.dec()
+            self.clock.finished(item.record.prompt_tokens, item.record.completion_tokens)
         if wait:
             await self.gate.writer.write(item)
         else:

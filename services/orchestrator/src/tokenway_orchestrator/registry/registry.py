@@ -75,8 +75,10 @@ class ModelEntry:
 class Registry:
     def __init__(self, settings: OrchestratorSettings, spec: specs.RegistrySpec, *,
                  on_change: Callable[[], None] = lambda: None,
-                 set_health: Callable[[str, bool], None] = lambda name, ready: None) -> None:
+                 set_health: Callable[[str, bool], None] = lambda name, ready: None, metrics=None) -> None:
+        """`metrics`: an OrchestratorMetrics, whose per-replica counts each model's router feeds."""
         self.settings = settings
+        self.metrics = metrics
         self.spec = specs.RegistrySpec()
         self._pending_spec = spec
         self.replicas: dict[str, Replica] = {}
@@ -230,6 +232,8 @@ class Registry:
         router = InferenceRouter([], policy=m.routing or self.settings.routing,
                                  load_poll_seconds=self.settings.load_poll_seconds)
         router.poll_loads()
+        if self.metrics is not None:
+            router.routed = self.metrics.router(name)
         self._set_health(HEALTH_PREFIX + name, False)  # known, not ready yet (a Watch sees NOT_SERVING, not UNKNOWN)
         return ModelEntry(name, m, router, declared=declared)
 
