@@ -18,6 +18,11 @@ from pathlib import Path
 
 CLK = os.sysconf("SC_CLK_TCK")
 
+# Benchmarks start many servers side by side (and beside a running suite): none serves the fixed default
+# metrics ports (9091-9093). Every bench script imports this module; the servers inherit the environment.
+for _service in ("ORCHESTRATOR", "TOKENIZER", "INFERENCE"):
+    os.environ[f"TOKENWAY_{_service}_METRICS_PORT"] = "0"
+
 
 def host() -> tuple[str, float | None]:
     """This machine's CPU model and RAM in GiB, from /proc ("" and None where unreadable)."""

@@ -44,6 +44,7 @@ class Suite:
     rest: int
     env: dict
     api_key: str = ""  # the development key `tools/suite.py up` created
+    metrics: dict = dataclasses.field(default_factory=dict)  # each service's Prometheus port (free ones)
 
     @property
     def base_url(self) -> str:
@@ -83,13 +84,15 @@ def pytest_collection_modifyitems(config, items):
 @pytest.fixture(scope="session")
 def suite(tmp_path_factory):
     ports = {"orchestrator": free_port(), "tokenizer": free_port(), "inference": free_port(), "rest": free_port()}
+    metrics = {name: free_port() for name in ("orchestrator", "tokenizer", "inference")}
     state = tmp_path_factory.mktemp("state")
     env = dict(os.environ, TOKENWAY_RUN_DIR=str(tmp_path_factory.mktemp("run")), TOKENWAY_MODEL=str(MODEL_DIR),
                TOKENWAY_ORCHESTRATOR_STORE=str(state / "tokenway.db"),
                TOKENWAY_DEV_API_KEY_FILE=str(state / "dev-api-key"),
                TOKENWAY_ORCHESTRATOR_PORT=str(ports["orchestrator"]), TOKENWAY_TOKENIZER_PORT=str(ports["tokenizer"]),
                TOKENWAY_INFERENCE_PORT=str(ports["inference"]), TOKENWAY_ENVOY_PORT=str(ports["rest"]),
-               TOKENWAY_ENVOY_ADMIN_PORT=str(free_port()))
+               TOKENWAY_ENVOY_ADMIN_PORT=str(free_port()),
+               **{f"TOKENWAY_{name.upper()}_METRICS_PORT": str(port) for name, port in metrics.items()})
     up = subprocess.run([sys.executable, "tools/suite.py", "up", "--timeout", "240"], cwd=ROOT, env=env,
                         capture_output=True, text=True)
     if up.returncode != 0:
@@ -98,7 +101,7 @@ def suite(tmp_path_factory):
     assert up.stdout.count("SERVING on") == 4, up.stdout
     key = (state / "dev-api-key").read_text().strip()
     assert key in up.stdout  # printed once, on creation
-    yield Suite(env=env, api_key=key, **ports)
+    yield Suite(env=env, api_key=key, metrics=metrics, **ports)
     down = subprocess.run([sys.executable, "tools/suite.py", "down"], cwd=ROOT, env=env, capture_output=True, text=True)
     assert down.returncode == 0, down.stderr
 

@@ -6,7 +6,9 @@
     python tools/suite.py status  health of each service
 
 Ports: TOKENWAY_ORCHESTRATOR_PORT (50051), TOKENWAY_TOKENIZER_PORT (50052), TOKENWAY_INFERENCE_PORT
-(50053), TOKENWAY_ENVOY_PORT (8080, REST) and TOKENWAY_ENVOY_ADMIN_PORT (9901). The model:
+(50053), TOKENWAY_ENVOY_PORT (8080, REST) and TOKENWAY_ENVOY_ADMIN_PORT (9901); Prometheus metrics on
+TOKENWAY_ORCHESTRATOR_METRICS_PORT (9091), TOKENWAY_TOKENIZER_METRICS_PORT (9092) and
+TOKENWAY_INFERENCE_METRICS_PORT (9093), 0 for none. The model:
 TOKENWAY_MODEL (default: the embedded .tokenway/models/tokenway-tiny). TOKENWAY_INFERENCE_ENGINE=vllm runs
 the inference service from the vLLM venv (`make setup-vllm`; TOKENWAY_VLLM_VENV, default .tokenway/venv-vllm),
 the other services unchanged. Logs and pids live in .tokenway/run/.
@@ -39,6 +41,8 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 ROOT = Path(__file__).resolve().parent.parent
+#: Each service's Prometheus endpoint unless TOKENWAY_<SERVICE>_METRICS_PORT says otherwise (0: none).
+METRICS_PORTS = {"orchestrator": 9091, "tokenizer": 9092, "inference": 9093}
 RUN = Path(os.environ.get("TOKENWAY_RUN_DIR", ROOT / ".tokenway" / "run"))
 
 
@@ -105,16 +109,24 @@ def services() -> list[dict]:
     orch = int(env.get("TOKENWAY_ORCHESTRATOR_PORT", 50051))
     rest = int(env.get("TOKENWAY_ENVOY_PORT", 8080))
     admin = int(env.get("TOKENWAY_ENVOY_ADMIN_PORT", 9901))
+    metrics = {name: int(env.get(f"TOKENWAY_{name.upper()}_METRICS_PORT", port))
+               for name, port in METRICS_PORTS.items()}
     host = "127.0.0.1"
     py = sys.executable
     return [
         {"name": "tokenizer", "port": tok, "health": "tokenway.tokenizer.v1.TokenizerService",
-         "cmd": [py, "-m", "tokenway_tokenizer", "--host", host, "--port", str(tok)]},
+         "metrics": metrics["tokenizer"],
+         "cmd": [py, "-m", "tokenway_tokenizer", "--host", host, "--port", str(tok),
+                 "--metrics-port", str(metrics["tokenizer"])]},
         {"name": "inference", "port": inf, "health": "tokenway.inference.v1.InferenceService",
-         "cmd": [inference_python(env), "-m", "tokenway_inference", "--host", host, "--port", str(inf)]},
+         "metrics": metrics["inference"],
+         "cmd": [inference_python(env), "-m", "tokenway_inference", "--host", host, "--port", str(inf),
+                 "--metrics-port", str(metrics["inference"])]},
         {"name": "orchestrator", "port": orch, "health": "tokenway.v1.ChatService",
+         "metrics": metrics["orchestrator"],
          "cmd": [py, "-m", "tokenway_orchestrator", "--host", host, "--port", str(orch), "--tokenizer-address",
-                 f"{host}:{tok}", "--inference-addresses", f"{host}:{inf}"]},
+                 f"{host}:{tok}", "--inference-addresses", f"{host}:{inf}",
+                 "--metrics-port", str(metrics["orchestrator"])]},
         {"name": "envoy", "port": rest, "admin": admin, "label": "REST (Envoy)",
          "cmd": [py, str(ROOT / "tools" / "envoy.py"), "run",
                  "--out", str(RUN / "envoy.yaml")]},
@@ -208,8 +220,9 @@ def start_all(detach: bool) -> list[tuple[dict, subprocess.Popen]]:
     if env.get("TOKENWAY_INFERENCE_ENGINE") == "vllm":  # vLLM's compile cache survives restarts, under .tokenway/
         env.setdefault("VLLM_CACHE_ROOT", str(ROOT / ".tokenway" / "vllm-cache"))
     for s in services():
-        if port_taken(s["port"]):
-            sys.exit(f"port {s['port']} ({s['name']}) is already taken (is the suite up? `make down`)")
+        for port, what in ((s["port"], s["name"]), (s.get("metrics", 0), f"{s['name']} metrics")):
+            if port and port_taken(port):
+                sys.exit(f"port {port} ({what}) is already taken (is the suite up? `make down`)")
     env.setdefault("TOKENWAY_ORCHESTRATOR_STORE", str(ROOT / ".tokenway" / "tokenway.db"))
     ensure_dev_key(env)
     procs = []
@@ -256,6 +269,12 @@ def stop(procs: list[tuple[str, int, subprocess.Popen | None]], timeout: float =
         print(f"   {name:<12} stopped", flush=True)
 
 
+def print_metrics() -> None:
+    urls = [f"{s['name']} http://127.0.0.1:{s['metrics']}/metrics" for s in services() if s.get("metrics")]
+    if urls:
+        print(f"   metrics (Prometheus): {'  |  '.join(urls)}", flush=True)
+
+
 def cmd_run(timeout: float) -> int:
     print("==> starting tokenizer, inference, orchestrator and Envoy (Ctrl-C stops all)", flush=True)
     procs = start_all(detach=False)
@@ -272,6 +291,7 @@ def cmd_run(timeout: float) -> int:
         orch, rest = services()[2]["port"], services()[3]["port"]
         print(f"==> tokenway is up: grpcurl -plaintext 127.0.0.1:{orch} list  |  REST: http://127.0.0.1:{rest}/v1"
               f"  |  API key: $(cat {dev_key_file(os.environ)})", flush=True)
+        print_metrics()
     while ok and not stopping and all(p.poll() is None for _, p in procs):
         time.sleep(0.5)  # supervisor idle loop: wakes for a signal or a child's exit
     print("==> stopping", flush=True)
@@ -286,6 +306,7 @@ def cmd_up(timeout: float) -> int:
         stop([(s["name"], p.pid, p) for s, p in procs])
         return 1
     print("==> tokenway is up; `make down` stops it", flush=True)
+    print_metrics()
     return 0
 
 
@@ -305,7 +326,8 @@ def cmd_status() -> int:
         state = ready(s)
         bad += state != "SERVING"
         live = "" if "admin" in s else f"  liveness={check(s['port'], '', name=s['name'])}"
-        print(f"{s['name']:<12} 127.0.0.1:{s['port']}{live}  readiness={state}")
+        metrics = f"  metrics=http://127.0.0.1:{s['metrics']}/metrics" if s.get("metrics") else ""
+        print(f"{s['name']:<12} 127.0.0.1:{s['port']}{live}  readiness={state}{metrics}")
     return 1 if bad else 0
 
 
