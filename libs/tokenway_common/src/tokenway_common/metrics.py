@@ -37,7 +37,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from urllib.parse import urlsplit
 
 import grpc
-from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import Collector
 
@@ -60,6 +60,9 @@ class ServiceMetrics:
     """One service instance's metrics and their registry."""
 
     def __init__(self, service: str, *, rejections: Mapping[str, str] | None = None) -> None:
+        # No `<name>_created` series beside every counter and histogram (process-wide, as vLLM's server does):
+        # they double what is stored and no query here needs them.
+        disable_created_metrics()
         self.namespace = f"tokenway_{service}"
         self.registry = CollectorRegistry(auto_describe=True)
         self.requests = self.counter("requests_total", "RPCs that ended, by RPC and final gRPC status code "
