@@ -244,6 +244,46 @@ async def test_twin_requests_compute_their_prompt_once(engine):
     assert cached == [0, 288, 288]
 
 
+async def test_shared_system_prompts_are_copied_on_every_repeat_in_a_small_kv_budget(engine):
+    """bench-routing's prefix regime on one replica: KV_CACHE_TOKENS=8192, 4 closed-loop clients, 3 system
+    prompts of 871 tokens with short distinct user turns, max_tokens 16 (ignore_eos). Every request after its
+    prompt's first one copies the whole prompt (54 blocks), whatever the interleaving: the prompts fit beside
+    the running batch, each is kept once, and one arriving while its prompt is computed waits for it. A next
+    turn of a conversation then copies the prompt from one entry and its own turn from another, and gets
+    the tokens it gets uncached (`engine`, which never saw these prompts, computes the reference)."""
+    from tokenway_inference.config import InferenceSettings  # noqa: PLC0415
+    from tokenway_inference.engines.transformers_engine import TransformersEngine  # noqa: PLC0415
+
+    r = random.Random(21)
+    systems = [[0] + [r.randrange(5, 3645) for _ in range(870)] for _ in range(3)]
+    plan = [(k := r.randrange(3), systems[k] + [r.randrange(5, 3645) for _ in range(r.randint(8, 20))])
+            for _ in range(48)]
+    eng = TransformersEngine.from_settings(InferenceSettings(port=0, model=MODEL_DIR, kv_cache_tokens=8192))
+    await eng.start()
+    try:
+        got: dict[int, tuple[list[int], int]] = {}
+        queue = iter(range(len(plan)))
+
+        async def client():
+            for i in queue:
+                tokens, chunks = await collect(eng, request(f"sys-{i}", plan[i][1], max_tokens=16, ignore_eos=True))
+                got[i] = tokens, chunks[0].cached_tokens
+
+        await asyncio.gather(*(client() for _ in range(4)))
+        firsts = sorted({k: i for i, (k, _) in reversed(list(enumerate(plan)))}.values())
+        assert [i for i in range(len(plan)) if got[i][1] < 54 * 16] == firsts
+        assert eng.memory()["preemptions"] == 0
+        # the last conversation's next turn: its prompt, its answer and a new user turn
+        last = max(i for i in range(len(plan)) if i not in firsts)
+        turn = plan[last][1] + got[last][0] + [r.randrange(5, 3645) for _ in range(12)]
+        tokens, chunks = await collect(eng, request("sys-turn", turn, max_tokens=8, ignore_eos=True))
+        assert chunks[0].cached_tokens == 16 * ((len(plan[last][1]) + 15) // 16)  # all it fed, whole blocks
+        reference, chunks = await collect(engine, request("sys-turn-ref", turn, max_tokens=8, ignore_eos=True))
+        assert chunks[0].cached_tokens == 0 and tokens == reference
+    finally:
+        await eng.close()
+
+
 async def test_memory_held_is_what_the_sequences_need(engine):
     stream = engine.generate(request("mem", PROMPTS[5], max_tokens=LONG, ignore_eos=True))
     await anext(stream)

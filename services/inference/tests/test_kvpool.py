@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import random
 
 import pytest
@@ -126,3 +127,49 @@ def test_compact_can_put_one_region_last_to_grow_into_the_tail():
         got = _read(pool, r, 60)
         assert torch.equal(got[0], k) and torch.equal(got[1], v)
     assert pool.grow(grower, 16 * 40, 60) and grower.start == 16  # in place, into the free tail
+
+
+def test_top_allocation_takes_the_end_of_the_highest_hole_and_take_carves_a_given_range():
+    a = RegionAllocator(100)
+    low = a.allocate(10)
+    high = a.allocate(5, top=True)  # the end of the pool, away from where sequences are placed
+    assert (low.start, high.start) == (0, 95) and a.holes() == [(10, 85)]
+    mid = a.take(40, 10)
+    assert mid.start == 40 and a.holes() == [(10, 30), (50, 45)] and a.free_blocks == 75
+    with pytest.raises(AssertionError):
+        a.take(45, 10)  # not free
+    a.free(mid)
+    assert a.holes() == [(10, 85)]
+
+
+def test_clear_moves_only_the_small_regions_in_the_way_with_their_data():
+    """Free blocks enough for 30 but no hole: the window holding the fewest live positions is emptied by
+    moving its regions into holes elsewhere; every other region stays where it is."""
+    pool = _pool()
+    big = [pool.allocate(16 * 12) for _ in range(4)]  # blocks 0-47
+    small = [pool.allocate(16 * 2) for _ in range(8)]  # blocks 48-63
+    for i, r in enumerate(big + small):
+        _fill(pool, r, r.blocks * 16, float(i + 1))
+    for r in big[1::2] + small[1::2]:  # holes: 12-23, 36-47 and four of 2 blocks among the small ones
+        pool.free(r)
+    live = big[::2] + small[::2]
+    used = [r.blocks * 16 for r in live]
+    assert pool.allocate(16 * 14) is None and pool.allocator.free_blocks == 32
+    snapshot = {id(r): _read(pool, r, r.blocks * 16) for r in live}
+    before = {id(r): r.start for r in live}
+    region = pool.clear(14, live, used)
+    assert region is not None and region.blocks == 14
+    moved = [r for r in live if r.start != before[id(r)]]
+    assert moved and all(r.blocks == 2 for r in moved)  # only small regions were copied
+    spans = sorted([(r.start, r.start + r.blocks) for r in live] + [(region.start, region.start + region.blocks)])
+    assert all(e <= s for (_, e), (s, _) in itertools.pairwise(spans))  # nothing overlaps
+    for r in live:
+        k, v = snapshot[id(r)]
+        got = _read(pool, r, r.blocks * 16)
+        assert torch.equal(got[0], k) and torch.equal(got[1], v)
+    # when the regions in the way fit nowhere else, clear gives up (the scheduler compacts instead)
+    pool2 = _pool(16 * 10)
+    rs = [pool2.allocate(16 * 3), pool2.allocate(16), pool2.allocate(16 * 3), pool2.allocate(16)]
+    pool2.free(rs[1])
+    pool2.free(rs[3])
+    assert pool2.clear(5, [rs[0], rs[2]], [48, 48]) is None

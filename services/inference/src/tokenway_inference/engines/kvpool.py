@@ -8,16 +8,19 @@ attention reads each sequence's keys as a view of the pool, so nothing is copied
 or per finish. A region grows in place when the blocks after it are free; otherwise it moves to a larger
 region (one copy of that sequence; the scheduler grows regions by a quarter, so a copy is amortised over
 a quarter as many new tokens as the sequence held). When the
-free blocks suffice but no hole is large enough, `compact` slides the regions together; the scheduler
-does it only when an admission or a growth would otherwise wait.
+free blocks suffice but no hole is large enough, `clear` moves just the regions in the way of one
+(the window with the fewest live positions, into holes outside it), or `compact` slides every region
+together; the scheduler does it only when an admission or a growth would otherwise wait.
 
-`RegionAllocator` is the bookkeeping alone (no torch): best-fit over a sorted list of holes.
+`RegionAllocator` is the bookkeeping alone (no torch): best-fit over a sorted list of holes (or, for the
+prefix cache's small entries, the top of the highest hole that fits).
 """
 
 from __future__ import annotations
 
 import bisect
 import dataclasses
+import itertools
 
 import torch
 
@@ -36,21 +39,40 @@ class RegionAllocator:
         self._holes: list[list[int]] = [[0, total]] if total else []  # sorted [start, length], never adjacent
         self.free_blocks = total
 
-    def allocate(self, blocks: int) -> Region | None:
-        """A region of `blocks` from the smallest hole that fits (the lowest such), or None."""
+    def allocate(self, blocks: int, top: bool = False) -> Region | None:
+        """A region of `blocks` from the smallest hole that fits (the lowest such), or None. With `top`, the
+        last blocks of the highest hole that fits instead: small long-lived regions (prefix-cache entries)
+        gather at the end of the pool and leave the holes below whole for sequences."""
         best = None
-        for i, (_, length) in enumerate(self._holes):
-            if length >= blocks and (best is None or length < self._holes[best][1]):
-                best = i
-                if length == blocks:
-                    break
+        if top:
+            best = next((i for i in range(len(self._holes) - 1, -1, -1) if self._holes[i][1] >= blocks), None)
+        else:
+            for i, (_, length) in enumerate(self._holes):
+                if length >= blocks and (best is None or length < self._holes[best][1]):
+                    best = i
+                    if length == blocks:
+                        break
         if best is None:
             return None
         start, length = self._holes[best]
         if length == blocks:
             del self._holes[best]
+        elif top:
+            self._holes[best][1] = length - blocks
+            start += length - blocks
         else:
             self._holes[best] = [start + blocks, length - blocks]
+        self.free_blocks -= blocks
+        return Region(start, blocks)
+
+    def take(self, start: int, blocks: int) -> Region:
+        """The region [start, start + blocks), which must lie inside one hole."""
+        i = bisect.bisect_right(self._holes, [start, self.total + 1]) - 1
+        if i < 0 or self._holes[i][0] + self._holes[i][1] < start + blocks:
+            raise AssertionError(f"blocks [{start}, {start + blocks}) are not free")
+        hs, hn = self._holes[i]
+        parts = [[hs, start - hs], [start + blocks, hs + hn - start - blocks]]
+        self._holes[i:i + 1] = [h for h in parts if h[1]]
         self.free_blocks -= blocks
         return Region(start, blocks)
 
@@ -165,6 +187,53 @@ class KVPool:
             cursor += r.blocks
         alloc = self.allocator
         alloc._holes = [[cursor, alloc.total - cursor]] if cursor < alloc.total else []
+
+    def clear(self, blocks: int, regions: list[Region], used: list[int], tries: int = 8) -> Region | None:
+        """A region of `blocks` when the free blocks would do but no hole is large enough, made by moving only
+        the regions in the way: of the windows of `blocks` blocks (among free blocks and `regions`, which
+        must be every region of the pool, with their used positions), the ones with the fewest live positions
+        are tried (the cheapest `tries`), and the first whose regions all fit into holes outside it (best fit,
+        largest first) is emptied that way. Copies those regions' KV only (often a few small cache entries),
+        where `compact` copies every region; None when none of them can be emptied."""
+        segs = sorted([(s, n, -1) for s, n in self.allocator.holes()] +
+                      [(r.start, r.blocks, i) for i, r in enumerate(regions) if r.blocks])
+        windows = []
+        for i, (start, _, _) in enumerate(segs):
+            cost, inside, end = 0, [], start
+            for s, n, idx in itertools.islice(segs, i, None):
+                if s != end:  # blocks that are neither free nor in `regions`: they cannot move
+                    break
+                if idx >= 0:
+                    cost += used[idx]
+                    inside.append(idx)
+                end = s + n
+                if end - start >= blocks:
+                    windows.append((cost, len(inside), start, inside))
+                    break
+        for cost, _, start, inside in sorted(windows, key=lambda w: w[:3])[:tries]:
+            if not inside:
+                return self.allocator.take(start, blocks)  # a hole fits after all
+            stop = start + blocks
+            holes = [[a, b] for s, n in self.allocator.holes()
+                     for a, b in ((s, min(s + n, start)), (max(s, stop), s + n)) if b > a]
+            plan = []
+            for idx in sorted(inside, key=lambda x: -regions[x].blocks):
+                n = regions[idx].blocks
+                fit = min((h for h in holes if h[1] - h[0] >= n), key=lambda h: h[1] - h[0], default=None)
+                if fit is None:
+                    break
+                plan.append((idx, fit[0]))
+                fit[0] += n
+            if len(plan) < len(inside):
+                continue
+            for idx, dst in plan:  # from inside the window to holes outside it: no overlap
+                r = regions[idx]
+                self.allocator.take(dst, r.blocks)
+                self._move(r.start, dst, used[idx])
+                self.allocator.free(Region(r.start, r.blocks))
+                r.start = dst
+            return self.allocator.take(start, blocks)
+        return None
 
     def _move(self, src_block: int, dst_block: int, used: int) -> None:
         if used == 0 or src_block == dst_block:

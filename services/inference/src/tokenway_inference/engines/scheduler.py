@@ -18,14 +18,19 @@ When a running sequence cannot grow, the most recently admitted sequence is pree
 freed, itself put back at the head of the queue to be recomputed later) rather than the batch failing.
 
 With a `PrefixCache`, an admitted sequence starts from the longest cached prefix of its tokens (copied),
-a sequence whose prefix another admitted one is computing waits for it, finished sequences' regions
-stay as cache entries, and entries are evicted before anything waits, moves or is preempted for memory.
+a sequence whose prefix another admitted one is computing waits for it, and finished sequences' regions
+stay as cache entries (only the blocks no entry holds yet). When memory is wanted, entries that lose
+nothing are dropped first; then, if the free blocks suffice but no hole fits, the regions in the way of
+one are moved (`KVPool.clear`, else the pool is compacted); only then are entries evicted (the one whose
+own blocks were used longest ago first, see `prefix`), and all of that before anything waits or is
+preempted for memory.
 """
 
 from __future__ import annotations
 
 import collections
 import dataclasses
+from collections.abc import Collection
 from typing import Protocol
 
 from .kvpool import KVPool, Region
@@ -60,6 +65,7 @@ class BatchScheduler:
         self.running: list[SchedSeq] = []  # hold a region, in admission order
         self.preemptions = 0
         self.compactions = 0
+        self.clears = 0  # regions made by moving only what was in the way (`KVPool.clear`)
 
     def headroom(self, seq: SchedSeq) -> int:
         """Positions to hold for a sequence being admitted: its known tokens plus room for 64 more."""
@@ -94,19 +100,19 @@ class BatchScheduler:
                 break
             if seq.aborted:
                 continue  # dropped by the engine before the next plan
-            holder, have = self.prefix.match(seq) if self.prefix else (None, 0)
+            runs, have = self.prefix.match(seq) if self.prefix else ([], 0)
             if self.prefix and self.prefix.should_wait(seq, have):
                 continue  # another admitted sequence is computing its prefix: copy it once it is there
             need = self.pool.blocks_for(self.headroom(seq))
             if self.running and self.available() - need < self.watermark_blocks:
                 break
-            region = self._allocate(need, keep=holder)
+            region = self._allocate(need, keep=[holder for holder, _, _ in runs])
             if region is None:
                 break
             waiting.remove(seq)
             seq.region, seq.cached = region, 0
-            if holder is not None:
-                self.prefix.copy(holder, seq, have)
+            if runs:
+                self.prefix.copy(runs, seq, have)
             seq.prefix_hit = have
             self.running.append(seq)
             if self.prefix:
@@ -152,12 +158,14 @@ class BatchScheduler:
         while True:
             if self.pool.grow(region, want, seq.cached) or self.pool.grow(region, positions, seq.cached):
                 return True
-            if self.prefix and self.prefix.evict(self.pool.blocks_for(positions) - region.blocks):
+            if self.prefix and self.prefix.evict_one(lossless=True):
                 continue
             if self.pool.allocator.free_blocks >= self.pool.blocks_for(positions) - region.blocks:
                 self._compact(last=region)  # seq's region last: it grows into the free tail
                 if self.pool.grow(region, positions, seq.cached):
                     return True
+            if self.prefix and self.prefix.evict_one():
+                continue
             victim = next((s for s in reversed(self.running) if id(s) not in planned), None)
             if victim is None:
                 raise MemoryError("the KV pool cannot hold the sequences already planned for this step")
@@ -166,21 +174,42 @@ class BatchScheduler:
             if victim is seq:
                 return False
 
-    def _allocate(self, blocks: int, keep: object = None) -> Region | None:
-        """A region of `blocks`: from a hole, else after evicting prefix-cache entries (never `keep`), else
-        after compacting the pool."""
+    def _allocate(self, blocks: int, keep: Collection[object] = ()) -> Region | None:
+        """A region of `blocks`: from a hole; else after dropping prefix-cache entries that hold nothing no
+        other region holds; else, when the free blocks suffice, by moving the regions in the way of one (or,
+        when they fit nowhere else, compacting the pool): a copy of live KV costs less than recomputing a
+        cached prefix later; else after evicting entries one at a time (never `keep`), each followed by the
+        same checks. None when nothing is left to evict."""
         alloc = self.pool.allocator
-        region = alloc.allocate(blocks)
-        while region is None and self.prefix and self.prefix.evict(1, keep=keep):
+        while True:
             region = alloc.allocate(blocks)
-        if region is None and alloc.free_blocks >= blocks:
-            self._compact()
-            region = alloc.allocate(blocks)
+            if region is not None:
+                return region
+            if self.prefix and self.prefix.evict_one(keep, lossless=True):
+                continue
+            if alloc.free_blocks >= blocks:
+                region = self._clear(blocks)
+                if region is None:
+                    self._compact()
+                    region = alloc.allocate(blocks)
+                return region
+            if not (self.prefix and self.prefix.evict_one(keep)):
+                return None
+
+    def _regions(self) -> list[tuple[Region, int]]:
+        """Every region of the pool and its used positions."""
+        return [(s.region, s.cached) for s in self.running] + (self.prefix.regions() if self.prefix else [])
+
+    def _clear(self, blocks: int) -> Region | None:
+        pairs = self._regions()
+        region = self.pool.clear(blocks, [r for r, _ in pairs], [n for _, n in pairs])
+        if region is not None:
+            self.clears += 1
         return region
 
     def _compact(self, last: Region | None = None) -> None:
         self.compactions += 1
-        pairs = [(s.region, s.cached) for s in self.running] + (self.prefix.regions() if self.prefix else [])
+        pairs = self._regions()
         self.pool.compact([r for r, _ in pairs], [n for _, n in pairs], last)
 
     def preempt(self, seq: SchedSeq) -> None:

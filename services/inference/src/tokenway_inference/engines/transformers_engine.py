@@ -298,6 +298,7 @@ class TransformersEngine(Engine):
         prefix = sched.prefix
         return {"pool_tokens": pool.slots, "pool_bytes": pool.nbytes, "held_tokens": held,
                 "held_bytes": held * per_token, "preemptions": sched.preemptions, "compactions": sched.compactions,
+                "clears": sched.clears,
                 "prefix_cache_tokens": prefix.held_blocks * pool.block if prefix else 0,
                 "prefix_hits": prefix.hits if prefix else 0, "prefix_hit_tokens": prefix.hit_tokens if prefix else 0}
 
