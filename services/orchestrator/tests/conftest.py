@@ -41,7 +41,8 @@ class Stack:
         # the tests' extra replicas share one engine, whose load (GetLoad) is all of theirs: routing counts
         # this orchestrator's own in-flight sequences (load_poll_seconds 0) unless a test says otherwise
         kw = {"auth": False, "store": self.store, "tokenizer_address": self.tokenizer.address,
-              "inference_addresses": (self.inference.address,), "load_poll_seconds": 0, **kw}
+              "inference_addresses": (self.inference.address,), "load_poll_seconds": 0,
+              "startup_timeout_seconds": 120, **kw}  # a start that cannot succeed fails in 2 min, not 10
         return OrchestratorSettings(port=0, **kw)
 
     def chat(self, channel: grpc.aio.Channel) -> chat_pb2_grpc.ChatServiceStub:

@@ -283,3 +283,33 @@ async def test_a_replica_that_is_down_is_heard_from_at_once_and_does_not_hold_th
         assert [r.address for r in app.router.replicas] == [stack.inference.address]
     finally:
         await orch.stop()
+
+
+async def test_a_replica_refused_before_its_models_tokenizer_was_known_is_taken_back(stack, monkeypatch):
+    """The order the peers answer in must not matter. Here the wrong model's replica is identified first
+    (and taken: the model's tokenizer has not answered yet), the right one second (refused: it disagrees
+    with the first), and the tokenizer last: the model starts over with the replica that matches it. (Seen
+    in CI as a model that never became ready.)"""
+    from tokenway.inference.v1 import inference_pb2
+    from tokenway.tokenizer.v1 import tokenizer_pb2
+    from tokenway_common.channels import ReadinessFollower
+    from tokenway_orchestrator.registry import Registry
+    from tokenway_orchestrator.registry.spec import parse
+
+    monkeypatch.setattr(ReadinessFollower, "start", lambda self: None)  # the test says who answers, and when
+    spec = parse(f"models: [{{name: {TINY}, tokenizers: ['t:1'], replicas: ['wrong:1', 'right:1']}}]")
+    registry = Registry(stack.settings(), spec)
+    registry.apply(spec)
+    wrong, right = registry.replicas["wrong:1"], registry.replicas["right:1"]
+    try:
+        for replica, fingerprint in ((wrong, "pico-fp"), (right, "tiny-fp")):
+            replica.info = inference_pb2.GetModelInfoResponse(model_name="m", tokenizer_fingerprint=fingerprint)
+            replica.health.ready = True
+            registry._assign(replica)
+        assert wrong.accepted and not right.accepted
+        registry.tokenizers["t:1"].info = tokenizer_pb2.GetTokenizerInfoResponse(fingerprint="tiny-fp")
+        registry._changed()
+        assert right.accepted and not wrong.accepted
+        assert registry.models[TINY].router.replicas == [right] and registry.models[TINY].fingerprint == "tiny-fp"
+    finally:
+        await registry.close()

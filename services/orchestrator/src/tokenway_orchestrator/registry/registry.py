@@ -371,17 +371,21 @@ class Registry:
         for entry in list(self.models.values()):
             expected = self._expected(entry)
             if expected and entry.fingerprint and entry.fingerprint not in expected:
-                # its first replica was not one of its own tokenizers' model: start over with those that are
-                replicas = list(entry.router.replicas)
+                # its first replica was not one of its own tokenizers' model: start over (below, every
+                # replica is assigned again, so those serving the right model are found)
+                log.warning("model %s: its tokenizers serve %s, not %s: choosing its replicas again", entry.name,
+                            ",".join(f[:12] for f in sorted(expected)), entry.fingerprint[:12])
                 if entry.building is not None:
                     entry.building.cancel()
                 entry.core, entry.building, entry.fingerprint, entry.info = None, None, "", None
-                for r in replicas:
+                for r in list(entry.router.replicas):
                     self._detach(r)
                     r.accepted = False
-                for r in replicas:
-                    if r.info is not None and r.health.ready:
-                        self._assign(r, notify=False)
+        # a replica refused earlier is looked at again: the replicas it disagreed with may be gone, or its
+        # model may have started over
+        for r in list(self.replicas.values()):
+            if r.info is not None and r.health.ready and not r.accepted:
+                self._assign(r, notify=False)
         for entry in self.models.values():
             entry.tokenizers.peers = [
                 p for p in self.tokenizers.values()
