@@ -38,7 +38,7 @@ def free_port() -> int:
 def serve(python: str, engine: str, dtype: str, model: str, log: Path) -> tuple[subprocess.Popen, int]:
     port = free_port()
     env = dict(os.environ, HF_HUB_OFFLINE="1", TOKENWAY_MODEL=model, TOKENWAY_INFERENCE_ENGINE=engine,
-               TOKENWAY_INFERENCE_DTYPE=dtype, TOKENWAY_INFERENCE_PREFILL_DTYPE=dtype,
+               TOKENWAY_INFERENCE_DTYPE=dtype, TOKENWAY_INFERENCE_PREFILL_DTYPE=dtype, TOKENWAY_INFERENCE_METRICS_PORT="0",
                TOKENWAY_INFERENCE_THREADS=os.environ.get("TOKENWAY_INFERENCE_THREADS", "1"),  # 0 on GPUs
                VLLM_CACHE_ROOT=str(ROOT / ".tokenway" / "vllm-cache"))
     with log.open("wb") as out:
