@@ -20,7 +20,7 @@ ifneq ($(ENGINE),)
 export TOKENWAY_INFERENCE_ENGINE := $(ENGINE)
 endif
 
-.PHONY: bench bench-vllm bench-hostile clients gpu-check help setup setup-python setup-vllm setup-engine test-vllm model model-pico gen gen-check lint run up down status test test-unit test-integration clean
+.PHONY: bench bench-vllm bench-hostile clients deploy-check gpu-check help setup setup-python setup-vllm setup-engine test-vllm model model-pico gen gen-check lint run up down status test test-unit test-integration clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z-]+:.*## / {printf "  make %-17s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -60,11 +60,16 @@ gen-check: ## fail if gen/{python,go,descriptors} differ from what protos/ gener
 	  if diff -r -q -x __pycache__ -x target -x "*.egg-info" gen $$tmp >/dev/null; then echo "gen/ is up to date"; rm -rf $$tmp; \
 	  else diff -r -x __pycache__ -x target -x "*.egg-info" gen $$tmp | head -40; rm -rf $$tmp; echo "gen/ drifted from protos/: run make gen" >&2; exit 1; fi
 
-lint: setup-python ## buf lint + format on protos/, ruff on the Python, envoy --mode validate on the edge config
+lint: setup-python ## buf lint + format on protos/, ruff on the Python, envoy --mode validate on the edge config, make deploy-check
 	@$(VENV)/bin/ruff check --select F,E9 --quiet libs services tools tests bench clients && echo "ruff: clean"
 	@cd protos && ../$(VENV)/bin/buf lint && ../$(VENV)/bin/buf format --diff --exit-code && echo "buf lint: clean"
 	@$(PY) tools/envoy.py validate --out .tokenway/envoy/validate.yaml
 	@TOKENWAY_ENVOY_FAULTS=1 $(PY) tools/envoy.py validate --out .tokenway/envoy/validate-faults.yaml
+	@$(MAKE) deploy-check
+
+deploy-check: setup-python ## offline: hadolint on the images, kustomize build + Kubernetes/KEDA schemas on every overlay, the compose file, the image and manifest tests (~10 s)
+	@tools/setup.sh deploy
+	@.tokenway/venv-deploy/bin/python tools/deploy_check.py
 
 run: model setup-engine ## run the suite in the foreground on loopback (Ctrl-C stops it); ENGINE=vllm for vLLM
 	@$(PY) tools/suite.py run

@@ -392,3 +392,72 @@ def test_health_script_http_mode_follows_envoys_health_status():
         assert subprocess.run(cmd, env=env, capture_output=True).returncode == 1
     finally:
         httpd.shutdown()
+
+
+# -- the images on one host: deploy/compose/compose.yaml ------------------------------------------------------
+
+COMPOSE = ROOT / "deploy" / "compose" / "compose.yaml"
+
+
+def compose() -> dict:
+
+    import yaml
+
+    # Compose interpolates ${VAR:-default}: here with every variable unset (the defaults), as deploy-check does
+    text = re.sub(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::?-([^}]*))?\}", lambda m: m.group(2) or "",
+                  COMPOSE.read_text())
+    return yaml.safe_load(text)  # PyYAML applies the << merge keys as Compose does
+
+
+COMPOSE_IMAGES = {"orchestrator": "orchestrator", "tokenizer": "tokenizer", "inference": "inference-cpu", "envoy": "envoy"}
+
+
+@pytest.mark.parametrize("name", sorted(COMPOSE_IMAGES))
+def test_compose_builds_each_service_from_its_dockerfile_hardened(name):
+    svc = compose()["services"][name]
+    image = COMPOSE_IMAGES[name]
+    assert svc["build"] == {"context": "../..", "dockerfile": f"deploy/images/{image}.Dockerfile"}
+    assert (COMPOSE.parent / svc["build"]["context"] / svc["build"]["dockerfile"]).resolve().is_file()
+    assert svc["image"] == f"tokenway-{image}:0.1.0"  # the name and tag deploy/k8s/base uses
+    assert svc["read_only"] is True and svc["user"] == "10001:10001" and svc["cap_drop"] == ["ALL"]
+    assert "no-new-privileges:true" in svc["security_opt"]
+    assert any(t.startswith("/tmp:") for t in svc["tmpfs"])
+    for port in svc.get("ports", []):
+        assert port.startswith("127.0.0.1:"), f"{name} publishes {port} on every interface"
+    for dep in svc.get("depends_on", []):
+        assert dep in compose()["services"]
+    for v in svc.get("volumes", []):
+        if v["type"] == "volume":
+            assert v["source"] in compose()["volumes"]
+
+
+@pytest.mark.parametrize("name", sorted(COMPOSE_IMAGES))
+def test_compose_sets_only_settings_the_services_read_and_stops_after_the_grace(name):
+    svc = compose()["services"][name]
+    service = image(COMPOSE_IMAGES[name]).service
+    env = svc.get("environment", {})
+    unknown = {k for k in env if k.startswith("TOKENWAY_")} - settings(service)
+    assert not unknown, unknown
+    if service != "envoy":
+        prefix = f"TOKENWAY_{service.upper()}"
+        grace = float(env.get(f"{prefix}_GRACE_SECONDS", 10)) + float(env.get(f"{prefix}_DRAIN_SECONDS", 0))
+        assert float(svc["stop_grace_period"].removesuffix("s")) >= grace + 5
+
+
+def test_compose_mounts_one_model_read_only_and_wires_the_peers():
+    services = compose()["services"]
+    sources = set()
+    for name in ("tokenizer", "inference"):
+        (model,) = [v for v in services[name]["volumes"] if v["target"] == "/models/model"]
+        assert model["type"] == "bind" and model["read_only"] is True
+        sources.add(model["source"])
+    (source,) = sources  # the same directory: equal tokenizer fingerprints
+    assert (COMPOSE.parent / source).resolve() == (ROOT / ".tokenway" / "models" / "tokenway-tiny")
+    assert services["inference"]["environment"]["TOKENWAY_INFERENCE_ENGINE"] == "transformers"
+    orch = services["orchestrator"]["environment"]
+    assert orch["TOKENWAY_ORCHESTRATOR_TOKENIZER_ADDRESS"] == "dns:///tokenizer:50052"
+    assert orch["TOKENWAY_ORCHESTRATOR_INFERENCE_ADDRESSES"] == "dns:///inference:50053"
+    assert orch["TOKENWAY_ORCHESTRATOR_AUTH"] == "on"
+    (store,) = services["orchestrator"]["volumes"]
+    assert orch["TOKENWAY_ORCHESTRATOR_STORE"].startswith(store["target"] + "/")
+    assert services["envoy"]["environment"]["TOKENWAY_ENVOY_ORCHESTRATOR_HOST"] == "orchestrator"
