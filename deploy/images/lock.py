@@ -33,9 +33,8 @@ HERE = Path(__file__).resolve().parent
 BUILD = ["setuptools>=70.1"]
 
 IMAGES: dict[str, dict[str, list[str]]] = {
-    # the orchestrator's models file is YAML: it imports yaml (PyYAML) without declaring it
     "orchestrator": {"packages": ["gen/python", "libs/tokenway_common", "libs/tokenway_text", "services/orchestrator"],
-                     "extra": ["pyyaml"]},
+                     "extra": []},
     # chat templates are Jinja: transformers imports jinja2 only when a template is rendered
     "tokenizer": {"packages": ["gen/python", "libs/tokenway_common", "libs/tokenway_text", "services/tokenizer"],
                   "extra": ["jinja2"]},
