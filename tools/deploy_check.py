@@ -6,8 +6,8 @@
 2. kustomize (pinned, .tokenway/bin) renders every overlay and the every-component combination
    (deploy/k8s/render.py) into .tokenway/deploy/rendered/<target>.yaml; standalone deploy/k8s/*.yaml as they are.
 3. Every rendered object is validated against the Kubernetes JSON schemas of each version in K8S_SCHEMA_VERSIONS
-   (tools/versions.env; strict: unknown fields fail) from kubernetes-validate, and KEDA's ScaledObject against
-   deploy/k8s/schemas/; a kind with no schema fails rather than passing unchecked.
+   (tools/versions.env; strict: unknown fields fail) from kubernetes-validate, and KEDA's ScaledObject and
+   prometheus-operator's PodMonitor against deploy/k8s/schemas/ (generate.py); a kind with no schema fails rather than passing unchecked.
 4. deploy/compose/compose.yaml is interpolated with its defaults and parsed by compose-spec (the Compose
    specification's types: unknown keys fail).
 5. The structural tests, in the project venv: tests/unit/test_images.py, test_gpu_image.py, test_k8s.py.
@@ -27,7 +27,8 @@ sys.path.insert(0, str(ROOT / "deploy" / "k8s"))
 import render  # noqa: E402 - deploy/k8s/render.py
 
 SCHEMAS = ROOT / "deploy" / "k8s" / "schemas"
-CUSTOM = {("keda.sh/v1alpha1", "ScaledObject"): SCHEMAS / "keda.sh-v1alpha1-scaledobject.json"}
+CUSTOM = {("keda.sh/v1alpha1", "ScaledObject"): SCHEMAS / "keda.sh-v1alpha1-scaledobject.json",
+          ("monitoring.coreos.com/v1", "PodMonitor"): SCHEMAS / "monitoring.coreos.com-v1-podmonitor.json"}
 BIN = Path(sys.executable).parent
 PROJECT_PY = ROOT / ".tokenway" / "venv" / "bin" / "python"
 
@@ -102,7 +103,7 @@ def main() -> int:
     failed += hadolint()
 
     k8s_versions = versions()["K8S_SCHEMA_VERSIONS"].split(",")
-    step(f"kustomize build, then Kubernetes {' and '.join(k8s_versions)} schemas (strict) and KEDA's")
+    step(f"kustomize build, then Kubernetes {' and '.join(k8s_versions)} schemas (strict), KEDA's and prometheus-operator's")
     out = ROOT / ".tokenway" / "deploy" / "rendered"
     out.mkdir(parents=True, exist_ok=True)
     for name, target in render.targets().items():

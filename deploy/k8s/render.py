@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[2]
 K8S = ROOT / "deploy" / "k8s"
 KUSTOMIZE = ROOT / ".tokenway" / "bin" / "kustomize"
 # every component, in the order that composes: tls replaces the probes, gpu then lengthens the startup probe
-COMPONENTS = ["envoy", "tls", "gpu", "autoscaling", "network-policies", "otel"]
+COMPONENTS = ["envoy", "tls", "gpu", "autoscaling", "monitoring", "network-policies", "otel"]
 
 
 def every_component() -> Path:

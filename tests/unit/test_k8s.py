@@ -248,7 +248,7 @@ def test_dev_is_one_cpu_replica_of_each_with_sqlite():
 def test_prod_includes_gpu_autoscaling_network_policies_envoy_and_otel():
     kustomization = yaml.safe_load((K8S / "overlays" / "prod" / "kustomization.yaml").read_text())
     components = {p.rsplit("/", 1)[-1] for p in kustomization["components"]}
-    assert {"gpu", "autoscaling", "network-policies", "envoy", "otel"} <= components
+    assert {"gpu", "autoscaling", "monitoring", "network-policies", "envoy", "otel"} <= components
     # and their effects are in what it renders
     inference = get("prod", "Deployment", "inference")
     c = container(inference)
@@ -398,3 +398,14 @@ def test_the_model_copy_pod_writes_the_claim_the_services_read():
     (volume,) = spec["volumes"]
     served = get("dev", "Deployment", "inference")["spec"]["template"]["spec"]["volumes"]
     assert volume["persistentVolumeClaim"]["claimName"] in {v.get("persistentVolumeClaim", {}).get("claimName") for v in served}
+
+
+@pytest.mark.parametrize("target", ["prod", "every-component"])
+def test_prometheus_scrapes_the_metrics_port_of_every_service(target):
+    (monitor,) = kinds(target, "PodMonitor")
+    (endpoint,) = monitor["spec"]["podMetricsEndpoints"]
+    assert endpoint["port"] == "metrics" and endpoint["path"] == "/metrics"
+    (expr,) = monitor["spec"]["selector"]["matchExpressions"]
+    assert expr["key"] == "app.kubernetes.io/name" and set(expr["values"]) == set(SERVICES)
+    for name in SERVICES:
+        assert "metrics" in {p["name"] for p in container(get(target, "Deployment", name))["ports"]}
