@@ -461,3 +461,17 @@ def test_compose_mounts_one_model_read_only_and_wires_the_peers():
     (store,) = services["orchestrator"]["volumes"]
     assert orch["TOKENWAY_ORCHESTRATOR_STORE"].startswith(store["target"] + "/")
     assert services["envoy"]["environment"]["TOKENWAY_ENVOY_ORCHESTRATOR_HOST"] == "orchestrator"
+
+
+@pytest.mark.parametrize("name", ["orchestrator", "tokenizer", "inference-cpu", "envoy"])
+def test_every_dependency_tokenway_declares_is_in_its_images_lock(name):
+    """A dependency added to a pyproject.toml without `python deploy/images/lock.py` fails the image's pip check
+    at build time; here it fails offline."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("tokenway_images_lock", IMAGES / "lock.py")
+    lock = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(lock)
+    pins = dict(line.split("==", 1) for line in (IMAGES / f"{name}.lock").read_text().splitlines()
+                if "==" in line and not line.startswith("#"))
+    assert not lock.check(name, pins), f"run python deploy/images/lock.py {name}"
