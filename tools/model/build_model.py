@@ -200,6 +200,9 @@ def main() -> int:
         f"(seed {preset.seed})...")
     params = build_model(tmp, fast, preset)
     (tmp / ".tokenway-build").write_text(stamp + "\n")
+    for f in tmp.iterdir():  # readable by every user: a container runs the services as uid 10001
+        f.chmod(0o644)
+    tmp.chmod(0o755)
     if out.exists():
         import shutil
 
