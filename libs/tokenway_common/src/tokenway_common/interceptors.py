@@ -17,7 +17,7 @@ from typing import Protocol
 
 import grpc
 
-from . import errors, logs
+from . import errors, logs, tracing
 
 log = logging.getLogger("tokenway.rpc")
 REQUEST_ID_KEY = "x-request-id"
@@ -113,11 +113,11 @@ class _Outcome:
     """How a call ended: its status code and ErrorInfo reason. A call that never got to say (its task was
     cancelled, its stream closed by gRPC) was cancelled, or ran out of time when its deadline has passed."""
 
-    __slots__ = ("code", "reason")
+    __slots__ = ("code", "reason", "message")
 
     def __init__(self) -> None:
         self.code: grpc.StatusCode | None = None
-        self.reason = ""
+        self.reason = self.message = ""
 
     def settle(self, context: grpc.aio.ServicerContext) -> grpc.StatusCode:
         if self.code is None:
@@ -129,10 +129,14 @@ class _Outcome:
 
 class ErrorInterceptor(grpc.aio.ServerInterceptor):
     """Sets the request id for logs and maps every exception to a rich status; tells `observer` (metrics)
-    how each call ended, once, when it ends: a stream when its last message went or it failed."""
+    how each call ended, once, when it ends: a stream when its last message went or it failed. With tracing on,
+    each call is a SERVER span (tracing.server_span: the caller's trace context continued, current while the
+    handler runs, ended with the call's final code); `background`: full method names ("pkg.Service/Method")
+    traced only when the caller sent trace context (peers' polls)."""
 
-    def __init__(self, observer: CallObserver | None = None) -> None:
+    def __init__(self, observer: CallObserver | None = None, background: frozenset[str] = frozenset()) -> None:
         self.observer = observer
+        self.background = frozenset(background)
 
     async def intercept_service(self, continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
                                 details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler:
@@ -140,22 +144,29 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
         if handler is None:
             return handler
         method, rid = details.method, _request_id(details)
+        # the caller's metadata, for its trace context (only looked at with tracing on)
+        md = details.invocation_metadata if tracing.enabled() else None
         handler = handler._replace(request_deserializer=_safe(handler.request_deserializer))
         if handler.unary_unary:
-            return handler._replace(unary_unary=self._unary(handler.unary_unary, method, rid))
+            return handler._replace(unary_unary=self._unary(handler.unary_unary, method, rid, md))
         if handler.unary_stream:
-            return handler._replace(unary_stream=self._stream(handler.unary_stream, method, rid))
+            return handler._replace(unary_stream=self._stream(handler.unary_stream, method, rid, md))
         if handler.stream_stream:
-            return handler._replace(stream_stream=self._stream(handler.stream_stream, method, rid, client_stream=True))
+            return handler._replace(stream_stream=self._stream(handler.stream_stream, method, rid, md,
+                                                               client_stream=True))
         if handler.stream_unary:
-            return handler._replace(stream_unary=self._unary(handler.stream_unary, method, rid, client_stream=True))
+            return handler._replace(stream_unary=self._unary(handler.stream_unary, method, rid, md, client_stream=True))
         return handler
 
-    def _unary(self, behavior, method: str, rid: str, client_stream: bool = False):
+    def _span(self, method: str, md, rid: str) -> tracing.Span:
+        return tracing.server_span(method, md, rid, self.background) if md is not None else tracing.NOOP
+
+    def _unary(self, behavior, method: str, rid: str, md, client_stream: bool = False):
         observer = self.observer
 
         async def wrapper(request, context):
             logs.request_id.set(rid)
+            span = self._span(method, md, rid)
             started = time.monotonic()
             out = _Outcome()
             try:
@@ -173,18 +184,22 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
                 raise
             except Exception as exc:  # noqa: BLE001 - this is the one mapping point
                 err = _error(method, exc, started)
-                out.code, out.reason = err.code, err.reason
+                out.code, out.reason, out.message = err.code, err.reason, err.message
                 await context.abort(err.code, err.message, trailing_metadata=errors.trailing_metadata(err))
             finally:
+                code = out.settle(context)
                 if observer is not None:
-                    observer.ended(method, out.settle(context), out.reason, time.monotonic() - started)
+                    observer.ended(method, code, out.reason, time.monotonic() - started)
+                if span:
+                    tracing.end_server_span(span, code, out.reason, out.message)
         return wrapper
 
-    def _stream(self, behavior, method: str, rid: str, client_stream: bool = False):
+    def _stream(self, behavior, method: str, rid: str, md, client_stream: bool = False):
         observer = self.observer
 
         async def wrapper(request, context):
             logs.request_id.set(rid)
+            span = self._span(method, md, rid)
             started = time.monotonic()
             out = _Outcome()
             try:
@@ -206,9 +221,12 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
                 raise
             except Exception as exc:  # noqa: BLE001 - this is the one mapping point
                 err = _error(method, exc, started)
-                out.code, out.reason = err.code, err.reason
+                out.code, out.reason, out.message = err.code, err.reason, err.message
                 await context.abort(err.code, err.message, trailing_metadata=errors.trailing_metadata(err))
             finally:  # also when the stream is closed unfinished (GeneratorExit): cancelled
+                code = out.settle(context)
                 if observer is not None:
-                    observer.ended(method, out.settle(context), out.reason, time.monotonic() - started)
+                    observer.ended(method, code, out.reason, time.monotonic() - started)
+                if span:
+                    tracing.end_server_span(span, code, out.reason, out.message)
         return wrapper

@@ -1,4 +1,5 @@
-"""Structured logs that carry the request id of the RPC being served."""
+"""Structured logs that carry the request id of the RPC being served, and its trace and span ids when tracing is on
+(tracing.py sets `trace_ids`)."""
 
 from __future__ import annotations
 
@@ -7,13 +8,19 @@ import json
 import logging
 import sys
 import time
+from collections.abc import Callable
 
 request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
+#: (trace id, span id) of the span current where a line is logged, or None; set by tracing.install (None: off).
+trace_ids: Callable[[], tuple[str, str] | None] | None = None
 
 
 class _RequestIdFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         record.request_id = request_id.get()
+        ids = trace_ids() if trace_ids is not None else None
+        if ids is not None:
+            record.trace_id, record.span_id = ids
         return True
 
 
@@ -26,6 +33,8 @@ class _JsonFormatter(logging.Formatter):
             "request_id": getattr(record, "request_id", "-"),
             "msg": record.getMessage(),
         }
+        if hasattr(record, "trace_id"):
+            out["trace_id"], out["span_id"] = record.trace_id, record.span_id
         fields = getattr(record, "fields", None)
         if fields:
             out.update(fields)
@@ -40,6 +49,8 @@ class _TextFormatter(logging.Formatter):
         fields = getattr(record, "fields", None)
         if fields:
             line += " " + " ".join(f"{k}={v}" for k, v in fields.items())
+        if hasattr(record, "trace_id"):
+            line += f" trace_id={record.trace_id} span_id={record.span_id}"
         return line
 
 

@@ -22,7 +22,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from . import config, interceptors, logs, metrics, workers
+from . import config, interceptors, logs, metrics, tracing, workers
 
 log = logging.getLogger("tokenway.server")
 SERVING = health_pb2.HealthCheckResponse.SERVING
@@ -49,6 +49,11 @@ class App(Protocol):
     `metrics: tokenway_common.metrics.ServiceMetrics` (an attribute)
         The service's metrics: every call is counted by RPC and code, and `serve()` serves them on the
         `metrics_port` setting (with several worker processes the supervisor serves their sum).
+
+    `background_methods: frozenset[str]` (an attribute)
+        Full method names ("package.Service/Method") that peers call on their own schedule (load polls,
+        startup reads): with tracing on they are traced only when the caller sent trace context, so that
+        polls do not each start a trace of their own.
 
     `async def on_shutdown(self, grace: float) -> None`
         Called once when shutdown begins, after NOT_SERVING and the drain period, as a task that runs
@@ -228,7 +233,8 @@ async def start_server(settings: config.ServerSettings, app: App, *, wait_ready:
     `listen=False` leaves binding to the caller (`RunningServer.listen`).
     """
     observer = getattr(app, "metrics", None)
-    server = grpc.aio.server(interceptors=[interceptors.ErrorInterceptor(observer), *getattr(app, "interceptors", ())],
+    calls = interceptors.ErrorInterceptor(observer, getattr(app, "background_methods", frozenset()))
+    server = grpc.aio.server(interceptors=[calls, *getattr(app, "interceptors", ())],
                              options=server_options(settings, reuse_port=worker is not None))
     app.register(server)
     health_servicer = health.aio.HealthServicer() if worker is None else _WorkerHealth(worker.tag)
@@ -279,6 +285,13 @@ async def serve(settings: config.ServerSettings, app: App, name: str, *, worker:
     if worker is not None:
         worker.tag_logs()
     log.info("starting %s", name, extra={"fields": config.redacted(settings)})
+    try:
+        traces = tracing.setup(name)
+    except (tracing.TracingConfigError, ValueError) as e:
+        log.error("tracing: %s", e)
+        return 2
+    log.info("tracing: %s", traces.description if traces is not None else
+             "off (set OTEL_EXPORTER_OTLP_ENDPOINT to export traces)")
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -292,6 +305,8 @@ async def serve(settings: config.ServerSettings, app: App, name: str, *, worker:
         log.error("%s", e)
         if endpoint is not None:
             await endpoint.close()
+        if traces is not None:
+            traces.close()
         return 1
     if late:
         log.info("%s starting up; binds %s:%d once ready", name, settings.host, settings.port)
@@ -327,6 +342,8 @@ async def serve(settings: config.ServerSettings, app: App, name: str, *, worker:
     await _settle_rpc_tasks()
     if endpoint is not None:
         await endpoint.close()  # last: a scrape during the drain still sees the service
+    if traces is not None:
+        await asyncio.to_thread(traces.close)  # the last spans, within a bound
     log.info("%s stopped", name)
     return code
 
