@@ -17,6 +17,8 @@ SERVICE_NAME = "tokenway.inference.v1.InferenceService"
 
 class InferenceApp:
     service_names = (SERVICE_NAME,)
+    # the orchestrators' load polls and model reads: traced only as part of a request's trace
+    background_methods = frozenset({f"{SERVICE_NAME}/GetLoad", f"{SERVICE_NAME}/GetModelInfo"})
 
     def __init__(self, settings: InferenceSettings, engine: Engine | None = None) -> None:
         self.settings = settings

@@ -17,6 +17,8 @@ from .servicers import TokenizerServicer
 
 class TokenizerApp:
     service_names = (SERVICE_NAME,)
+    # what orchestrators read when a tokenizer becomes ready: traced only as part of a request's trace
+    background_methods = frozenset(f"{SERVICE_NAME}/{m}" for m in ("GetTokenizerInfo", "GetTokenizerSpec", "GetVocabulary"))
 
     def __init__(self, settings: TokenizerSettings) -> None:
         self.settings = settings

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import grpc
 
+from tokenway_common import tracing
 from tokenway.inference.v1 import inference_pb2 as pb
 from tokenway.inference.v1 import inference_pb2_grpc as pb_grpc
 
@@ -68,13 +69,30 @@ class InferenceServicer(pb_grpc.InferenceServiceServicer):
         # which aborts the sequence and frees its KV rows at the next step.
         stream = self.engine.generate(to_request(request))
         clock = self.metrics.stream() if self.metrics is not None else None
+        # traced: the engine request from its submission (queued) through its first token to its end
+        span = tracing.start("engine", {"tokenway.sequence_id": request.request_id,
+                                        "tokenway.prompt_tokens": len(request.prompt_token_ids),
+                                        "tokenway.resumed_tokens": request.resumed_tokens or None})
+        first, last, failure = bool(span), None, None
         try:
             async for chunk in stream:
                 if clock is not None:
                     clock.chunk(chunk)
+                if first:
+                    first = False
+                    span.event("first_token", {"tokenway.cached_tokens": chunk.cached_tokens or 0})
+                last = chunk
                 yield to_response(chunk)
+        except BaseException as exc:
+            failure = exc
+            raise
         finally:
             await stream.aclose()
+            if span:
+                if last is not None:
+                    span.update({"tokenway.completion_tokens": last.completion_tokens,
+                                 "tokenway.finish_reason": last.finish_reason.value if last.finish_reason else None})
+                span.end(failure)
 
     async def Abort(self, request: pb.AbortRequest, context: grpc.aio.ServicerContext) -> pb.AbortResponse:
         return pb.AbortResponse(aborted_request_ids=await self.engine.abort(list(request.request_ids)))

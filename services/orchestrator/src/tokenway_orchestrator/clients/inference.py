@@ -13,7 +13,7 @@ import grpc
 from tokenway.inference.v1 import inference_pb2 as pb
 from tokenway.inference.v1 import inference_pb2_grpc
 
-from tokenway_common import errors
+from tokenway_common import errors, tracing
 from tokenway_common.channels import ReadinessFollower
 
 from ..core.ports import EngineChunk, EngineSpec
@@ -23,6 +23,7 @@ from .routing import MIN_GAIN_BLOCKS, PrefixIndex, balanced, block_hashes
 
 log = logging.getLogger("tokenway.orchestrator.inference")
 SERVICE = "tokenway.inference.v1.InferenceService"
+GENERATE = f"{SERVICE}/Generate"
 FINISH = {pb.FINISH_REASON_STOP: "stop", pb.FINISH_REASON_LENGTH: "length", pb.FINISH_REASON_ABORT: "abort"}
 # a replica's own failures (what its breaker counts); the others are the request's or the caller's doing
 FAILURES = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN,
@@ -285,14 +286,21 @@ class InferenceRouter:
                 if base:  # the engine counts them as generated: penalties and a seeded stream go on as unbroken
                     req.resumed_tokens = base
                 replica.breaker.started()
-                call = replica.stub.Generate(req, timeout=timeout)
+                # the CLIENT span of this attempt; the request's stream span (current) names the replica
+                span, md = tracing.peer_call(GENERATE, replica.address, {
+                    "tokenway.sequence_id": req.request_id, "tokenway.prompt_tokens": len(req.prompt_token_ids),
+                    "tokenway.resumed_tokens": base or None})
+                tracing.current().set("tokenway.replica", replica.address)
+                call = replica.stub.Generate(req, timeout=timeout, metadata=md)
                 replica.begin()
                 if self.routed is not None:
                     self.routed(replica.address)
                 started, outcome = False, replica.breaker.released
                 try:
                     while (resp := await call.read()) is not grpc.aio.EOF:  # one layer less than `async for`
-                        started = True
+                        if not started:
+                            started = True
+                            span.event("first_token")
                         chunk = EngineChunk(
                             token_ids=tuple(resp.token_ids), completion_tokens=base + resp.completion_tokens,
                             finish_reason=FINISH.get(resp.finish_reason),
@@ -306,6 +314,7 @@ class InferenceRouter:
                     outcome = replica.breaker.succeeded
                     return
                 except grpc.aio.AioRpcError as e:
+                    span.end(e)
                     if e.code() in FAILURES:
                         outcome = replica.breaker.failed
                     lost = e.code() == grpc.StatusCode.UNAVAILABLE
@@ -320,9 +329,16 @@ class InferenceRouter:
                         moves += 1
                         log.warning("replica %s lost mid-stream after %d tokens of %s (%s); continuing on another",
                                     replica.address, len(produced), request_id, e.details())
+                        stream = tracing.current()
+                        stream.event("migration", {"tokenway.replica": replica.address, "tokenway.tokens": len(produced)})
+                        stream.set("tokenway.migrations", moves)
                         continue
                     raise public_error(e, "inference") from None
+                except BaseException as e:  # the caller left (cancelled, closed): no error of the replica's
+                    span.end(e)
+                    raise
                 finally:
+                    span.end()
                     replica.end()
                     outcome()
                     call.cancel()  # no-op when finished; aborts the engine request otherwise

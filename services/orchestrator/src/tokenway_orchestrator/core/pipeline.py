@@ -14,7 +14,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Sequence
 
-from tokenway_common import errors
+from tokenway_common import errors, tracing
 
 from .ports import DetokenizerPort, EngineChunk, EngineSpec, InferencePort, ModelInfo, TokenizerPort
 
@@ -89,61 +89,72 @@ class Pipeline:
         return len(self._running)
 
     async def run(self, job: Job, timeout: float | None) -> AsyncIterator[ChoiceEvent | Usage]:
-        """Yields ChoiceEvents as they are produced, then one Usage."""
-        started = time.monotonic()
-        finishes: dict[int, str] = {}
-        progress: dict[int, int] = {}  # tokens generated so far, per choice
-        cached: dict[int, int] = {}  # prompt tokens the engine reused, per choice
-        queue: asyncio.Queue[ChoiceEvent | BaseException | None] = asyncio.Queue()
-        tasks: list[asyncio.Task[int]] = []
-        for p, prompt in enumerate(job.prompts):
-            for j in range(job.n):
-                index = p * job.n + j
-                spec = job.specs[p]
-                if spec.seed is not None and job.n > 1:
-                    spec = dataclasses.replace(spec, seed=spec.seed + j)
-                tasks.append(asyncio.create_task(self._choice(job, index, prompt, spec, queue, timeout, progress,
-                                                              cached)))
-        for t in tasks:
-            t.add_done_callback(lambda t: queue.put_nowait(None if t.cancelled() or t.exception() is None
-                                                           else t.exception()))
-        self._running.add(queue)
-        outcome: BaseException | None = None
-        finished = False
-        try:
-            pending = len(tasks)
-            while pending:
-                item = await queue.get()
-                if item is None:
-                    pending -= 1
-                elif isinstance(item, BaseException):
-                    raise item
-                else:
-                    if item.finish_reason is not None:
-                        finishes[item.index] = item.finish_reason
-                    yield item
-            # a prompt counts once however many choices it has: its cached part is what none of them computed
-            usage = Usage(prompt_tokens=sum(len(p) for p in job.prompts),
-                          completion_tokens=sum(t.result() for t in tasks),
-                          cached_tokens=sum(min(cached.get(p * job.n + j, 0) for j in range(job.n))
-                                            for p in range(len(job.prompts))))
-            log.info("%s done", job.request_id, extra={"fields": {
-                "prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens,
-                "choices": len(tasks), "finish": ",".join(sorted(set(finishes.values()))),
-                "ms": round((time.monotonic() - started) * 1e3, 1)}})
-            finished = True
-            yield usage
-        except BaseException as exc:
-            if not finished:
-                outcome = exc
-            raise
-        finally:
-            self._running.discard(queue)
+        """Yields ChoiceEvents as they are produced, then one Usage. Traced as the request's `stream` span (current
+        in the choices' tasks, so that their Generate calls are its children): the usage and finish reasons as
+        attributes, an event at the first text."""
+        with tracing.span("stream", {"tokenway.model": self.model.name, "tokenway.completion_id": job.request_id,
+                                     "tokenway.choices": len(job.prompts) * job.n}) as span:
+            started = time.monotonic()
+            finishes: dict[int, str] = {}
+            progress: dict[int, int] = {}  # tokens generated so far, per choice
+            cached: dict[int, int] = {}  # prompt tokens the engine reused, per choice
+            queue: asyncio.Queue[ChoiceEvent | BaseException | None] = asyncio.Queue()
+            tasks: list[asyncio.Task[int]] = []
+            for p, prompt in enumerate(job.prompts):
+                for j in range(job.n):
+                    index = p * job.n + j
+                    spec = job.specs[p]
+                    if spec.seed is not None and job.n > 1:
+                        spec = dataclasses.replace(spec, seed=spec.seed + j)
+                    tasks.append(asyncio.create_task(self._choice(job, index, prompt, spec, queue, timeout, progress,
+                                                                  cached)))
             for t in tasks:
-                t.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            if outcome is not None:
-                self._log_unfinished(job, outcome, progress, started)
+                t.add_done_callback(lambda t: queue.put_nowait(None if t.cancelled() or t.exception() is None
+                                                               else t.exception()))
+            self._running.add(queue)
+            outcome: BaseException | None = None
+            finished, first = False, True
+            try:
+                pending = len(tasks)
+                while pending:
+                    item = await queue.get()
+                    if item is None:
+                        pending -= 1
+                    elif isinstance(item, BaseException):
+                        raise item
+                    else:
+                        if item.finish_reason is not None:
+                            finishes[item.index] = item.finish_reason
+                        if first:
+                            first = False
+                            span.event("first_token")
+                        yield item
+                # a prompt counts once however many choices it has: its cached part is what none of them computed
+                usage = Usage(prompt_tokens=sum(len(p) for p in job.prompts),
+                              completion_tokens=sum(t.result() for t in tasks),
+                              cached_tokens=sum(min(cached.get(p * job.n + j, 0) for j in range(job.n))
+                                                for p in range(len(job.prompts))))
+                log.info("%s done", job.request_id, extra={"fields": {
+                    "prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens,
+                    "choices": len(tasks), "finish": ",".join(sorted(set(finishes.values()))),
+                    "ms": round((time.monotonic() - started) * 1e3, 1)}})
+                span.update({"tokenway.prompt_tokens": usage.prompt_tokens,
+                             "tokenway.completion_tokens": usage.completion_tokens,
+                             "tokenway.cached_tokens": usage.cached_tokens,
+                             "tokenway.finish_reason": ",".join(sorted(set(finishes.values())))})
+                finished = True
+                yield usage
+            except BaseException as exc:
+                if not finished:
+                    outcome = exc
+                raise
+            finally:
+                self._running.discard(queue)
+                for t in tasks:
+                    t.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
+                if outcome is not None:
+                    self._log_unfinished(job, outcome, progress, started)
 
     @staticmethod
     def _log_unfinished(job: Job, exc: BaseException, progress: dict[int, int], started: float) -> None:

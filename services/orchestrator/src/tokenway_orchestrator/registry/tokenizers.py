@@ -23,7 +23,7 @@ class TokenizerPeer:
     def __init__(self, address: str, channel: grpc.aio.Channel, short_timeout: float) -> None:
         self.address = address
         self.channel = channel
-        self.client = TokenizerClient(channel, short_timeout)
+        self.client = TokenizerClient(channel, short_timeout, address)
         self.health = ReadinessFollower(channel, SERVICE, f"tokenizer {address}")
         self.info: pb.GetTokenizerInfoResponse | None = None  # read each time it becomes ready
         self.listed: set[str] = set()  # the models it is listed under ("": shared by every model)

@@ -6,6 +6,7 @@ import dataclasses
 
 from tokenway.v1 import chat_pb2, chat_pb2_grpc
 
+from tokenway_common import tracing
 from tokenway_common.channels import remaining
 
 from ..core.service import new_request_id
@@ -28,9 +29,12 @@ class ChatServicer(chat_pb2_grpc.ChatServiceServicer):
         messages, params, field = convert.chat_params(request, streaming=streaming)
         params = dataclasses.replace(params, session=metadata(context, SESSION_HEADER))
         timeout = remaining(context, self.app.settings.request_timeout_seconds)
-        prepared = await orch.prepare_chat(entry.name, messages, params, max_tokens_field=field, timeout=timeout,
-                                           request_id=t.request_id)
-        await t.reserve(*orch.most_tokens(prepared))
+        with tracing.span("prepare") as span:  # validation, RenderChat, the token reservation
+            prepared = await orch.prepare_chat(entry.name, messages, params, max_tokens_field=field, timeout=timeout,
+                                               request_id=t.request_id)
+            await t.reserve(*orch.most_tokens(prepared))
+            if span:
+                span.set("tokenway.prompt_tokens", sum(len(p) for p in prepared.job.prompts))
         return orch, params, prepared, timeout
 
     async def CreateChatCompletion(self, request, context):

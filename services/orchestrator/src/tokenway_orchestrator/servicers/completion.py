@@ -6,6 +6,7 @@ import dataclasses
 
 from tokenway.v1 import completion_pb2, completion_pb2_grpc
 
+from tokenway_common import tracing
 from tokenway_common.channels import remaining
 
 from ..core.service import new_request_id
@@ -34,9 +35,12 @@ class CompletionServicer(completion_pb2_grpc.CompletionServiceServicer):
         timeout = remaining(context, self.app.settings.request_timeout_seconds)
         echo = request.echo if request.HasField("echo") else False
         texts, id_lists = convert.completion_prompts(request, orch.model.context_length)
-        prepared = await orch.prepare_completion(entry.name, texts, id_lists, params, echo=echo, timeout=timeout,
-                                                 request_id=t.request_id)
-        await t.reserve(*orch.most_tokens(prepared))
+        with tracing.span("prepare") as span:  # validation, Tokenize, the token reservation
+            prepared = await orch.prepare_completion(entry.name, texts, id_lists, params, echo=echo, timeout=timeout,
+                                                     request_id=t.request_id)
+            await t.reserve(*orch.most_tokens(prepared))
+            if span:
+                span.set("tokenway.prompt_tokens", sum(len(p) for p in prepared.job.prompts))
         return orch, params, prepared, timeout, echo
 
     async def CreateCompletion(self, request, context):

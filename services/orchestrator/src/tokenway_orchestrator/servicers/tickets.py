@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 
 import grpc
 
-from tokenway_common import errors
+from tokenway_common import errors, tracing
 from tokenway_common.channels import remaining
 
 from ..policy.auth import CALLER
@@ -25,9 +25,14 @@ def metadata(context: grpc.aio.ServicerContext, name: str) -> str | None:
 
 @contextlib.asynccontextmanager
 async def ticket(app, context: grpc.aio.ServicerContext, model: str, request_id: str, units: int) -> AsyncIterator[Ticket]:
-    """`model`: the served model's name, which the caller was authorized for (`app.route`)."""
-    t = await app.gate.open(CALLER.get(), model, request_id, priority=metadata(context, PRIORITY_HEADER), units=units,
-                            timeout=remaining(context, app.settings.request_timeout_seconds), authorized=True)
+    """`model`: the served model's name, which the caller was authorized for (`app.route`). Traced: the request's
+    id and model on the call's span, the wait for admission (limits, the queue) as a `queue` span."""
+    tracing.current().update({"tokenway.completion_id": request_id, "tokenway.model": model})
+    with tracing.span("queue", {"tokenway.units": units}) as span:
+        t = await app.gate.open(CALLER.get(), model, request_id, priority=metadata(context, PRIORITY_HEADER),
+                                units=units, timeout=remaining(context, app.settings.request_timeout_seconds),
+                                authorized=True)
+        span.update({"tokenway.priority": t.priority, "tokenway.queue_ms": t.queue_ms})
     try:
         yield t
     except (asyncio.CancelledError, GeneratorExit):  # the caller is gone: nobody waits for the record
