@@ -18,6 +18,14 @@ TLS (PEM file paths; all unset: plaintext on both sides, the local default):
   TOKENWAY_ENVOY_UPSTREAM_TLS_SERVER_NAME               the name (DNS or IP SAN) the orchestrator's certificate must
                                                         carry, sent as SNI when a DNS name; default: ORCHESTRATOR_HOST
 The health checks of the orchestrator (GET /health) go over the same upstream TLS.
+
+Traces: the standard OTEL_* variables, as the services read them. A client's `traceparent`/`tracestate` and
+`x-request-id` always reach the orchestrator (an `x-request-id` is made when the client sent none). With
+OTEL_EXPORTER_OTLP_(TRACES_)ENDPOINT set (and neither OTEL_SDK_DISABLED=true nor OTEL_TRACES_EXPORTER=none), Envoy
+also traces: one SERVER span per request, child of the client's traceparent, parent of the orchestrator's span,
+exported over OTLP/gRPC to that endpoint as OTEL_SERVICE_NAME (default tokenway-envoy), every
+OTEL_BSP_SCHEDULE_DELAY ms (default 5000); OTEL_TRACES_SAMPLER=traceidratio / parentbased_traceidratio with
+OTEL_TRACES_SAMPLER_ARG, or always_off, sample at the edge. GET /health is never traced.
 """
 
 from __future__ import annotations
@@ -31,6 +39,7 @@ import string
 import subprocess
 import sys
 from pathlib import Path
+from urllib.parse import urlsplit
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy" / "envoy"
@@ -255,6 +264,117 @@ def upstream_tls(env, orchestrator_host: str) -> str:
     return "\n".join(pad + line for line in lines) + "\n"
 
 
+class TracingConfigError(ValueError):
+    """The OTEL_* variables ask for traces the edge cannot export."""
+
+
+def otlp_endpoint(env) -> tuple[str, int, bool] | None:
+    """Where the edge exports its spans, (host, port, TLS), by the rules the services follow
+    (tokenway_common.tracing.configured, the OTLP/gRPC exporter's endpoint); None: the edge does not trace."""
+    if env.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
+        return None
+    exporters = {n.strip().lower() for n in env.get("OTEL_TRACES_EXPORTER", "").split(",") if n.strip()}
+    if "none" in exporters:
+        return None
+    endpoint = env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or env.get("OTEL_EXPORTER_OTLP_ENDPOINT")
+    if not endpoint:
+        return None  # console-only exporters are the services' business; the edge only propagates
+    protocol = env.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL") or env.get("OTEL_EXPORTER_OTLP_PROTOCOL") or "grpc"
+    if protocol.strip().lower() != "grpc":
+        raise TracingConfigError(f"OTEL_EXPORTER_OTLP_PROTOCOL: {protocol!r} not supported; the edge exports OTLP "
+                                 "over gRPC (set grpc, or leave it unset)")
+    if "://" not in endpoint:  # host:port: TLS unless OTEL_EXPORTER_OTLP_INSECURE says otherwise, as the exporter does
+        insecure = (env.get("OTEL_EXPORTER_OTLP_TRACES_INSECURE") or env.get("OTEL_EXPORTER_OTLP_INSECURE") or "")
+        endpoint = ("http://" if insecure.strip().lower() == "true" else "https://") + endpoint
+    url = urlsplit(endpoint)
+    if url.scheme not in ("http", "https") or not url.hostname:
+        raise TracingConfigError(f"OTEL_EXPORTER_OTLP_ENDPOINT: {endpoint!r} is not http(s)://host[:port]")
+    return url.hostname, url.port or 4317, url.scheme == "https"
+
+
+def _sampling_percent(env) -> float | None:
+    """The edge's sampling of traces it starts, from OTEL_TRACES_SAMPLER (None: every one)."""
+    sampler = env.get("OTEL_TRACES_SAMPLER", "").strip().lower()
+    if sampler in ("always_off", "parentbased_always_off"):
+        return 0.0
+    if sampler in ("traceidratio", "parentbased_traceidratio"):
+        try:
+            return min(max(float(env.get("OTEL_TRACES_SAMPLER_ARG", "1")), 0.0), 1.0) * 100
+        except ValueError:
+            raise TracingConfigError(f"OTEL_TRACES_SAMPLER_ARG: {env.get('OTEL_TRACES_SAMPLER_ARG')!r} is not a "
+                                     "ratio in [0, 1]") from None
+    return None
+
+
+def tracing(env) -> dict[str, str]:
+    """The template's tracing pieces: the HTTP connection manager's tracer, the collector's cluster, the runtime
+    that sets the tracer's flush interval; all "" when the edge does not trace."""
+    where = otlp_endpoint(env)
+    if where is None:
+        return {"TRACING": "", "TRACE_CLUSTER": "", "RUNTIME": ""}
+    host, port, tls = where
+    service = env.get("OTEL_SERVICE_NAME") or "tokenway-envoy"
+    try:
+        flush_ms = max(1, int(float(env.get("OTEL_BSP_SCHEDULE_DELAY", "5000"))))
+    except ValueError:
+        raise TracingConfigError(f"OTEL_BSP_SCHEDULE_DELAY: {env.get('OTEL_BSP_SCHEDULE_DELAY')!r} is not a number of "
+                                 "milliseconds") from None
+    pad = " " * 16
+    lines = ["tracing:",
+             "  provider:",
+             "    name: envoy.tracers.opentelemetry",
+             "    typed_config:",
+             '      "@type": type.googleapis.com/envoy.config.trace.v3.OpenTelemetryConfig',
+             "      grpc_service:",
+             "        envoy_grpc: {cluster_name: otel_collector}",
+             "        timeout: 5s",
+             f"      service_name: {json.dumps(service)}"]
+    percent = _sampling_percent(env)
+    if percent is not None:
+        lines += ["      sampler:",
+                  "        name: envoy.tracers.opentelemetry.samplers.trace_id_ratio_based",
+                  "        typed_config:",
+                  '          "@type": type.googleapis.com/envoy.extensions.tracers.opentelemetry.samplers.v3.'
+                  'TraceIdRatioBasedSamplerConfig',
+                  f"          sampling_percentage: {{numerator: {round(percent * 10000)}, denominator: MILLION}}"]
+    hcm = "\n".join(pad + line for line in lines) + "\n"
+    cluster = [
+        "- name: otel_collector",
+        "  type: STRICT_DNS",
+        "  connect_timeout: 2s",
+        "  typed_extension_protocol_options:",
+        "    envoy.extensions.upstreams.http.v3.HttpProtocolOptions:",
+        '      "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions',
+        "      explicit_http_config:",
+        "        http2_protocol_options: {}",
+        "  load_assignment:",
+        "    cluster_name: otel_collector",
+        "    endpoints:",
+        "      - lb_endpoints:",
+        "          - endpoint:",
+        f"              address: {{socket_address: {{address: {json.dumps(host)}, port_value: {port}}}}}"]
+    if tls:
+        ca = (env.get("OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE") or env.get("OTEL_EXPORTER_OTLP_CERTIFICATE")
+              or "/etc/ssl/certs/ca-certificates.crt")
+        cluster += ["  transport_socket:",
+                    "    name: envoy.transport_sockets.tls",
+                    "    typed_config:",
+                    '      "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext',
+                    f"      sni: {json.dumps(host)}",
+                    "      common_tls_context:",
+                    "        alpn_protocols: [h2]",
+                    "        validation_context:",
+                    f"          trusted_ca: {_file(ca)}"]
+    runtime = ("layered_runtime:\n"
+               "  layers:\n"
+               "    - name: tracing\n"
+               "      static_layer:\n"
+               f"        tracing.opentelemetry.flush_interval_ms: {flush_ms}\n"
+               "    - name: admin\n"
+               "      admin_layer: {}\n")
+    return {"TRACING": hcm, "TRACE_CLUSTER": "\n".join("    " + line for line in cluster) + "\n", "RUNTIME": runtime}
+
+
 def render(out: Path) -> Path:
     env = os.environ
     if problems := _tls_problems(env):
@@ -277,6 +397,7 @@ def render(out: Path) -> Path:
         "FAULT_FILTER": FAULT_FILTER if env.get("TOKENWAY_ENVOY_FAULTS") == "1" else "",
         "DOWNSTREAM_TLS": downstream_tls(env),
         "UPSTREAM_TLS": upstream_tls(env, orchestrator_host),
+        **tracing(env),
     }
     text = string.Template((DEPLOY / "envoy.yaml.tmpl").read_text()).substitute(values)
     out.write_text(text)
@@ -291,7 +412,7 @@ def main() -> int:
     args = parser.parse_args()
     try:
         config = render(args.out)
-    except TLSConfigError as e:
+    except (TLSConfigError, TracingConfigError) as e:
         print(f"envoy: {e}", file=sys.stderr)
         return 2
     if args.command == "render":
