@@ -8,7 +8,8 @@
 Ports: TOKENWAY_ORCHESTRATOR_PORT (50051), TOKENWAY_TOKENIZER_PORT (50052), TOKENWAY_INFERENCE_PORT
 (50053), TOKENWAY_ENVOY_PORT (8080, REST) and TOKENWAY_ENVOY_ADMIN_PORT (9901); Prometheus metrics on
 TOKENWAY_ORCHESTRATOR_METRICS_PORT (9091), TOKENWAY_TOKENIZER_METRICS_PORT (9092) and
-TOKENWAY_INFERENCE_METRICS_PORT (9093), 0 for none. The model:
+TOKENWAY_INFERENCE_METRICS_PORT (9093), 0 for none. Traces: the standard OTEL_* variables, which every process
+inherits (OTEL_EXPORTER_OTLP_ENDPOINT=http://host:4317 turns them on). The model:
 TOKENWAY_MODEL (default: the embedded .tokenway/models/tokenway-tiny). TOKENWAY_INFERENCE_ENGINE=vllm runs
 the inference service from the vLLM venv (`make setup-vllm`; TOKENWAY_VLLM_VENV, default .tokenway/venv-vllm),
 the other services unchanged. Logs and pids live in .tokenway/run/.
@@ -273,6 +274,11 @@ def print_metrics() -> None:
     urls = [f"{s['name']} http://127.0.0.1:{s['metrics']}/metrics" for s in services() if s.get("metrics")]
     if urls:
         print(f"   metrics (Prometheus): {'  |  '.join(urls)}", flush=True)
+    env = os.environ
+    endpoint = env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or env.get("OTEL_EXPORTER_OTLP_ENDPOINT")
+    off = env.get("OTEL_SDK_DISABLED", "").lower() == "true" or "none" in env.get("OTEL_TRACES_EXPORTER", "").lower()
+    if endpoint and not off:  # every process inherits the OTEL_* variables (each service's log says what it does)
+        print(f"   traces (OpenTelemetry): every service and Envoy export to {endpoint}", flush=True)
 
 
 def cmd_run(timeout: float) -> int:
