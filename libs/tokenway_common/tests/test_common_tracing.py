@@ -269,3 +269,26 @@ def test_log_lines_carry_the_trace_and_span_ids_of_the_current_span(spans):
     assert (inside.trace_id, inside.span_id) == (format(ids.trace_id, "032x"), format(ids.span_id, "016x"))
     assert f'"trace_id": "{inside.trace_id}"' in logs._JsonFormatter().format(inside)
     assert f"trace_id={inside.trace_id} span_id={inside.span_id}" in logs._TextFormatter("%(message)s").format(inside)
+
+
+def test_setup_names_the_service_and_a_dead_collector_never_holds_the_stop_up():
+    """A fresh process (setup installs the global provider once): service.name is tokenway-<service> unless
+    OTEL_SERVICE_NAME says otherwise, and close() returns within its bound while the collector refuses connections."""
+    code = textwrap.dedent("""
+        import os, time
+        from tokenway_common import tracing
+        t = tracing.setup("tokenizer", {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:9"})
+        assert t.provider.resource.attributes["service.name"] == "tokenway-tokenizer", t.provider.resource.attributes
+        assert tracing.enabled() and "127.0.0.1:9" in t.description
+        with tracing._tracer.start_as_current_span("x"):
+            pass
+        started = time.monotonic()
+        t.close(timeout=0.5)
+        assert time.monotonic() - started < 5 and not tracing.enabled()
+        os.environ["OTEL_SERVICE_NAME"] = "edge-tokenizer"
+        t = tracing.setup("tokenizer", {"OTEL_TRACES_EXPORTER": "console"})
+        assert t.provider.resource.attributes["service.name"] == "edge-tokenizer"
+        t.close(timeout=0.5)
+    """)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]

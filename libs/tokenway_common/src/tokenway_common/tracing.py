@@ -31,6 +31,7 @@ import contextlib
 import logging
 import os
 import socket
+import threading
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
@@ -122,19 +123,22 @@ class Tracing:
         self.provider, self.processors, self.description = provider, list(processors), description
 
     def close(self, timeout: float = 5.0) -> None:
-        """Exports what is buffered (within `timeout` seconds: a collector that is down never holds a stop up)."""
+        """Exports what is buffered, for at most `timeout` seconds: a collector that is down (the exporter retries
+        for up to OTEL_EXPORTER_OTLP_TIMEOUT) never holds a stop up; what is left then is dropped (a daemon thread)."""
         uninstall()
-        for p in self.processors:
-            try:
-                p.shutdown(timeout_millis=int(timeout * 1000)) if _takes_timeout(p.shutdown) else p.shutdown()
-            except Exception as exc:  # noqa: BLE001 - the last spans are lost, the stop goes on
-                log.warning("tracing: flushing spans failed: %s", exc)
 
+        def shutdown() -> None:
+            for p in self.processors:
+                try:
+                    p.shutdown()
+                except Exception as exc:  # noqa: BLE001 - the last spans are lost, the stop goes on
+                    log.warning("tracing: flushing spans failed: %s", exc)
 
-def _takes_timeout(fn: Any) -> bool:
-    import inspect
-
-    return "timeout_millis" in inspect.signature(fn).parameters
+        worker = threading.Thread(target=shutdown, name="tracing-shutdown", daemon=True)
+        worker.start()
+        worker.join(timeout)
+        if worker.is_alive():
+            log.warning("tracing: spans not exported within %.0fs of the stop were dropped", timeout)
 
 
 def setup(service: str, env: Mapping[str, str] = os.environ) -> Tracing | None:
@@ -162,9 +166,10 @@ def setup(service: str, env: Mapping[str, str] = os.environ) -> Tracing | None:
     if "otlp" in exporters:
         from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
 
-        processors.append(BatchSpanProcessor(OTLPSpanExporter()))
-        where.append("OTLP/gRPC to " + (env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
-                                         or env.get("OTEL_EXPORTER_OTLP_ENDPOINT") or "localhost:4317"))
+        # the exporter reads the other OTEL_EXPORTER_OTLP_* variables (headers, TLS, timeout) itself
+        endpoint = env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or env.get("OTEL_EXPORTER_OTLP_ENDPOINT") or None
+        processors.append(BatchSpanProcessor(OTLPSpanExporter(endpoint=endpoint)))
+        where.append(f"OTLP/gRPC to {endpoint or 'localhost:4317'}")
     if "console" in exporters:
         processors.append(BatchSpanProcessor(ConsoleSpanExporter()))
         where.append("the console")
