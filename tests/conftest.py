@@ -91,9 +91,10 @@ def suite(tmp_path_factory):
                TOKENWAY_DEV_API_KEY_FILE=str(state / "dev-api-key"),
                TOKENWAY_ORCHESTRATOR_PORT=str(ports["orchestrator"]), TOKENWAY_TOKENIZER_PORT=str(ports["tokenizer"]),
                TOKENWAY_INFERENCE_PORT=str(ports["inference"]), TOKENWAY_ENVOY_PORT=str(ports["rest"]),
-               TOKENWAY_ENVOY_ADMIN_PORT=str(free_port()),
-               **{f"TOKENWAY_{name.upper()}_METRICS_PORT": str(port) for name, port in metrics.items()})
-    up = subprocess.run([sys.executable, "tools/suite.py", "up", "--timeout", "240"], cwd=ROOT, env=env,
+               TOKENWAY_ENVOY_ADMIN_PORT=str(free_port()))
+    # the metrics ports are the suite's own: the processes tests start from `suite.env` keep theirs off (0)
+    up_env = dict(env, **{f"TOKENWAY_{name.upper()}_METRICS_PORT": str(port) for name, port in metrics.items()})
+    up = subprocess.run([sys.executable, "tools/suite.py", "up", "--timeout", "240"], cwd=ROOT, env=up_env,
                         capture_output=True, text=True)
     if up.returncode != 0:
         logs = "\n".join(f.read_text()[-3000:] for f in Path(env["TOKENWAY_RUN_DIR"]).glob("*.log"))
