@@ -420,6 +420,12 @@ def main() -> int:
         return 0
     base = [envoy_binary(), "-c", str(config), "--disable-hot-restart", "--log-level",
             os.environ.get("TOKENWAY_ENVOY_LOG_LEVEL", "warn")]
+    concurrency = os.environ.get("TOKENWAY_ENVOY_CONCURRENCY", "")
+    if concurrency:  # worker threads; Envoy's default is one per core of the host, not of a container's CPU limit
+        if not concurrency.isdigit() or int(concurrency) < 1:
+            print(f"envoy: TOKENWAY_ENVOY_CONCURRENCY must be a whole number >= 1, got {concurrency!r}", file=sys.stderr)
+            return 2
+        base += ["--concurrency", concurrency]
     if args.command == "validate":
         proc = subprocess.run([*base, "--mode", "validate"], capture_output=True, text=True)
         print((proc.stdout + proc.stderr).strip().splitlines()[-1] if proc.returncode == 0 else proc.stdout + proc.stderr)
