@@ -77,7 +77,9 @@ def fleet(suite, tmp_path_factory):
     subprocess.run([sys.executable, str(ROOT / "tools" / "model" / "build_model.py"), "--preset", "pico", "--out",
                     str(PICO_DIR)], check=True, capture_output=True)  # reused when up to date
     state = tmp_path_factory.mktemp("models")
-    env = dict(suite.env, HF_HUB_OFFLINE="1", TOKENWAY_INFERENCE_THREADS="1",
+    # this file's own replicas run on the embedded engine whatever the session suite's is (make test-vllm runs it
+    # on vLLM, from another venv): what is tested here is the registry, not the engine
+    env = dict(suite.env, HF_HUB_OFFLINE="1", TOKENWAY_INFERENCE_THREADS="1", TOKENWAY_INFERENCE_ENGINE="transformers",
                TOKENWAY_ORCHESTRATOR_STORE=str(state / "tokenway.db"))
     ports = {name: free_port() for name in ("pico_tokenizer", "pico_inference", "tiny_inference", "fallback", "reload")}
     procs: dict[str, subprocess.Popen] = {}
