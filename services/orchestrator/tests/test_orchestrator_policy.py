@@ -288,3 +288,18 @@ async def test_a_request_cancelled_while_it_waits_is_recorded_and_frees_its_slot
         for call in running:
             call.cancel()
     await _until(lambda: app.admission.running == 0)
+
+
+async def test_an_oversized_key_is_refused_the_same_way_every_time(guarded):
+    """gRPC's default refuses metadata between 8 and 16 KiB at random; the server's limit is one line: up to
+    16 KiB the key is read (and refused as invalid), beyond it the call is refused before any handler runs."""
+    app, address = guarded
+    async with grpc.aio.insecure_channel(address) as ch:
+        chat = chat_pb2_grpc.ChatServiceStub(ch)
+        for size, code in ((12_000, grpc.StatusCode.UNAUTHENTICATED), (17_000, grpc.StatusCode.RESOURCE_EXHAUSTED)):
+            got = set()
+            for _ in range(20):
+                with pytest.raises(grpc.aio.AioRpcError) as e:
+                    await chat.CreateChatCompletion(chat_req(max_tokens=2), metadata=md("tw-" + "x" * size), timeout=30)
+                got.add(e.value.code())
+            assert got == {code}, size

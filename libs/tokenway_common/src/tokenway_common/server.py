@@ -72,6 +72,9 @@ class App(Protocol):
     async def close(self) -> None: ...
 
 
+METADATA_BYTES = 16 * 1024
+
+
 def server_options(settings: config.ServerSettings, *, receiving: str = "requests",
                    reuse_port: bool = False) -> list[tuple[str, int]]:
     """Options for a server (`receiving="requests"`: at most max_request_mb) or, with `receiving="responses"`,
@@ -82,6 +85,11 @@ def server_options(settings: config.ServerSettings, *, receiving: str = "request
     return [
         ("grpc.max_send_message_length", size),
         ("grpc.max_receive_message_length", receive),
+        # Metadata up to 16 KiB is read, more is refused (RESOURCE_EXHAUSTED), always: gRPC's default refuses
+        # *at random* between its soft (8 KiB) and hard (16 KiB) limits, so one oversized header (an 8 kB
+        # bearer token) got UNAUTHENTICATED from our check on one call and RESOURCE_EXHAUSTED on the next.
+        ("grpc.max_metadata_size", METADATA_BYTES),
+        ("grpc.absolute_max_metadata_size", METADATA_BYTES),
         # A second server on a taken port must fail, not share it; only one supervisor's workers share theirs.
         ("grpc.so_reuseport", 1 if reuse_port else 0),
         # Accept the peers' keepalive pings (channels.py pings every second so that a hung peer is
